@@ -1,0 +1,295 @@
+"""Model registry: a folder of immutable versions and one atomically switched `current`.
+
+Layout under the root::
+
+    versions/v0001-20261125T101500/   checkpoint.pth, config.py, schema.yaml, meta.json
+    current.json                      {"id": ..., "promoted_at": ...}
+    history.jsonl                     one promote/rollback event per line
+    .lock                             flock'ed by writers around every change
+    .tmp-*/                           versions being written (invisible to readers)
+
+Why it is safe with a reader (the Nuclio function) and a writer (the trainer) in different
+processes: a version is written in a temp dir inside the root and appears only by `os.rename`, and
+`current.json` and `meta.json` change only by `os.replace`; both are atomic on POSIX, so a reader sees
+the old state or the new one, never a half-written file. Writers serialise on `fcntl.flock`, which is
+what makes sequence numbers unique across processes. Versions are never modified in place except
+their meta.json, so a reader holding a Version can keep loading its files.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from cals.errors import CalsError
+
+log = logging.getLogger(__name__)
+
+_ID_RE = re.compile(r"^v(\d{4,})-\d{8}T\d{6}$")
+_RESERVED = ("id", "parent", "created_at", "files")
+_META = "meta.json"
+
+
+class RegistryError(CalsError):
+    """A registry operation cannot be done (unknown version, nothing to roll back to, bad input)."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One immutable registered model; `meta` is its parsed meta.json."""
+
+    id: str
+    path: Path
+    meta: dict = field(compare=False, hash=False, repr=False)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self._file("checkpoint")
+
+    @property
+    def config(self) -> Path:
+        return self._file("config")
+
+    @property
+    def schema(self) -> Path:
+        return self._file("schema")
+
+    @property
+    def metrics(self) -> dict:
+        return dict(self.meta.get("metrics") or {})
+
+    @property
+    def parent(self) -> str | None:
+        return self.meta.get("parent")
+
+    @property
+    def created_at(self) -> str:
+        return self.meta["created_at"]
+
+    def _file(self, stem: str) -> Path:
+        """The stored file whose name stem is `stem` (checkpoint.pth, config.py, ...)."""
+        names = sorted(self.meta.get("files") or {})
+        for name in names:
+            if Path(name).stem == stem:
+                return self.path / name
+        raise RegistryError(f"version {self.id!r} has no {stem} file (files: {names})")
+
+
+class Registry:
+    """Versioned checkpoints with metrics and one `current`; see the module docstring for layout."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.versions_dir = self.root / "versions"
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        self._current_file = self.root / "current.json"
+        self._history_file = self.root / "history.jsonl"
+
+    def __repr__(self) -> str:
+        return f"Registry({str(self.root)!r})"
+
+    # ---- writing ----------------------------------------------------------
+    def add(self, files: Mapping[str, str | os.PathLike], *, meta: dict,
+            parent: str | None = None) -> Version:
+        """Copy `files` ({stored name: source path}) into a new version; it is not promoted.
+
+        The copy happens outside the lock (checkpoints are large); only id allocation, meta.json
+        and the final rename hold it.
+        """
+        _check_new_version(files, meta)
+        if parent is not None:
+            self.get(parent)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        try:
+            hashes = {name: _copy_synced(Path(src), tmp / name) for name, src in files.items()}
+            with self._locked():
+                version_id = self._next_id()
+                record = {**meta, "id": version_id, "parent": parent, "created_at": _now(),
+                          "files": {name: {"sha256": h} for name, h in hashes.items()}}
+                _write_json_synced(tmp / _META, record)
+                _fsync_dir(tmp)
+                os.rename(tmp, self.versions_dir / version_id)
+                _fsync_dir(self.versions_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("registered %s (parent %s, files %s)", version_id, parent, sorted(files))
+        return self.get(version_id)
+
+    def update_meta(self, version_id: str, **fields: Any) -> Version:
+        """Merge `fields` into a version's meta.json (e.g. metrics after evaluation), atomically."""
+        bad = sorted(set(fields) & set(_RESERVED))
+        if bad:
+            raise RegistryError(f"cannot change reserved meta fields {bad}")
+        with self._locked():
+            version = self.get(version_id)
+            _write_json_atomic(version.path / _META, {**version.meta, **fields})
+        return self.get(version_id)
+
+    def promote(self, version_id: str, *, reason: str = "") -> Version:
+        """Make `version_id` the current version (one atomic replace of current.json)."""
+        with self._locked():
+            version = self.get(version_id)
+            previous = self._current_id()
+            self._switch("promote", version.id, previous=previous, reason=reason)
+        log.info("promoted %s (was %s)%s", version_id, previous, f": {reason}" if reason else "")
+        return version
+
+    def rollback(self) -> Version:
+        """Make the version promoted before the current one current again; repeatable."""
+        with self._locked():
+            stack = self._promotion_stack()
+            if len(stack) < 2:
+                raise RegistryError("no previously promoted version to roll back to")
+            version = self.get(stack[-2])
+            self._switch("rollback", version.id, previous=stack[-1], reason="")
+        log.info("rolled back from %s to %s", stack[-1], version.id)
+        return version
+
+    def _switch(self, event: str, version_id: str, *, previous: str | None, reason: str) -> None:
+        """Log the event, then switch current.json; caller holds the lock."""
+        at = _now()
+        entry = {"event": event, "id": version_id, "previous": previous, "reason": reason, "at": at}
+        with open(self._history_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        _write_json_atomic(self._current_file, {"id": version_id, "promoted_at": at})
+
+    # ---- reading ----------------------------------------------------------
+    def list(self) -> list[Version]:
+        """All complete versions, oldest first (temp dirs of unfinished writes are not listed)."""
+        return [self._load(name) for name in self._version_ids()]
+
+    def get(self, version_id: str) -> Version:
+        if not isinstance(version_id, str) or not _ID_RE.match(version_id) \
+                or not (self.versions_dir / version_id / _META).is_file():
+            known = self._version_ids()
+            shown = known if len(known) <= 6 else known[:3] + ["..."] + known[-3:]
+            raise RegistryError(f"unknown version {version_id!r} in {str(self.root)!r}; "
+                                f"known: {', '.join(shown) or 'none'}")
+        return self._load(version_id)
+
+    def current(self) -> Version | None:
+        """The promoted version, or None before the first promote."""
+        version_id = self._current_id()
+        return None if version_id is None else self.get(version_id)
+
+    def history(self) -> list[dict]:
+        """Promote and rollback events, oldest first."""
+        try:
+            text = self._history_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    # ---- internals --------------------------------------------------------
+    def _load(self, version_id: str) -> Version:
+        path = self.versions_dir / version_id
+        return Version(id=version_id, path=path, meta=_read_json(path / _META))
+
+    def _version_ids(self) -> list[str]:
+        names = [p.name for p in self.versions_dir.iterdir() if _ID_RE.match(p.name)]
+        return sorted(names, key=lambda n: int(_ID_RE.match(n).group(1)))
+
+    def _next_id(self) -> str:
+        ids = self._version_ids()
+        seq = int(_ID_RE.match(ids[-1]).group(1)) + 1 if ids else 1
+        return f"v{seq:04d}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+
+    def _current_id(self) -> str | None:
+        try:
+            return _read_json(self._current_file)["id"]
+        except FileNotFoundError:
+            return None
+
+    def _promotion_stack(self) -> list[str]:
+        """Replay history: promote pushes, rollback pops; the top is the current version."""
+        stack: list[str] = []
+        for entry in self.history():
+            if entry["event"] == "promote":
+                stack.append(entry["id"])
+            elif entry["event"] == "rollback" and stack:
+                stack.pop()
+        return stack
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.root / ".lock", "a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _check_new_version(files: Mapping[str, str | os.PathLike], meta: dict) -> None:
+    """Validate before copying anything, so a bad call leaves no trace."""
+    if not files:
+        raise RegistryError("a version needs at least one file")
+    for name, src in files.items():
+        if not name or Path(name).name != name or name.startswith(".") or name == _META:
+            raise RegistryError(f"bad stored file name {name!r}: use a plain name like 'checkpoint.pth'")
+        if not Path(src).is_file():
+            raise RegistryError(f"file for {name!r} not found: {str(src)!r}")
+    bad = sorted(set(meta) & {"id", "created_at", "files"})
+    if bad:
+        raise RegistryError(f"meta must not set reserved fields {bad}")
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as e:
+        raise RegistryError(f"meta is not JSON-serialisable: {e}") from None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _copy_synced(src: Path, dst: Path) -> str:
+    """Copy `src` to `dst`, fsync it, and return its sha256."""
+    digest = hashlib.sha256()
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while chunk := fin.read(1 << 20):
+            digest.update(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return digest.hexdigest()
+
+
+def _write_json_synced(path: Path, data: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    """Write next to `path`, then os.replace: readers see the old or the new file, never a mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _write_json_synced(tmp, data)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
