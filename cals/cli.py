@@ -1,0 +1,201 @@
+"""`cals`: thin command-line wrappers over the library. Errors print as one line."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from cals.errors import CalsError
+
+REGISTRY_HELP = "model registry folder (default: $CALS_REGISTRY)"
+
+
+def _emit(doc: Any, out: str | None = None) -> None:
+    text = json.dumps(doc, indent=2)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+    else:
+        print(text)
+
+
+def _registry(args):
+    from cals.registry import Registry
+
+    root = args.registry or os.environ.get("CALS_REGISTRY")
+    if not root:
+        raise CalsError("no registry given: pass --registry DIR or set CALS_REGISTRY")
+    return Registry(root)
+
+
+def _schema(args):
+    from cals.schema import load_schema
+
+    return load_schema(args.schema)
+
+
+def cmd_generate(args) -> None:
+    from cals.synth import generate_dataset, parse_mix
+
+    mix = parse_mix(args.mix) if args.mix else None
+    w, h = _size(args.size)
+    path = generate_dataset(args.out, args.images, seed=args.seed, mix=mix, schema=_schema(args),
+                            image_size=(w, h), max_people=args.max_people, workers=args.workers)
+    print(path)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise CalsError(f"--size must look like 320x240, got {text!r}") from None
+    return w, h
+
+
+def cmd_train(args) -> None:
+    from cals.model.train import train
+
+    registry = _registry(args)
+    version = train(args.data, registry, config=args.config, schema=_schema(args),
+                    epochs=args.epochs, iters=args.iters, init=args.init, val_root=args.val)
+    if args.promote or registry.current() is None:
+        registry.promote(version.id, reason="cals train --promote" if args.promote else "first model")
+    print(version.id)
+
+
+def cmd_evaluate(args) -> None:
+    from cals.model.evaluation import evaluate_predictor
+    from cals.model.predict import Predictor
+
+    registry = _registry(args)
+    predictor = Predictor.from_registry(registry, args.version)
+    metrics = evaluate_predictor(predictor, args.data)
+    if args.save:
+        registry.update_meta(predictor.version_id, metrics=metrics)
+    _emit(metrics, args.out)
+
+
+def cmd_predict(args) -> None:
+    from cals.model.images import predict_folder
+    from cals.model.predict import Predictor
+
+    predictor = Predictor.from_registry(_registry(args), args.version)
+    results = predict_folder(predictor, args.images, boxes=args.boxes)
+    _emit(results, args.out)
+    logging.getLogger("cals").info("wrote %d people to %s", len(results), args.out)
+
+
+def cmd_models(args) -> None:
+    registry = _registry(args)
+    if args.action == "list":
+        current = registry.current()
+        for v in registry.list():
+            mark = "*" if current and v.id == current.id else " "
+            spine = v.meta.get("metrics", {}).get("groups", {}).get("spine", {}).get("AP")
+            ap = f"spine AP {spine:.3f}" if isinstance(spine, (int, float)) else "not evaluated"
+            print(f"{mark} {v.id}  parent={v.parent or '-'}  {v.meta.get('config', '?')}  {ap}")
+        return
+    if args.action == "promote":
+        if not args.version:
+            raise CalsError("models promote needs a version id")
+        version = registry.promote(args.version, reason="cals models promote")
+    else:
+        version = registry.rollback()
+    print(version.id)
+
+
+def cmd_schema(args) -> None:
+    schema = _schema(args)
+    if args.cvat_spec:
+        _emit([schema.cvat_label()])
+    elif args.coco:
+        _emit(schema.coco_category())
+    else:
+        _emit({"source": schema.source, "label": schema.label, "keypoints": schema.names,
+               "groups": {g: [schema.names[i] for i in idx] for g, idx in schema.groups.items()}})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cals", description="Active learning of new keypoints for CVAT.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument("--schema", help="keypoint schema YAML (default: $CALS_SCHEMA or the bundled COCO-17 + spine)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="write a synthetic COCO keypoints dataset")
+    g.add_argument("--out", required=True, help="output folder (annotations.json + images/)")
+    g.add_argument("--images", type=int, required=True, help="number of images")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--mix", help="pose-family mix, e.g. upright=0.7,bending=0.1,sitting=0.1,lying=0.05,twisting=0.05")
+    g.add_argument("--size", default="320x240", help="image size WxH (default 320x240)")
+    g.add_argument("--max-people", type=int, default=3)
+    g.add_argument("--workers", type=int, help="processes (default: all cores)")
+    g.set_defaults(func=cmd_generate)
+
+    t = sub.add_parser("train", help="train or fine-tune a model; prints the new version id")
+    t.add_argument("--data", required=True, help="COCO dataset folder (annotations.json + images/)")
+    t.add_argument("--registry", help=REGISTRY_HELP)
+    t.add_argument("--config", default=os.environ.get("CALS_CONFIG", "cpu"),
+                   help="cpu | rtmpose-m | path to an mmengine config (default: $CALS_CONFIG or cpu)")
+    sched = t.add_mutually_exclusive_group()
+    sched.add_argument("--epochs", type=int, help="train for E epochs instead of the config's schedule")
+    sched.add_argument("--iters", type=int, help="train for N iterations instead of the config's schedule")
+    t.add_argument("--init", help="registry version id, 'current', or a checkpoint path/URL (COCO-17 ok)")
+    t.add_argument("--val", help="validation dataset folder; its metrics are stored with the version")
+    t.add_argument("--promote", action="store_true", help="make the new version current (the first one always is)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="COCO OKS AP/AR per group and PCK; prints the metrics JSON")
+    e.add_argument("--data", required=True)
+    e.add_argument("--registry", help=REGISTRY_HELP)
+    e.add_argument("--version", help="version id (default: current)")
+    e.add_argument("--out", help="also write the JSON here")
+    e.add_argument("--save", action="store_true", help="store the metrics in the version's metadata")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="predict keypoints; writes COCO results JSON with scores")
+    r.add_argument("--images", required=True, help="folder of images")
+    r.add_argument("--registry", help=REGISTRY_HELP)
+    r.add_argument("--version", help="version id (default: current)")
+    r.add_argument("--boxes", help="COCO JSON with person boxes (default: the whole image is one person)")
+    r.add_argument("--out", required=True, help="results JSON")
+    r.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("models", help="list, promote or roll back registry versions")
+    m.add_argument("action", choices=["list", "promote", "rollback"])
+    m.add_argument("version", nargs="?", help="version id (promote)")
+    m.add_argument("--registry", help=REGISTRY_HELP)
+    m.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("schema", help="show the keypoint schema")
+    s.add_argument("--cvat-spec", action="store_true", help="CVAT label spec (function.yaml / task labels)")
+    s.add_argument("--coco", action="store_true", help="the COCO categories entry")
+    s.set_defaults(func=cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("mmengine", "PIL", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    func: Callable = args.func
+    try:
+        func(args)
+    except CalsError as e:
+        if args.debug:
+            raise
+        print(f"cals: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("cals: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""mmengine configs for CALS models, completed from the keypoint schema and the data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mmengine.config import Config
+
+from cals.data.coco import ANNOTATIONS, IMAGES
+from cals.errors import CalsError
+from cals.schema import Schema
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = {
+    "cpu": "cpu_res18n-hm_b16-600it_128x96.py",
+    "rtmpose-m": "rtmpose-m_simcc_b64-90e_256x192.py",
+}
+DEFAULT_CONFIG = os.environ.get("CALS_CONFIG", "cpu")
+
+
+def config_path(name: str) -> Path:
+    """A short name from CONFIGS, or a path to an mmengine config file."""
+    if name in CONFIGS:
+        return CONFIG_DIR / CONFIGS[name]
+    path = Path(name)
+    if path.suffix == ".py" and path.is_file():
+        return path
+    raise CalsError(f"unknown config {name!r}; choose one of {sorted(CONFIGS)} or a .py config file")
+
+
+def build_config(name: str, schema: Schema, *, data_root: str | os.PathLike | None = None,
+                 epochs: int | None = None, iters: int | None = None,
+                 work_dir: str | os.PathLike | None = None) -> Config:
+    """Load a config and make it match the schema (point count, metainfo) and the data.
+
+    `epochs` or `iters` override the config's schedule; LR schedulers are
+    rescaled so a shorter fine-tuning run still warms up and decays.
+    """
+    cfg = Config.fromfile(config_path(name))
+    k = schema.num_keypoints
+    cfg.model.head.out_channels = k
+    metainfo = schema.mmpose_metainfo()
+    cfg.train_dataloader.dataset.metainfo = metainfo
+    cfg.test_dataloader.dataset.metainfo = metainfo
+    if data_root is not None:
+        cfg.train_dataloader.dataset.data_root = str(data_root)
+        cfg.train_dataloader.dataset.ann_file = ANNOTATIONS
+        cfg.train_dataloader.dataset.data_prefix = dict(img=f"{IMAGES}/")
+    if work_dir is not None:
+        cfg.work_dir = str(work_dir)
+    if epochs is not None or iters is not None:
+        _set_schedule(cfg, epochs=epochs, iters=iters)
+    return cfg
+
+
+def _set_schedule(cfg: Config, *, epochs: int | None, iters: int | None) -> None:
+    if iters is not None:
+        if iters < 1:
+            raise CalsError(f"iterations must be positive, got {iters}")
+        cfg.train_cfg = dict(by_epoch=False, max_iters=iters)
+        cfg.train_dataloader.sampler = dict(type="InfiniteSampler", shuffle=True)
+        total, by_epoch = iters, False
+    else:
+        if epochs < 1:
+            raise CalsError(f"epochs must be positive, got {epochs}")
+        cfg.train_cfg = dict(by_epoch=True, max_epochs=epochs)
+        cfg.train_dataloader.sampler = dict(type="DefaultSampler", shuffle=True)
+        total, by_epoch = epochs, True
+    cfg.log_processor = dict(type="LogProcessor", window_size=20, by_epoch=by_epoch)
+    cfg.param_scheduler = _scaled_schedule(cfg.param_scheduler, total, by_epoch)
+
+
+def _scaled_schedule(schedulers: list, total: int, by_epoch: bool) -> list:
+    """Keep the warm-up (in iterations, at most a tenth of an iteration budget), then one
+    cosine decay to the end of training."""
+    base = [dict(s) for s in schedulers]
+    warm = next((s for s in base if s["type"] == "LinearLR"), None)
+    cosine = next((s for s in base if s["type"] == "CosineAnnealingLR"), None)
+    out, begin = [], 0
+    if warm is not None:
+        if not by_epoch:
+            warm["end"] = begin = max(1, min(warm["end"], total // 10))
+        out.append(warm)
+    if cosine is not None:
+        cosine.update(begin=begin, end=total, T_max=max(1, total - begin), by_epoch=by_epoch)
+        if by_epoch:
+            cosine["convert_to_iter_based"] = True
+        out.append(cosine)
+    return out

@@ -1,0 +1,118 @@
+"""Top-down prediction with a registry version: boxes in, 26-point people out.
+
+The predictor is built once (the Nuclio function and the sampler keep it for
+their lifetime) and returns, per person, pixel keypoints, per-point scores and
+the raw per-point distributions (heatmaps or SimCC vectors) the sampler scores.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cals.errors import CalsError
+from cals.model import mm_imports
+from cals.model.checkpoint import load_checkpoint
+from cals.model.prior import spine_prior
+from cals.schema import Schema, load_schema
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PersonPose:
+    bbox: np.ndarray  # (4,) x1, y1, x2, y2 in image pixels
+    keypoints: np.ndarray  # (K, 2) image pixels
+    scores: np.ndarray  # (K,) in [0, 1]
+    distributions: dict[str, np.ndarray] = field(default_factory=dict)
+    # "heatmaps": (K, H, W) for heatmap heads; "simcc_x": (K, Wx), "simcc_y": (K, Wy) for SimCC
+
+
+def default_device() -> str:
+    """$CALS_DEVICE, else CUDA when present, else CPU."""
+    env = os.environ.get("CALS_DEVICE")
+    if env:
+        return env
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+class Predictor:
+    """A loaded model version. Build with `Predictor(version_dir)` or `Predictor.from_registry`."""
+
+    def __init__(self, version_dir: str | os.PathLike, *, device: str | None = None,
+                 version_id: str | None = None, spine_trained: bool = True):
+        mm_imports.setup()
+        from mmpose.apis import init_model
+
+        version_dir = Path(version_dir)
+        self.version_id = version_id or version_dir.name
+        self.schema: Schema = load_schema(version_dir / "schema.yaml")
+        state, meta = load_checkpoint(version_dir / "checkpoint.pth")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model = init_model(str(version_dir / "config.py"), None, device=device or default_device())
+        missing = self.model.load_state_dict(state, strict=False)
+        if missing.missing_keys:
+            raise CalsError(f"checkpoint of {self.version_id} lacks {len(missing.missing_keys)} "
+                            f"weights, e.g. {missing.missing_keys[0]!r}")
+        self.model.eval()
+        self.spine_trained = spine_trained and meta.get("spine_trained", True)
+
+    @classmethod
+    def from_registry(cls, registry, version_id: str | None = None, *, device: str | None = None
+                      ) -> "Predictor":
+        """The given version, or the registry's current one."""
+        version = registry.get(version_id) if version_id else registry.current()
+        if version is None:
+            raise CalsError(f"registry {registry.root} has no current model; train and promote one first")
+        return cls(version.path, device=device, version_id=version.id,
+                   spine_trained=bool(version.meta.get("spine_trained", True)))
+
+    def predict(self, image: np.ndarray | str | os.PathLike, boxes: np.ndarray,
+                *, distributions: bool = True) -> list[PersonPose]:
+        """Pose of each person box (N, 4 as x1, y1, x2, y2) in a BGR image or image file."""
+        from mmpose.apis import inference_topdown
+
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        if not len(boxes):
+            return []
+        if isinstance(image, (str, os.PathLike)):
+            image = _read_image(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            samples = inference_topdown(self.model, image, boxes, bbox_format="xyxy")
+        return [self._person(s, box, distributions) for s, box in zip(samples, boxes)]
+
+    def _person(self, sample, box: np.ndarray, with_dists: bool) -> PersonPose:
+        inst = sample.pred_instances
+        kpts = np.asarray(inst.keypoints[0], dtype=np.float32)
+        scores = np.clip(np.asarray(inst.keypoint_scores[0], dtype=np.float32), 0.0, 1.0)
+        if not self.spine_trained:
+            kpts, scores = spine_prior(kpts, scores, self.schema)
+        dists = _distributions(sample) if with_dists else {}
+        return PersonPose(bbox=box, keypoints=kpts, scores=scores, distributions=dists)
+
+
+def _distributions(sample) -> dict[str, np.ndarray]:
+    inst = sample.pred_instances
+    if "keypoint_x_labels" in inst:
+        return {"simcc_x": np.asarray(inst.keypoint_x_labels[0]),
+                "simcc_y": np.asarray(inst.keypoint_y_labels[0])}
+    if "pred_fields" in sample and "heatmaps" in sample.pred_fields:
+        return {"heatmaps": sample.pred_fields.heatmaps.cpu().numpy()}
+    return {}
+
+
+def _read_image(path: str | os.PathLike) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise CalsError(f"cannot read image {path}: missing or not an image")
+    return img

@@ -1,0 +1,172 @@
+"""Train or fine-tune a top-down model with mmengine's Runner and register the result.
+
+The Runner does the work, so `torchrun` multi-GPU training works unchanged; CALS
+only prepares the config from the schema, initialises weights (a registry
+version, a COCO-17 checkpoint, or nothing), and stores a self-contained
+registry version (checkpoint, config, schema, metrics, data summary, parent).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cals.data.coco import load_dataset
+from cals.errors import CalsError
+from cals.model import mm_imports
+from cals.model.checkpoint import adapt_state_dict, fetch, load_checkpoint, save_checkpoint, \
+    source_keypoint_names
+from cals.model.config import build_config
+from cals.model.progress_hook import ProgressHook
+from cals.registry import Registry, Version
+from cals.schema import Schema, load_schema
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InitSource:
+    """Where initial weights come from: a registry version or a checkpoint path/URL."""
+
+    spec: str
+    version: Version | None = None
+
+
+def resolve_init(spec: str | None, registry: Registry) -> InitSource | None:
+    if not spec:
+        return None
+    if (registry.root / "versions" / spec).is_dir():
+        return InitSource(spec, registry.get(spec))
+    if spec == "current":
+        current = registry.current()
+        if current is None:
+            raise CalsError(f"--init current: registry {registry.root} has no current version")
+        return InitSource(spec, current)
+    return InitSource(spec)
+
+
+def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cpu",
+          schema: Schema | None = None, epochs: int | None = None, iters: int | None = None,
+          init: str | None = None, val_root: str | os.PathLike | None = None,
+          progress: bool = True, work_dir: str | os.PathLike | None = None) -> Version:
+    """Train on a COCO dataset folder and add the model to the registry (not promoted).
+
+    `init`: a registry version id (or "current") to fine-tune, or a checkpoint
+    path/URL (e.g. a COCO-17 mmpose release) whose shared points are copied.
+    """
+    schema = schema or load_schema()
+    source = resolve_init(init, registry)
+    dataset = load_dataset(data_root, schema)
+    summary = dataset.summary(schema)
+    if not dataset.coco["annotations"]:
+        raise CalsError(f"{data_root}: no annotations to train on")
+    mm_imports.setup()
+    with tempfile.TemporaryDirectory(prefix="cals-train-") as tmp:
+        work = Path(work_dir or tmp)
+        cfg = build_config(config, schema, data_root=Path(data_root).resolve(), epochs=epochs,
+                           iters=iters, work_dir=work)
+        if source is not None:
+            cfg.load_from = str(_init_checkpoint(cfg, schema, source, work))
+        hook, state, seconds = _run(cfg, progress)
+        cfg.load_from = None
+        meta = _version_meta(config, schema, summary, source, hook, seconds, cfg)
+        if val_root is not None:
+            meta["metrics"] = _validate(cfg, schema, state, meta, val_root, work)
+        return _register(registry, cfg, schema, state, meta, source, work)
+
+
+def _run(cfg, progress: bool):
+    from mmengine.runner import Runner
+
+    hook = ProgressHook(enabled=progress)
+    cfg.custom_hooks = list(cfg.get("custom_hooks", []))
+    start = time.perf_counter()
+    # stdout stays clean for the caller (`cals train` prints only the version id)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("ignore")
+        runner_cfg = cfg.copy()
+        runner_cfg.test_dataloader = None  # kept in the config for inference_topdown only
+        runner = Runner.from_cfg(runner_cfg)
+        runner.register_hook(hook)
+        runner.train()
+    model = runner.model.module if hasattr(runner.model, "module") else runner.model
+    return hook, model.state_dict(), time.perf_counter() - start
+
+
+def _init_checkpoint(cfg, schema: Schema, source: InitSource, work: Path) -> Path:
+    """Write a checkpoint whose tensors match this model, mapping keypoints by name."""
+    from mmpose.registry import MODELS
+
+    if source.version is not None:
+        state, meta = load_checkpoint(source.version.checkpoint)
+        names = load_schema(source.version.schema).names
+    else:
+        state, meta = load_checkpoint(fetch(source.spec))
+        head = [v for k, v in state.items() if k.startswith("head.") and v.ndim]
+        names = source_keypoint_names(meta, head[-1].shape[0] if head else 0)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    target = MODELS.build(cfg.model).state_dict()
+    adapted, report = adapt_state_dict(state, names, target, schema.names)
+    if report["copied"] + report["keypoint_mapped"] == 0:
+        raise CalsError(f"--init {source.spec}: no weights fit this model (config {cfg.filename})")
+    return save_checkpoint(adapted, work / "init.pth", {"init_report": report})
+
+
+def _version_meta(config: str, schema: Schema, summary: dict, source: InitSource | None,
+                  hook: ProgressHook, seconds: float, cfg) -> dict[str, Any]:
+    losses = hook.losses
+    window = max(1, min(20, len(losses) // 5))
+    return {
+        "config": config,
+        "keypoint_names": schema.names,
+        "train_data": summary,
+        "spine_trained": summary["labelled_points"].get("spine", 0) > 0 or bool(
+            source and source.version and source.version.meta.get("spine_trained")),
+        "init": source.spec if source else None,
+        "iterations": len(losses),
+        "train_seconds": round(seconds, 2),
+        "loss": {"first": _mean(losses[:window]), "last": _mean(losses[-window:])},
+        "schedule": dict(cfg.train_cfg),
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 8) if values else None
+
+
+def _validate(cfg, schema, state, meta, val_root, work: Path) -> dict:
+    from cals.model.evaluation import evaluate_predictor
+    from cals.model.predict import Predictor
+
+    version_dir = _write_version_files(work / "candidate", cfg, schema, state, meta)
+    predictor = Predictor(version_dir, spine_trained=meta["spine_trained"])
+    return evaluate_predictor(predictor, val_root)
+
+
+def _write_version_files(folder: Path, cfg, schema: Schema, state, meta) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(state, folder / "checkpoint.pth", {k: meta[k] for k in ("keypoint_names", "spine_trained")})
+    cfg.dump(str(folder / "config.py"))
+    (folder / "schema.yaml").write_text(yaml.safe_dump(schema.to_dict(), sort_keys=False))
+    return folder
+
+
+def _register(registry: Registry, cfg, schema, state, meta, source, work: Path) -> Version:
+    folder = work / "candidate"
+    if not (folder / "checkpoint.pth").is_file():
+        _write_version_files(folder, cfg, schema, state, meta)
+    files = {name: folder / name for name in ("checkpoint.pth", "config.py", "schema.yaml")}
+    parent = source.version.id if source and source.version else None
+    version = registry.add(files, meta=meta, parent=parent)
+    logger.info("registered %s (%d iterations, %.0f s)", version.id, meta["iterations"],
+                meta["train_seconds"])
+    return version
