@@ -133,6 +133,7 @@ def _version_meta(config: str, schema: Schema, summary: dict, source: InitSource
             source and source.version and source.version.meta.get("spine_trained")),
         "init": source.spec if source else None,
         "iterations": len(losses),
+        "batch_size": cfg.train_dataloader.batch_size,
         "train_seconds": round(seconds, 2),
         "loss": {"first": _mean(losses[:window]), "last": _mean(losses[-window:])},
         "schedule": dict(cfg.train_cfg),
