@@ -1,0 +1,51 @@
+"""The Flask app factory: one `Store`, CVAT's API routes, DRF-style errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, jsonify
+
+from . import (annotations, auth, background, datasets, errors, jobs, labels, projects, tasks,
+               webhooks)
+from .coco import FORMAT
+from .state import Store
+
+SERVER_VERSION = "2.80.0"
+DEFAULTS: dict[str, Any] = {"CVAT_USERS": {"admin": "admin"}, "CVAT_VERSION": SERVER_VERSION}
+
+server_bp = Blueprint("server", __name__)
+
+
+@server_bp.get("/api/server/about")
+def about():
+    from flask import current_app
+
+    return jsonify({
+        "name": "Computer Vision Annotation Tool",
+        "description": "CVAT-compatible test server of CALS (tests/cvat_server)",
+        "version": current_app.config["CVAT_VERSION"],
+        "logo_url": "",
+        "subtitle": "test server",
+    })
+
+
+@server_bp.get("/api/server/annotation/formats")
+def formats():
+    fmt = {"name": FORMAT, "ext": "JSON, ZIP", "version": "1.0", "enabled": True, "dimension": "2d"}
+    return jsonify({"importers": [fmt], "exporters": [{**fmt, "ext": "ZIP"}]})
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the server; `config` may set CVAT_USERS ({username: password}) and CVAT_VERSION."""
+    app = Flask(__name__)
+    app.config.update(DEFAULTS)
+    app.config.update(config or {})
+    app.config["CVAT_STORE"] = Store(app.config["CVAT_USERS"])
+    app.url_map.strict_slashes = False
+    errors.init_app(app)
+    auth.init_app(app)
+    for bp in (server_bp, projects.bp, tasks.bp, jobs.bp, labels.bp, annotations.bp,
+               datasets.bp, background.bp, webhooks.bp):
+        app.register_blueprint(bp)
+    return app

@@ -1,0 +1,113 @@
+"""Jobs: list with filters, retrieve, update (assignee, stage, state only), frames and meta.
+
+An update that changes something fires the `update:job` webhooks of the job's project.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+
+from . import frames, listing, serialize, webhooks
+from .errors import bad_request, not_found
+from .projects import json_body
+from .state import Job, Store, current_store, now
+
+bp = Blueprint("jobs", __name__)
+STAGES = ("annotation", "validation", "acceptance")
+STATES = ("new", "in progress", "rejected", "completed")
+FILTERS = ["task_id", "project_id", "state", "stage", "assignee", "type", "task_name",
+           "project_name", "dimension", "mode"]
+
+
+def get_job(store: Store, job_id: int) -> Job:
+    job = store.jobs.get(job_id)
+    if job is None:
+        raise not_found("Job")
+    return job
+
+
+@bp.get("/api/jobs")
+def list_jobs():
+    store = current_store()
+    return listing.respond([serialize.job(store, j) for j in store.jobs.values()], FILTERS)
+
+
+@bp.get("/api/jobs/<int:job_id>")
+def retrieve_job(job_id: int):
+    store = current_store()
+    return jsonify(serialize.job(store, get_job(store, job_id)))
+
+
+def _validated_update(store: Store, body: dict) -> dict:
+    unknown = set(body) - {"assignee", "stage", "state"}
+    if unknown:
+        raise bad_request(f"Only assignee, stage and state can be changed, not {sorted(unknown)}",
+                          "non_field_errors")
+    if "stage" in body and body["stage"] not in STAGES:
+        raise bad_request(f'"{body["stage"]}" is not a valid choice.', "stage")
+    if "state" in body and body["state"] not in STATES:
+        raise bad_request(f'"{body["state"]}" is not a valid choice.', "state")
+    assignee = body.get("assignee")
+    if assignee is not None and assignee not in store.users:
+        raise bad_request(f'Invalid pk "{assignee}" - object does not exist.', "assignee")
+    return body
+
+
+def _apply_update(job: Job, body: dict) -> dict:
+    """Change the job and return `before_update`: the old values of changed fields.
+
+    As in CVAT, changing the stage without giving a state resets the state to "new".
+    """
+    old = {"assignee": job.assignee_id, "stage": job.stage, "state": job.state}
+    if "stage" in body and body["stage"] != job.stage and "state" not in body:
+        body = {**body, "state": "new"}
+    if "assignee" in body and body["assignee"] != job.assignee_id:
+        job.assignee_id, job.assignee_updated = body["assignee"], now()
+    job.stage = body.get("stage", job.stage)
+    job.state = body.get("state", job.state)
+    new = {"assignee": job.assignee_id, "stage": job.stage, "state": job.state}
+    return {k: v for k, v in old.items() if new[k] != v}
+
+
+@bp.patch("/api/jobs/<int:job_id>")
+def update_job(job_id: int):
+    store = current_store()
+    job = get_job(store, job_id)
+    body = _validated_update(store, json_body())
+    with store.lock:
+        changed = _apply_update(job, body)
+        if changed:
+            job.updated = now()
+            store.tasks[job.task_id].updated = job.updated
+    if "assignee" in changed:
+        changed["assignee"] = serialize.user(store.users.get(changed["assignee"]))
+    data = serialize.job(store, job)
+    if changed:
+        webhooks.trigger(store, "update:job", "job", data, changed, g.user)
+    return jsonify(data)
+
+
+@bp.get("/api/jobs/<int:job_id>/data")
+def job_data(job_id: int):
+    store = current_store()
+    job = get_job(store, job_id)
+    task = store.tasks[job.task_id]
+    number = request.args.get("number", type=int)
+    index = request.args.get("index", type=int)
+    if request.args.get("type") == "frame" and number is None and index is not None:
+        number = job.start_frame + index
+    return frames.data_response(task, job.start_frame, job.stop_frame, number)
+
+
+@bp.get("/api/jobs/<int:job_id>/data/meta")
+def job_meta(job_id: int):
+    store = current_store()
+    job = get_job(store, job_id)
+    return jsonify(frames.meta(store.tasks[job.task_id], job.start_frame, job.stop_frame))
+
+
+@bp.get("/api/jobs/<int:job_id>/preview")
+def job_preview(job_id: int):
+    store = current_store()
+    job = get_job(store, job_id)
+    return frames.preview_response(store.tasks[job.task_id].frames[job.start_frame])

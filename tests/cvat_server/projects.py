@@ -1,0 +1,87 @@
+"""Projects: create, list, retrieve, update, delete; tasks and labels hang off them."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+
+from . import listing, serialize
+from .errors import bad_request, not_found
+from .labels import build_labels
+from .state import Project, Store, current_store, now
+
+bp = Blueprint("projects", __name__)
+
+
+def get_project(store: Store, project_id: int) -> Project:
+    project = store.projects.get(project_id)
+    if project is None:
+        raise not_found("Project")
+    return project
+
+
+def json_body() -> dict:
+    """The request's JSON object, or the 400 DRF gives for anything else."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise bad_request("Invalid data. Expected a dictionary, but got a different type.",
+                          "non_field_errors")
+    return body
+
+
+@bp.post("/api/projects")
+def create_project():
+    store, body = current_store(), json_body()
+    if not isinstance(body.get("name"), str) or not body["name"].strip():
+        raise bad_request("This field is required.", "name")
+    labels = build_labels(store, body.get("labels", []))
+    project = Project(id=store.next_id("project"), name=body["name"], owner_id=g.user.id,
+                      labels=labels, bug_tracker=body.get("bug_tracker", ""),
+                      assignee_id=body.get("assignee_id"))
+    with store.lock:
+        store.projects[project.id] = project
+    return jsonify(serialize.project(store, project)), 201
+
+
+@bp.get("/api/projects")
+def list_projects():
+    store = current_store()
+    items = [serialize.project(store, p) for p in store.projects.values()]
+    return listing.respond(items, ["name", "owner", "assignee", "status"])
+
+
+@bp.get("/api/projects/<int:project_id>")
+def retrieve_project(project_id: int):
+    store = current_store()
+    return jsonify(serialize.project(store, get_project(store, project_id)))
+
+
+@bp.patch("/api/projects/<int:project_id>")
+def update_project(project_id: int):
+    store, body = current_store(), json_body()
+    project = get_project(store, project_id)
+    with store.lock:
+        if "name" in body:
+            project.name = body["name"]
+        if "bug_tracker" in body:
+            project.bug_tracker = body["bug_tracker"]
+        if "assignee_id" in body:
+            project.assignee_id = body["assignee_id"]
+        if body.get("labels"):
+            project.labels = project.labels + build_labels(store, body["labels"])
+        project.updated = now()
+    return jsonify(serialize.project(store, project))
+
+
+@bp.delete("/api/projects/<int:project_id>")
+def delete_project(project_id: int):
+    from .tasks import remove_task
+
+    store = current_store()
+    get_project(store, project_id)
+    with store.lock:
+        for task in [t for t in store.tasks.values() if t.project_id == project_id]:
+            remove_task(store, task.id)
+        del store.projects[project_id]
+        for hook in [w for w in store.webhooks.values() if w.project_id == project_id]:
+            del store.webhooks[hook.id]
+    return "", 204
