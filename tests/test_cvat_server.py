@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import subprocess
 import sys

@@ -1,5 +1,4 @@
-"""Annotations of a task or job: read/write (PUT, PATCH create|update|delete, DELETE),
-import through the upload protocol, and dataset export with download.
+"""Annotations of a task or job: read and write (GET, PUT, PATCH create|update|delete, DELETE).
 
 Shapes are stored per task in CVAT's JSON form; a job sees and replaces only its frames.
 """
@@ -12,8 +11,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from .errors import bad_request, not_found
-from .projects import json_body
+from .errors import bad_request, json_body, not_found
 from .state import Label, Store, Task, current_store, now
 
 bp = Blueprint("annotations", __name__)

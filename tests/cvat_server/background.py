@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, g, jsonify, request, send_file
+from flask import Blueprint, Response, g, jsonify, send_file
 
 from . import listing, serialize
 from .errors import ApiError, BackgroundError, not_found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 
@@ -26,6 +26,15 @@ def bad_request(message: str, field: str | None = None) -> ApiError:
     return ApiError(400, {field: [message]} if field else [message])
 
 
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or the 400 DRF gives for anything else."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise bad_request("Invalid data. Expected a dictionary, but got a different type.",
+                          "non_field_errors")
+    return body
+
+
 def not_found(what: str = "") -> ApiError:
     return ApiError(404, {"detail": f"No {what} matches the given query." if what else "Not found."})
 
@@ -40,8 +49,6 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
         if err.code == 405:
-            from flask import request
-
             return jsonify({"detail": f'Method "{request.method}" not allowed.'}), 405
         detail = "Not found." if err.code == 404 else err.description
         return jsonify({"detail": detail}), err.code

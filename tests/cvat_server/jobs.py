@@ -8,9 +8,8 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from . import frames, listing, serialize, webhooks
-from .errors import bad_request, not_found
-from .projects import json_body
-from .state import Job, Store, current_store, now
+from .errors import bad_request, json_body
+from .state import Job, Store, current_store, lookup, now
 
 bp = Blueprint("jobs", __name__)
 STAGES = ("annotation", "validation", "acceptance")
@@ -20,10 +19,7 @@ FILTERS = ["task_id", "project_id", "state", "stage", "assignee", "type", "task_
 
 
 def get_job(store: Store, job_id: int) -> Job:
-    job = store.jobs.get(job_id)
-    if job is None:
-        raise not_found("Job")
-    return job
+    return lookup(store.jobs, job_id, "Job")
 
 
 @bp.get("/api/jobs")

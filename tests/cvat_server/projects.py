@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, g, jsonify
 
 from . import listing, serialize
-from .errors import bad_request, not_found
+from .errors import bad_request, json_body
 from .labels import build_labels
-from .state import Project, Store, current_store, now
+from .state import Project, Store, current_store, lookup, now
 
 bp = Blueprint("projects", __name__)
 
 
 def get_project(store: Store, project_id: int) -> Project:
-    project = store.projects.get(project_id)
-    if project is None:
-        raise not_found("Project")
-    return project
-
-
-def json_body() -> dict:
-    """The request's JSON object, or the 400 DRF gives for anything else."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise bad_request("Invalid data. Expected a dictionary, but got a different type.",
-                          "non_field_errors")
-    return body
+    return lookup(store.projects, project_id, "Project")
 
 
 @bp.post("/api/projects")
@@ -74,13 +62,11 @@ def update_project(project_id: int):
 
 @bp.delete("/api/projects/<int:project_id>")
 def delete_project(project_id: int):
-    from .tasks import remove_task
-
     store = current_store()
     get_project(store, project_id)
     with store.lock:
         for task in [t for t in store.tasks.values() if t.project_id == project_id]:
-            remove_task(store, task.id)
+            store.remove_task(task.id)
         del store.projects[project_id]
         for hook in [w for w in store.webhooks.values() if w.project_id == project_id]:
             del store.webhooks[hook.id]

@@ -12,9 +12,11 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app
+
+T = TypeVar("T")
 
 
 def now() -> datetime:
@@ -51,8 +53,10 @@ class Frame:
     mime: str
 
 
-@dataclass
-class Project:
+@dataclass(kw_only=True)
+class Resource:
+    """What projects and tasks share: a name, an owner, labels, timestamps."""
+
     id: int
     name: str
     owner_id: int
@@ -63,25 +67,22 @@ class Project:
     updated: datetime = field(default_factory=now)
 
 
-@dataclass
-class Task:
-    id: int
-    name: str
-    owner_id: int
-    labels: list[Label]
+@dataclass(kw_only=True)
+class Project(Resource):
+    pass
+
+
+@dataclass(kw_only=True)
+class Task(Resource):
     project_id: int | None = None
     segment_size: int = 0
     overlap: int | None = None
     subset: str = ""
-    bug_tracker: str = ""
-    assignee_id: int | None = None
     frames: list[Frame] = field(default_factory=list)
     image_quality: int = 70
     chunk_size: int | None = None
     sorting_method: str = "lexicographical"
     data_id: int | None = None
-    created: datetime = field(default_factory=now)
-    updated: datetime = field(default_factory=now)
 
 
 @dataclass
@@ -182,11 +183,29 @@ class Store:
     def task_jobs(self, task_id: int) -> list[Job]:
         return sorted((j for j in self.jobs.values() if j.task_id == task_id), key=lambda j: j.id)
 
+    def remove_task(self, task_id: int) -> None:
+        """Delete a task with its jobs and annotations."""
+        with self.lock:
+            for job in self.task_jobs(task_id):
+                del self.jobs[job.id]
+            self.shapes.pop(task_id, None)
+            del self.tasks[task_id]
+
     def task_labels(self, task: Task) -> list[Label]:
         """Tasks in a project share the project's labels, as in CVAT."""
         if task.project_id is not None and task.project_id in self.projects:
             return self.projects[task.project_id].labels
         return task.labels
+
+
+def lookup(table: dict[int, T], obj_id: int, what: str) -> T:
+    """The object with this id, or CVAT's 404 naming its kind."""
+    from .errors import not_found
+
+    found = table.get(obj_id)
+    if found is None:
+        raise not_found(what)
+    return found
 
 
 def current_store() -> Store:

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify
+from flask import Blueprint, g, jsonify, request
 
 from . import background, frames, listing, media, serialize, uploads
-from .errors import ApiError, bad_request, not_found
+from .errors import ApiError, bad_request, json_body
 from .labels import build_labels
-from .projects import get_project, json_body
-from .state import Store, Task, current_store, now
+from .projects import get_project
+from .state import Store, Task, current_store, lookup, now
 
 bp = Blueprint("tasks", __name__)
 
 
 def get_task(store: Store, task_id: int) -> Task:
-    task = store.tasks.get(task_id)
-    if task is None:
-        raise not_found("Task")
-    return task
-
-
-def remove_task(store: Store, task_id: int) -> None:
-    with store.lock:
-        for job in store.task_jobs(task_id):
-            del store.jobs[job.id]
-        store.shapes.pop(task_id, None)
-        del store.tasks[task_id]
+    return lookup(store.tasks, task_id, "Task")
 
 
 def _int_field(body: dict, name: str, default: int | None) -> int | None:
@@ -95,7 +84,7 @@ def update_task(task_id: int):
 def delete_task(task_id: int):
     store = current_store()
     get_task(store, task_id)
-    remove_task(store, task_id)
+    store.remove_task(task_id)
     return "", 204
 
 
@@ -120,8 +109,6 @@ uploads.register(bp, "/api/tasks/<int:obj_id>/data/", "tasks", "data", _data_fin
 
 @bp.get("/api/tasks/<int:task_id>/data/")
 def task_data(task_id: int):
-    from flask import request
-
     task = get_task(current_store(), task_id)
     if not task.frames:
         raise bad_request("The task has no data")

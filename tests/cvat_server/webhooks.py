@@ -18,9 +18,9 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 
 from . import listing, serialize
-from .errors import bad_request, not_found
-from .projects import get_project, json_body
-from .state import Store, User, Webhook, current_store, now
+from .errors import bad_request, json_body
+from .projects import get_project
+from .state import Store, User, Webhook, current_store, lookup, now
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -30,10 +30,7 @@ PROJECT_EVENTS = ["create:issue", "create:job", "create:task", "delete:issue", "
 
 
 def get_webhook(store: Store, webhook_id: int) -> Webhook:
-    hook = store.webhooks.get(webhook_id)
-    if hook is None:
-        raise not_found("Webhook")
-    return hook
+    return lookup(store.webhooks, webhook_id, "Webhook")
 
 
 def signature(secret: str, body: bytes) -> str:
