@@ -20,6 +20,7 @@ from cvat_sdk import Client, models
 from cvat_sdk.api_client import ApiClient, Configuration, exceptions
 from cvat_sdk.core.exceptions import BackgroundRequestException
 from cvat_sdk.core.helpers import make_request_headers
+from cvat_sdk.core.proxies.annotations import AnnotationUpdateAction
 from cvat_sdk.core.uploading import DataUploader
 from PIL import Image
 
@@ -342,6 +343,29 @@ def test_completed_job_sends_signed_webhook(cvat_client, project, tmp_path, webh
     assert payload["job"]["id"] == job.id and payload["job"]["state"] == "completed"
     assert payload["before_update"] == {"stage": "annotation", "state": "new"}
     assert payload["sender"]["username"] == cvat_client.api_client.users_api.retrieve_self()[0].username
+
+
+def test_more_sdk_calls_deserialize_cleanly(cvat_client, project, tmp_path):
+    """Breadth: calls the trainer and sampler may make, read back through cvat-sdk's models."""
+    task = new_task(cvat_client, project, make_images(tmp_path, ["a.png", "b.png"]))
+    (label,) = task.get_labels()
+    assert cvat_client.api_client.labels_api.retrieve(label.id)[0].name == "person"
+    assert [t.id for t in project.get_tasks()] == [task.id]
+    elements = [models.SubLabeledShapeRequest(type="points", frame=0, label_id=s.id, points=[3.0, 4.0])
+                for s in label.sublabels]
+    shape = models.LabeledShapeRequest(type="skeleton", frame=0, label_id=label.id, elements=elements)
+    task.update_annotations(models.PatchedLabeledDataRequest(shapes=[shape]), action=AnnotationUpdateAction.CREATE)
+    (stored,) = task.get_annotations().shapes
+    task.remove_annotations(ids=[stored.id])
+    assert task.get_annotations().shapes == []
+    events, _ = cvat_client.api_client.webhooks_api.retrieve_events(type="project")
+    assert "update:job" in [e.key for e in events.events]
+    out = project.export_dataset(COCO_KP, tmp_path / "project.zip", include_images=False)
+    with zipfile.ZipFile(out) as archive:
+        doc = json.loads(archive.read("annotations/person_keypoints_default.json"))
+    assert sorted(i["file_name"] for i in doc["images"]) == ["a.png", "b.png"]
+    assert cvat_client.api_client.requests_api.list()[0].count >= 1
+    assert task.get_preview().read(2) == b"\xff\xd8"  # a JPEG
 
 
 # --- command line ----------------------------------------------------------------------------------

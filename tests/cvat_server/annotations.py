@@ -85,8 +85,9 @@ def all_labels(sc: Scope) -> dict[int, Label]:
 
 
 def _shapes_from(sc: Scope, data: dict[str, Any]) -> list[dict[str, Any]]:
-    if data.get("tracks"):
-        raise bad_request("Tracks are not supported by the CALS test server.", "tracks")
+    for unsupported in ("tags", "tracks"):
+        if data.get(unsupported):
+            raise bad_request("Not supported by the CALS test server.", unsupported)
     shapes = data.get("shapes", [])
     if not isinstance(shapes, list):
         raise bad_request("Expected a list of items.", "shapes")
@@ -94,12 +95,18 @@ def _shapes_from(sc: Scope, data: dict[str, Any]) -> list[dict[str, Any]]:
     return [normalize_shape(sc, s, labels) for s in shapes]
 
 
+def _save(sc: Scope, shapes: list[dict[str, Any]]) -> None:
+    """Store a task's shapes; like CVAT, every change bumps the annotation version."""
+    with sc.store.lock:
+        sc.store.shapes[sc.task.id] = shapes
+        sc.store.versions[sc.task.id] = sc.store.versions.get(sc.task.id, 0) + 1
+        sc.task.updated = now()
+
+
 def replace_shapes(sc: Scope, new: list[dict[str, Any]], *, keep_existing: bool = False) -> None:
     with sc.store.lock:
         kept = [s for s in sc.store.shapes[sc.task.id] if keep_existing or not sc.contains(s["frame"])]
-        sc.store.shapes[sc.task.id] = kept + new
-        sc.store.versions[sc.task.id] = sc.store.versions.get(sc.task.id, 0) + 1
-        sc.task.updated = now()
+        _save(sc, kept + new)
 
 
 def get_annotations(kind: str, obj_id: int):
@@ -123,14 +130,13 @@ def patch_annotations(kind: str, obj_id: int):
     if action == "delete":
         ids = {s.get("id") for s in body.get("shapes", []) if isinstance(s, dict)}
         with sc.store.lock:
-            sc.store.shapes[sc.task.id] = [s for s in sc.store.shapes[sc.task.id] if s["id"] not in ids]
+            _save(sc, [s for s in sc.store.shapes[sc.task.id] if s["id"] not in ids])
         return jsonify(_labeled_data(sc, []))
     shapes = _shapes_from(sc, body if action == "update" else
                           {**body, "shapes": [{**s, "id": None} for s in body.get("shapes", [])]})
     ids = {s["id"] for s in shapes}
     with sc.store.lock:
-        kept = [s for s in sc.store.shapes[sc.task.id] if s["id"] not in ids]
-        sc.store.shapes[sc.task.id] = kept + shapes
+        _save(sc, [s for s in sc.store.shapes[sc.task.id] if s["id"] not in ids] + shapes)
     return jsonify(_labeled_data(sc, shapes))
 
 

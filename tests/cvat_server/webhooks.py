@@ -110,7 +110,8 @@ def list_webhooks():
 @bp.get("/api/webhooks/events")
 def webhook_events():
     kind = request.args.get("type", "project")
-    return jsonify({"webhook_type": kind, "events": PROJECT_EVENTS})
+    events = [{"key": e, "group": {"display_name": e.split(":")[1].title()}} for e in PROJECT_EVENTS]
+    return jsonify({"webhook_type": kind, "events": events})
 
 
 @bp.get("/api/webhooks/<int:webhook_id>")
