@@ -86,3 +86,24 @@ def draw_occluder(cv: Canvas, rng: np.random.Generator, near: np.ndarray, size: 
         cv.polygon(corners, color)
     else:
         cv.ellipse(centre, (a, b), angle, color)
+
+
+def draw_seat(cv: Canvas, rng: np.random.Generator, hips: np.ndarray, knees: np.ndarray,
+              feet: np.ndarray, height: float) -> None:
+    """A stool or chair under a sitting person (pixels), drawn before the person so it never hides them."""
+    cv.new_part()
+    color = rng.uniform(20, 200, 3)
+    pelvis, knee = hips.mean(0), knees.mean(0)
+    x0 = min(pelvis[0], knee[0]) - 0.1 * height
+    x1 = max(pelvis[0], knee[0]) + 0.06 * height
+    top = max(pelvis[1], knee[1]) + 0.035 * height
+    seat = 0.045 * height
+    cv.polygon(np.array([[x0, top], [x1, top], [x1, top + seat], [x0, top + seat]]), color)
+    floor = max(feet[:, 1].max(), top + 2 * seat)
+    leg = 0.025 * height
+    for x in (x0 + leg, x1 - leg):
+        cv.line(np.array([[x, top + seat], [x, floor]]), color * 0.8, leg)
+    side = knee[0] - pelvis[0]
+    if abs(side) > 0.08 * height and rng.random() < 0.7:   # side view: a backrest behind the hips
+        x = x0 + leg if side > 0 else x1 - leg
+        cv.line(np.array([[x, top], [x, top - rng.uniform(0.25, 0.4) * height]]), color * 0.9, 1.5 * leg)

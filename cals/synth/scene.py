@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from cals.synth.background import background, draw_occluder
+from cals.synth.background import background, draw_occluder, draw_seat
 from cals.synth.body import HEAD_RADIUS, KEYPOINT_NAMES, SPINE_CHAIN, Body, build_body
 from cals.synth.canvas import Canvas
 from cals.synth.poses import sample_pose
@@ -38,6 +38,11 @@ def _place(rng: np.random.Generator, body: Body, size: tuple[int, int], height: 
     return Placement(height, body.pose.roll, corner - lo)
 
 
+def _pair(body: Body, at: Placement, joint: str) -> np.ndarray:
+    """(2, 2) pixel positions of the left and right `joint`."""
+    return np.array([at.point(body.points[f"{side}_{joint}"]) for side in ("left", "right")])
+
+
 def _self_occluded(body: Body) -> np.ndarray:
     """Points hidden by the body itself: the far side of the head, the spine when facing the camera."""
     hidden = np.zeros(len(KEYPOINT_NAMES), bool)
@@ -50,13 +55,16 @@ def _self_occluded(body: Body) -> np.ndarray:
 
 
 def _annotate(cv: Canvas, body: Body, at: Placement, owner: dict[str, int], family: str,
-              first_part: int) -> tuple[Person, np.ndarray]:
-    """Keypoints, visibility, box and owning part per keypoint of the person just drawn."""
+              first_part: int) -> tuple[Person, np.ndarray] | None:
+    """Keypoints, visibility, box and owning part per keypoint of the person just drawn;
+    None when nothing of the person landed in the frame."""
     w, h = cv.size
     xy = np.array([at.point(body.points[n]) for n in KEYPOINT_NAMES])
     inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
     mask = cv.labels >= first_part
     ys, xs = np.nonzero(mask)
+    if not len(xs) and not inside.any():
+        return None
     xs = np.concatenate([xs, xs + 1, xy[inside, 0]])
     ys = np.concatenate([ys, ys + 1, xy[inside, 1]])
     x0, y0 = max(0.0, float(xs.min())), max(0.0, float(ys.min()))
@@ -88,15 +96,20 @@ def make_scene(rng: np.random.Generator, size: tuple[int, int], families: list[s
     for family, height in zip(families, heights):
         body = build_body(sample_pose(family, rng))
         at = _place(rng, body, size, height)
+        if family == "sitting":
+            draw_seat(cv, rng, *(_pair(body, at, joint) for joint in ("hip", "knee", "ankle")), height)
         first = cv.part + 1
         owner = draw_person(cv, body, at, sample_look(rng))
-        person, own = _annotate(cv, body, at, owner, family, first)
+        annotated = _annotate(cv, body, at, owner, family, first)
+        if annotated is None:
+            continue
+        person, own = annotated
         people.append(person)
         owners.append(own)
         if rng.random() < 0.4:
             visible = np.flatnonzero(person.keypoints[:, 2] > 0)
             if len(visible):
-                draw_occluder(cv, rng, person.keypoints[rng.choice(visible), :2], height * rng.uniform(0.2, 0.6))
+                draw_occluder(cv, rng, person.keypoints[rng.choice(visible), :2], height * rng.uniform(0.2, 0.5))
     for person, own in zip(people, owners):
         _mark_covered(cv, person, own)
     return _finish(rng, cv.image), people
