@@ -7,7 +7,7 @@ from flask import Blueprint, g, jsonify
 from . import listing, serialize
 from .errors import bad_request, json_body
 from .labels import build_labels
-from .state import Project, Store, current_store, lookup, now
+from .state import Project, Store, assign, current_store, lookup
 
 bp = Blueprint("projects", __name__)
 
@@ -48,15 +48,9 @@ def update_project(project_id: int):
     store, body = current_store(), json_body()
     project = get_project(store, project_id)
     with store.lock:
-        if "name" in body:
-            project.name = body["name"]
-        if "bug_tracker" in body:
-            project.bug_tracker = body["bug_tracker"]
-        if "assignee_id" in body:
-            project.assignee_id = body["assignee_id"]
+        assign(project, body, ("name", "bug_tracker", "assignee_id"))
         if body.get("labels"):
             project.labels = project.labels + build_labels(store, body["labels"])
-        project.updated = now()
     return jsonify(serialize.project(store, project))
 
 

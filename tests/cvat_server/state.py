@@ -198,6 +198,14 @@ class Store:
         return task.labels
 
 
+def assign(obj: Any, body: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Copy the writable fields present in a PATCH body onto the object; stamp the update."""
+    for name in names:
+        if name in body:
+            setattr(obj, name, body[name])
+    obj.updated = now()
+
+
 def lookup(table: dict[int, T], obj_id: int, what: str) -> T:
     """The object with this id, or CVAT's 404 naming its kind."""
     from .errors import not_found

@@ -8,7 +8,7 @@ from . import background, frames, listing, media, serialize, uploads
 from .errors import ApiError, bad_request, json_body
 from .labels import build_labels
 from .projects import get_project
-from .state import Store, Task, current_store, lookup, now
+from .state import Store, Task, assign, current_store, lookup
 
 bp = Blueprint("tasks", __name__)
 
@@ -69,14 +69,11 @@ def update_task(task_id: int):
     store, body = current_store(), json_body()
     task = get_task(store, task_id)
     with store.lock:
-        for name in ("name", "bug_tracker", "subset", "assignee_id"):
-            if name in body:
-                setattr(task, name, body[name])
+        assign(task, body, ("name", "bug_tracker", "subset", "assignee_id"))
         if body.get("labels"):
             if task.project_id:
                 raise bad_request("Cannot change labels of a task in a project", "labels")
             task.labels = task.labels + build_labels(store, body["labels"])
-        task.updated = now()
     return jsonify(serialize.task(store, task))
 
 

@@ -20,7 +20,7 @@ from flask import Blueprint, g, jsonify, request
 from . import listing, serialize
 from .errors import bad_request, json_body
 from .projects import get_project
-from .state import Store, User, Webhook, current_store, lookup, now
+from .state import Store, User, Webhook, assign, current_store, lookup, now
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -126,10 +126,7 @@ def update_webhook(webhook_id: int):
     hook = get_webhook(store, webhook_id)
     body = _validated(store, json_body(), partial=request.method == "PATCH")
     with store.lock:
-        for name in ("target_url", "events", "secret", "description", "is_active", "enable_ssl"):
-            if name in body:
-                setattr(hook, name, body[name])
-        hook.updated = now()
+        assign(hook, body, ("target_url", "events", "secret", "description", "is_active", "enable_ssl"))
     return jsonify(serialize.webhook(store, hook))
 
 
