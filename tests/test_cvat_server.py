@@ -341,7 +341,8 @@ def test_completed_job_sends_signed_webhook(cvat_client, project, tmp_path, webh
     payload = delivery.json
     assert payload["event"] == "update:job" and payload["webhook_id"] == hook.id
     assert payload["job"]["id"] == job.id and payload["job"]["state"] == "completed"
-    assert payload["before_update"] == {"stage": "annotation", "state": "new"}
+    assert payload["before_update"]["stage"] == "annotation"
+    assert payload["before_update"]["state"] == "new"
     assert payload["sender"]["username"] == cvat_client.api_client.users_api.retrieve_self()[0].username
 
 

@@ -1,6 +1,8 @@
 """Jobs: list with filters, retrieve, update (assignee, stage, state only), frames and meta.
 
 An update that changes something fires the `update:job` webhooks of the job's project.
+Note: newer CVAT sources (webhooks migration 0009_remove_webhookdelivery_changed_fields) no
+longer send `before_update`; consumers should read the state from `job`, not rely on it.
 """
 
 from __future__ import annotations
@@ -49,20 +51,19 @@ def _validated_update(store: Store, body: dict) -> dict:
     return body
 
 
-def _apply_update(job: Job, body: dict) -> dict:
-    """Change the job and return `before_update`: the old values of changed fields.
-
-    As in CVAT, changing the stage without giving a state resets the state to "new".
-    """
-    old = {"assignee": job.assignee_id, "stage": job.stage, "state": job.state}
+def _apply_update(job: Job, body: dict) -> None:
+    """Change the job; as in CVAT, a new stage without a state resets the state to "new"."""
     if "stage" in body and body["stage"] != job.stage and "state" not in body:
         body = {**body, "state": "new"}
     if "assignee" in body and body["assignee"] != job.assignee_id:
         job.assignee_id, job.assignee_updated = body["assignee"], now()
     job.stage = body.get("stage", job.stage)
     job.state = body.get("state", job.state)
-    new = {"assignee": job.assignee_id, "stage": job.stage, "state": job.state}
-    return {k: v for k, v in old.items() if new[k] != v}
+
+
+def before_update(old: dict, new: dict) -> dict:
+    """CVAT's `before_update`: old values of the serialized fields the save changed."""
+    return {k: v for k, v in old.items() if new.get(k) != v and k not in ("updated_date", "labels")}
 
 
 @bp.patch("/api/jobs/<int:job_id>")
@@ -71,12 +72,12 @@ def update_job(job_id: int):
     job = get_job(store, job_id)
     body = _validated_update(store, json_body())
     with store.lock:
-        changed = _apply_update(job, body)
+        old = serialize.job(store, job)
+        _apply_update(job, body)
+        changed = before_update(old, serialize.job(store, job))
         if changed:
             job.updated = now()
             store.tasks[job.task_id].updated = job.updated
-    if "assignee" in changed:
-        changed["assignee"] = serialize.user(store.users.get(changed["assignee"]))
     data = serialize.job(store, job)
     if changed:
         webhooks.trigger(store, "update:job", "job", data, changed, g.user)
