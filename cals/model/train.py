@@ -25,7 +25,7 @@ from cals.errors import CalsError
 from cals.model import mm_imports
 from cals.model.checkpoint import adapt_state_dict, fetch, load_checkpoint, save_checkpoint, \
     source_keypoint_names
-from cals.model.config import build_config
+from cals.model.config import build_config, config_path
 from cals.model.progress_hook import ProgressHook
 from cals.registry import Registry, Version
 from cals.schema import Schema, load_schema
@@ -63,6 +63,7 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cp
     `init`: a registry version id (or "current") to fine-tune, or a checkpoint
     path/URL (e.g. a COCO-17 mmpose release) whose shared points are copied.
     """
+    config_path(config)  # an unknown config fails before any work starts
     schema = schema or load_schema()
     source = resolve_init(init, registry)
     dataset = load_dataset(data_root, schema)
