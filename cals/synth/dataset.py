@@ -9,7 +9,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from cals.synth.scene import Person, make_scene
 
 log = logging.getLogger(__name__)
 JPEG_QUALITY = 90
+_START = "fork" if "fork" in get_all_start_methods() else "spawn"   # spawn: Windows
 DEFAULT_MIX = {f: 1.0 / len(POSE_FAMILIES) for f in POSE_FAMILIES}
 
 
@@ -130,8 +131,15 @@ def _draw_all(jobs: list[tuple[_Job, int]], workers: int, progress: bool):
         yield from tqdm(map(_work, jobs), **bar)
         return
     chunk = max(1, min(16, len(jobs) // (workers * 4)))
-    with get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
-        yield from tqdm(pool.imap(_work, jobs, chunksize=chunk), **bar)
+    # fork needs no `if __name__ == "__main__"` guard in the caller's script; OpenCV is set to one
+    # thread while forking so workers neither oversubscribe the cores nor touch a copied thread pool
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with get_context(_START).Pool(workers) as pool:
+            yield from tqdm(pool.imap(_work, jobs, chunksize=chunk), **bar)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def generate_dataset(out_dir: str | Path, n_images: int, *, seed: int = 0, mix: dict[str, float] | None = None,

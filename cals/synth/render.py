@@ -78,7 +78,7 @@ def _draw_torso(cv: Canvas, body: Body, at: Placement, look: Look, px: dict) -> 
     w = at.scale
     cv.line(np.array([px["left_shoulder"], px["right_shoulder"]]), look.shirt, 0.09 * w)
     cv.polygon(np.concatenate([left[_WAIST:], right[_WAIST:][::-1]]), look.shirt)
-    cv.line(np.array([px["left_hip"], px["right_hip"]]), look.pants, 0.1 * w)
+    cv.line(np.array([px["left_hip"], px["right_hip"]]), look.pants, 0.075 * w)
     cv.polygon(np.concatenate([left[:_WAIST + 1], right[:_WAIST + 1][::-1]]), look.pants)
     # the seam shows most when the back faces the camera (frame z-axis pointing away)
     back = np.clip(-body.spine_frames[:7, 2, 2], 0, 1)

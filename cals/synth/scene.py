@@ -59,7 +59,8 @@ def _annotate(cv: Canvas, body: Body, at: Placement, owner: dict[str, int], fami
     """Keypoints, visibility, box and owning part per keypoint of the person just drawn;
     None when nothing of the person landed in the frame."""
     w, h = cv.size
-    xy = np.array([at.point(body.points[n]) for n in KEYPOINT_NAMES])
+    # cv2 draws coordinate x at the centre of pixel x; COCO puts that centre at x + 0.5
+    xy = np.array([at.point(body.points[n]) for n in KEYPOINT_NAMES]) + 0.5
     inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
     mask = cv.labels >= first_part
     ys, xs = np.nonzero(mask)
