@@ -19,7 +19,7 @@ import numpy as np
 from cals.data.coco import load_dataset
 from cals.evaluate import evaluate
 from cals.model.baseline import fit_mean_pose, predict_mean_pose
-from cals.model.evaluation import evaluate_predictor, xywh_to_xyxy
+from cals.model.evaluation import annotations_by_image, evaluate_predictor, xywh_to_xyxy
 from cals.model.predict import Predictor
 from cals.model.train import train
 from cals.registry import Registry
@@ -32,9 +32,8 @@ BALANCED = {f: 0.2 for f in ("upright", "bending", "sitting", "lying", "twisting
 
 def latency(predictor: Predictor, dataset, repeats: int = 1) -> dict:
     """Milliseconds per person and per image (all boxes of an image in one batch)."""
-    by_image: dict = {}
-    for ann in dataset.coco["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(xywh_to_xyxy(ann["bbox"]))
+    by_image = {k: [xywh_to_xyxy(a["bbox"]) for a in anns]
+                for k, anns in annotations_by_image(dataset.coco).items()}
     images = [im for im in dataset.coco["images"] if im["id"] in by_image][:100]
     import cv2
 

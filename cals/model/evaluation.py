@@ -25,11 +25,16 @@ def coco_result(image_id: Any, keypoints: np.ndarray, scores: np.ndarray,
             "score": round(float(scores.mean()), 5), **extra}
 
 
+def annotations_by_image(coco: dict[str, Any]) -> dict[Any, list[dict]]:
+    by_image: dict[Any, list[dict]] = {}
+    for ann in coco["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    return by_image
+
+
 def predict_dataset(predictor, dataset: Dataset, *, progress: bool = True) -> list[dict[str, Any]]:
     """COCO results for every annotated person box, one forward pass per image."""
-    by_image: dict[Any, list[dict]] = {}
-    for ann in dataset.coco["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(ann)
+    by_image = annotations_by_image(dataset.coco)
     results = []
     images = [im for im in dataset.coco["images"] if im["id"] in by_image]
     for im in tqdm(images, desc="predicting", unit="img", disable=not progress):

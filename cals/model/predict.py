@@ -46,7 +46,7 @@ class Predictor:
     """A loaded model version. Build with `Predictor(version_dir)` or `Predictor.from_registry`."""
 
     def __init__(self, version_dir: str | os.PathLike, *, device: str | None = None,
-                 version_id: str | None = None, spine_trained: bool = True):
+                 version_id: str | None = None):
         mm_imports.setup()
         from mmpose.apis import init_model
 
@@ -62,7 +62,7 @@ class Predictor:
             raise CalsError(f"checkpoint of {self.version_id} lacks {len(missing.missing_keys)} "
                             f"weights, e.g. {missing.missing_keys[0]!r}")
         self.model.eval()
-        self.spine_trained = spine_trained and meta.get("spine_trained", True)
+        self.spine_trained = bool(meta.get("spine_trained", True))
 
     @classmethod
     def from_registry(cls, registry, version_id: str | None = None, *, device: str | None = None
@@ -71,8 +71,7 @@ class Predictor:
         version = registry.get(version_id) if version_id else registry.current()
         if version is None:
             raise CalsError(f"registry {registry.root} has no current model; train and promote one first")
-        return cls(version.path, device=device, version_id=version.id,
-                   spine_trained=bool(version.meta.get("spine_trained", True)))
+        return cls(version.path, device=device, version_id=version.id)
 
     def predict(self, image: np.ndarray | str | os.PathLike, boxes: np.ndarray,
                 *, distributions: bool = True) -> list[PersonPose]:

@@ -150,7 +150,7 @@ def _validate(cfg, schema, state, meta, val_root, work: Path) -> dict:
     from cals.model.predict import Predictor
 
     version_dir = _write_version_files(work / "candidate", cfg, schema, state, meta)
-    predictor = Predictor(version_dir, spine_trained=meta["spine_trained"])
+    predictor = Predictor(version_dir)
     return evaluate_predictor(predictor, val_root)
 
 
