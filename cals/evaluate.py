@@ -135,12 +135,12 @@ def _match(anns: list[dict], preds: list[dict], sigmas: np.ndarray) -> dict[Any,
             continue
         free = [a for a in people[p["image_id"]] if a["id"] not in matched]
         if free:
-            best = max(free, key=lambda a: _oks(_kps(p), _kps(a), sigmas, a["area"]))
+            best = max(free, key=lambda a: oks(keypoints_array(p), keypoints_array(a), sigmas, a["area"]))
             matched[best["id"]] = i
     return matched
 
 
-def _oks(pred: np.ndarray, gt: np.ndarray, sigmas: np.ndarray, area: float) -> float:
+def oks(pred: np.ndarray, gt: np.ndarray, sigmas: np.ndarray, area: float) -> float:
     """COCO object keypoint similarity over the labelled GT points; (K, 3) arrays."""
     labelled = gt[:, 2] > 0
     if not labelled.any():
@@ -150,13 +150,13 @@ def _oks(pred: np.ndarray, gt: np.ndarray, sigmas: np.ndarray, area: float) -> f
     return float(np.exp(-e[labelled]).mean())
 
 
-def _kps(obj: dict) -> np.ndarray:
+def keypoints_array(obj: dict) -> np.ndarray:
     return np.asarray(obj["keypoints"], dtype=float).reshape(-1, 3)
 
 
 def _counts(ann: dict, idx: Sequence[int] | None = None) -> bool:
     """Whether a GT person counts (not a crowd region, some point labelled) — as COCOeval decides."""
-    vis = _kps(ann)[:, 2] if idx is None else _kps(ann)[list(idx), 2]
+    vis = keypoints_array(ann)[:, 2] if idx is None else keypoints_array(ann)[list(idx), 2]
     return not ann.get("iscrowd") and bool((vis > 0).any())
 
 
@@ -190,7 +190,7 @@ def _family_metrics(dataset: dict, preds: list[dict], match: dict[Any, int], sch
 
 
 def _subset(obj: dict, idx: list[int]) -> dict:
-    kps = _kps(obj)[idx]
+    kps = keypoints_array(obj)[idx]
     return {**obj, "keypoints": kps.ravel().tolist(), "num_keypoints": int((kps[:, 2] > 0).sum())}
 
 
@@ -219,12 +219,12 @@ def _pck(anns: list[dict], preds: list[dict], match: dict[Any, int], idx: list[i
     for ann in anns:
         if ann.get("iscrowd"):
             continue
-        gt = _kps(ann)[idx]
+        gt = keypoints_array(ann)[idx]
         labelled = gt[:, 2] > 0
         total += int(labelled.sum())
         if ann["id"] not in match or not labelled.any():
             continue
-        pred = _kps(preds[match[ann["id"]]])[idx]
+        pred = keypoints_array(preds[match[ann["id"]]])[idx]
         dist = np.linalg.norm(pred[:, :2] - gt[:, :2], axis=1)
         hits += int((dist[labelled] < PCK_ALPHA * max(ann["bbox"][2:])).sum())
     return hits / total if total else None

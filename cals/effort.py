@@ -1,0 +1,89 @@
+"""Correction effort: how much of a pre-annotation people had to move — the work a model saved.
+
+A point counts as moved when its OKS term exp(-d² / (2 s² k²)) (s² = person area, k = 2·sigma,
+as in COCO's OKS) falls below `tolerance`; a point a person labelled that the pre-annotation
+did not place counts as moved too. The trainer reports this per exported job, the simulated
+annotator of `cals simulate` per round: one definition for both.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from cals.evaluate import keypoints_array, oks
+from cals.schema import Schema
+
+DEFAULT_TOLERANCE = 0.5  # OKS term of a point: 0.5 ≈ the COCO "AP50" closeness
+
+
+def correction_effort(pre: Mapping[Any, Sequence[dict]], final: Mapping[Any, Sequence[dict]],
+                      schema: Schema, *, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, dict]:
+    """Per group: labelled points, moved points, moved share and mean displacement (pixels and
+    as a fraction of the person's size) over frames present in both mappings.
+
+    Both map a frame key to COCO annotations ({"keypoints": [x, y, v] * K, "bbox", "area"?});
+    final people are matched to pre-annotated ones greedily by OKS.
+    """
+    sigmas = np.asarray(schema.sigmas, dtype=float)
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for key in final.keys() & pre.keys():
+        for gt, guess in _match(final[key], pre[key], sigmas):
+            _accumulate(totals, gt, guess, sigmas, schema, tolerance)
+    return {group: _summary(totals.get(group, {})) for group in schema.groups}
+
+
+def _accumulate(totals, gt: dict, guess: dict | None, sigmas: np.ndarray, schema: Schema,
+                tolerance: float) -> None:
+    g = keypoints_array(gt)
+    area = _area(gt)
+    labelled = g[:, 2] > 0
+    if guess is None:
+        placed = np.zeros(len(g), dtype=bool)
+        dist = np.zeros(len(g))
+    else:
+        p = keypoints_array(guess)
+        placed = p[:, 2] > 0
+        dist = np.linalg.norm(p[:, :2] - g[:, :2], axis=1)
+    term = np.exp(-dist ** 2 / (2 * area * (2 * sigmas) ** 2))
+    moved = labelled & (~placed | (term < tolerance))
+    measured = labelled & placed
+    for group, idx in schema.groups.items():
+        t = totals[group]
+        t["points"] += labelled[idx].sum()
+        t["moved"] += moved[idx].sum()
+        t["measured"] += measured[idx].sum()
+        t["displacement_px"] += dist[idx][measured[idx]].sum()
+        t["displacement_rel"] += (dist[idx][measured[idx]] / np.sqrt(area)).sum()
+
+
+def _summary(t: Mapping[str, float]) -> dict[str, Any]:
+    points, measured = int(t.get("points", 0)), int(t.get("measured", 0))
+    return {
+        "points": points,
+        "moved": int(t.get("moved", 0)),
+        "moved_share": round(t["moved"] / points, 4) if points else None,
+        "mean_displacement_px": round(t["displacement_px"] / measured, 2) if measured else None,
+        "mean_displacement_rel": round(t["displacement_rel"] / measured, 4) if measured else None,
+    }
+
+
+def _match(finals: Sequence[dict], guesses: Sequence[dict], sigmas: np.ndarray
+           ) -> list[tuple[dict, dict | None]]:
+    """Greedy one-to-one matching by OKS; unmatched final people pair with None."""
+    pairs = sorted(((oks(keypoints_array(g), keypoints_array(f), sigmas, _area(f)), i, j)
+                    for i, f in enumerate(finals) for j, g in enumerate(guesses)), reverse=True)
+    used_f, used_g, out = set(), set(), []
+    for score, i, j in pairs:
+        if score > 0 and i not in used_f and j not in used_g:
+            used_f.add(i), used_g.add(j)
+            out.append((finals[i], guesses[j]))
+    return out + [(f, None) for i, f in enumerate(finals) if i not in used_f]
+
+
+
+
+def _area(ann: dict) -> float:
+    area = ann.get("area") or (ann["bbox"][2] * ann["bbox"][3] if ann.get("bbox") else 0.0)
+    return max(float(area), 1.0)

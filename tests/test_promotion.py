@@ -1,0 +1,23 @@
+from cals.promotion import decide, metric_value
+
+
+def _m(ap, spine=None):
+    return {"overall": {"AP": ap}, "groups": {"spine": {"AP": spine}}}
+
+
+def test_first_model_is_promoted():
+    assert decide(_m(0.1), None).promote
+
+
+def test_not_worse_within_margin_is_promoted_and_worse_is_kept_back():
+    assert decide(_m(0.50), _m(0.50)).promote
+    assert decide(_m(0.48), _m(0.50), margin=0.05).promote
+    kept = decide(_m(0.40), _m(0.50), margin=0.05)
+    assert not kept.promote and "worse" in kept.reason
+
+
+def test_metric_path_and_missing_values():
+    assert metric_value(_m(0.3, 0.7), "groups.spine.AP") == 0.7
+    assert metric_value(_m(0.3), "groups.spine.AP") is None
+    assert not decide(_m(None), _m(0.5)).promote
+    assert decide(_m(0.2, 0.9), _m(0.5, 0.1), metric="groups.spine.AP").promote
