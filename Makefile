@@ -8,7 +8,7 @@ VAL     ?= $(OUT)/val
 CONFIG  ?= cpu
 EPOCHS  ?=
 
-.PHONY: install test demo train bench clean
+.PHONY: install test demo train bench clean deploy-function trainer sampler sample
 
 install: .venv/.installed
 
@@ -23,6 +23,18 @@ demo: install
 
 train: install
 	$(CALS) train --data $(DATA) --registry $(REG) --config $(CONFIG) $(if $(VAL),--val $(VAL)) $(if $(EPOCHS),--epochs $(EPOCHS))
+
+deploy-function:  # nuctl deploy of the Nuclio function into CVAT's project; GPU=1 for the CUDA build
+	bash serverless/deploy.sh $(if $(GPU),--gpu)
+
+trainer: install  # training sidecar (webhooks from CVAT), production WSGI server
+	$(PY) -m trainer
+
+sampler: install  # sampler service (ranks the pool, opens CVAT rounds)
+	$(PY) -m sampler serve
+
+sample: install  # open the next CVAT round now (ARGS="--help" for options)
+	$(PY) -m sampler round $(ARGS)
 
 bench: install
 	$(PY) -m bench.run
