@@ -1,0 +1,1 @@
+"""CVAT access for the services, always through cvat-sdk."""

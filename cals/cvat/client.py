@@ -1,0 +1,77 @@
+"""One way for the trainer, the sampler and the setup commands to reach CVAT: cvat-sdk's Client,
+configured from the environment, with failures turned into messages that say what to fix.
+
+Environment (read by `CvatSettings.from_env`):
+  CALS_CVAT_URL       CVAT's address, e.g. http://cvat_server:8080 inside CVAT's compose network
+  CALS_CVAT_USER      user name, with CALS_CVAT_PASSWORD
+  CALS_CVAT_PASSWORD
+  CALS_CVAT_TOKEN     a personal access token instead of user/password (CVAT >= 2.26)
+  CALS_CVAT_POLL_SECONDS  how often to poll CVAT's background requests (default 2)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from cals.errors import CalsError
+
+
+class CvatConnectionError(CalsError):
+    """CVAT is unreachable, or refused the credentials."""
+
+
+@dataclass(frozen=True)
+class CvatSettings:
+    url: str
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    poll_seconds: float = 2.0
+
+    @classmethod
+    def from_env(cls, env: os._Environ | dict | None = None) -> "CvatSettings":
+        env = os.environ if env is None else env
+        settings = cls(url=env.get("CALS_CVAT_URL", ""), user=env.get("CALS_CVAT_USER") or None,
+                       password=env.get("CALS_CVAT_PASSWORD") or None, token=env.get("CALS_CVAT_TOKEN") or None,
+                       poll_seconds=float(env.get("CALS_CVAT_POLL_SECONDS") or 2.0))
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Fail with the name of the missing or malformed setting."""
+        parsed = urlparse(self.url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise CalsError(f"CALS_CVAT_URL must be CVAT's http(s) address, got {self.url!r}")
+        if not self.token and not (self.user and self.password):
+            raise CalsError("set CALS_CVAT_USER and CALS_CVAT_PASSWORD (or CALS_CVAT_TOKEN) for CVAT")
+
+
+def connect(settings: CvatSettings):
+    """A logged-in `cvat_sdk.Client`; the caller closes it (it is a context manager)."""
+    from cvat_sdk import Client, Config
+    from cvat_sdk.api_client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    client = None
+    try:
+        client = Client(settings.url.rstrip("/"), config=Config(status_check_period=settings.poll_seconds))
+        if settings.token:
+            from cvat_sdk.core.client import AccessTokenCredentials
+
+            client.login(AccessTokenCredentials(settings.token))
+            client.users.retrieve_current_user()
+        else:
+            client.login((settings.user, settings.password))
+    except ApiException as exc:
+        if client is not None:
+            client.close()
+        if exc.status in (400, 401, 403):
+            raise CvatConnectionError(f"CVAT at {settings.url} refused the credentials of "
+                                      f"{settings.user or 'the access token'} (HTTP {exc.status})") from None
+        raise CvatConnectionError(f"CVAT at {settings.url} answered HTTP {exc.status}: {exc.reason}") from None
+    except (HTTPError, OSError) as exc:
+        if client is not None:
+            client.close()
+        raise CvatConnectionError(f"CVAT at {settings.url} is unreachable: {exc}") from None
+    return client
