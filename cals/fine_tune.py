@@ -1,0 +1,87 @@
+"""One learning round: fine-tune from the current model, score candidate and current on the same
+validation split, promote by `cals.promotion.decide`.
+
+The trainer's runs and `cals simulate` both call `fine_tune_round`, so a model is promoted by
+one rule wherever it was trained. The current version is re-evaluated every round because the
+validation split grows: a stored metric of it may have been measured on fewer frames.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from cals.data.coco import ANNOTATIONS, read_json
+from cals.promotion import DEFAULT_MARGIN, DEFAULT_METRIC, Decision, decide
+from cals.registry import Registry, Version
+from cals.train_progress import watch_training
+
+log = logging.getLogger(__name__)
+PhaseCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    version: Version
+    decision: Decision
+    candidate_metrics: dict | None
+    current_metrics: dict | None
+    previous: str | None  # the version current when the round started
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision.promote
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": self.version.id, "promoted": self.promoted, "reason": self.decision.reason,
+                "candidate": self.decision.candidate, "current": self.decision.current,
+                "previous": self.previous}
+
+
+def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, registry: Registry, *,
+                    config: str = "cpu", iters: int | None = None, margin: float = DEFAULT_MARGIN,
+                    metric: str = DEFAULT_METRIC, on_progress: PhaseCallback | None = None) -> RoundOutcome:
+    """Train a candidate (from the current version when there is one), evaluate, maybe promote."""
+    from cals.model.train import train
+
+    report = on_progress or (lambda phase, info: None)
+    current = registry.current()
+    report("training", {})
+    with watch_training(lambda state: report("training", state)):
+        candidate = train(train_root, registry, config=config, iters=iters,
+                          init=current.id if current else None, progress=False)
+    report("evaluating", {"version": candidate.id})
+    decision, cand_metrics, cur_metrics = evaluate_and_decide(
+        registry, candidate, current, val_root, margin=margin, metric=metric)
+    registry.update_meta(candidate.id, metrics=cand_metrics or {}, promotion={
+        "promoted": decision.promote, "reason": decision.reason, "compared_with": current.id if current else None,
+        "metric": metric, "margin": margin, "candidate": decision.candidate, "current": decision.current})
+    if decision.promote:
+        report("promoting", {"version": candidate.id})
+        registry.promote(candidate.id, reason=decision.reason)
+    else:
+        log.info("kept %s unpromoted: %s", candidate.id, decision.reason)
+    return RoundOutcome(registry.get(candidate.id), decision, cand_metrics, cur_metrics,
+                        current.id if current else None)
+
+
+def evaluate_and_decide(registry: Registry, candidate: Version, current: Version | None,
+                        val_root: str | os.PathLike, *, margin: float = DEFAULT_MARGIN,
+                        metric: str = DEFAULT_METRIC) -> tuple[Decision, dict | None, dict | None]:
+    """Score both versions on `val_root` (None when it has no labelled person) and decide."""
+    cand_metrics = evaluate_version(candidate, val_root)
+    cur_metrics = evaluate_version(current, val_root) if current is not None else None
+    cur_doc = None if current is None else (cur_metrics or {})
+    return decide(cand_metrics or {}, cur_doc, margin=margin, metric=metric), cand_metrics, cur_metrics
+
+
+def evaluate_version(version: Version, val_root: str | os.PathLike) -> dict | None:
+    """The metrics document of `version` on `val_root`, or None for an empty split."""
+    from cals.model.evaluation import evaluate_predictor
+    from cals.model.predict import Predictor
+
+    path = os.path.join(val_root, ANNOTATIONS)
+    if not os.path.isfile(path) or not read_json(path)["annotations"]:
+        return None
+    return evaluate_predictor(Predictor(version.path, version_id=version.id), val_root, progress=False)

@@ -1,0 +1,138 @@
+"""A training run from CVAT: export finished jobs, report correction effort, merge them into the
+labelled set, then one `fine_tune_round` (train, evaluate both, promote) and notify the sampler.
+
+The trainer's worker calls `execute` for each claimed run; nothing here knows about HTTP. Every
+export is read and checked before anything is merged, so a failed export or a bad archive leaves
+the labelled set and the registry as they were.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from cals import preannotations
+from cals.cvat.client import CvatSettings, connect
+from cals.cvat.export import ExportedJob, export_job
+from cals.cvat.trigger import JobTrigger
+from cals.effort import DEFAULT_TOLERANCE, correction_effort
+from cals.errors import CalsError
+from cals.fine_tune import fine_tune_round
+from cals.labelled_set import DEFAULT_VAL_FRACTION, LabelledSet
+from cals.notify import NotifyError, notify_promoted
+from cals.promotion import DEFAULT_MARGIN, DEFAULT_METRIC
+from cals.registry import Registry
+from cals.run_queue import Run
+from cals.schema import Schema
+
+log = logging.getLogger(__name__)
+Report = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run needs; `data_root` holds labelled/, preannotations/ and runs/."""
+
+    cvat: CvatSettings
+    registry: Registry
+    data_root: Path
+    schema: Schema
+    trigger: JobTrigger = JobTrigger("state", "completed")
+    config: str = "cpu"
+    iters: int | None = None
+    margin: float = DEFAULT_MARGIN
+    metric: str = DEFAULT_METRIC
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    effort_tolerance: float = DEFAULT_TOLERANCE
+    sampler_url: str | None = None
+    api_token: str | None = None
+
+    @property
+    def labelled_set(self) -> LabelledSet:
+        return LabelledSet(self.data_root / "labelled", self.schema, val_fraction=self.val_fraction)
+
+    @property
+    def preannotations_root(self) -> Path:
+        return self.data_root / "preannotations"
+
+
+def execute(run: Run, settings: RunSettings, report: Report) -> dict[str, Any]:
+    """Do `run`; returns its result document. Raises CalsError (or a training error) on failure."""
+    workdir = settings.data_root / "runs" / f"run-{run.id}"
+    exports = export_all(run.targets, settings, workdir, report)
+    result: dict[str, Any] = {"jobs": [e.job_id for e in exports],
+                              "effort": {str(e.job_id): job_effort(e, settings) for e in exports}}
+    report("merging", {"jobs": len(exports)})
+    labelled = settings.labelled_set
+    result["labelled_set"] = labelled.merge(exports, run_id=run.id).as_dict()
+    outcome = fine_tune_round(
+        labelled.split_root("train"), labelled.split_root("val"), settings.registry,
+        config=settings.config, iters=settings.iters, margin=settings.margin, metric=settings.metric,
+        on_progress=report)
+    result["model"] = outcome.as_dict()
+    result["metrics"] = {"candidate": outcome.candidate_metrics, "current": outcome.current_metrics}
+    if outcome.promoted:
+        result["notification"] = notify_sampler(settings, outcome.version.id, exports)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def export_all(targets: dict[str, list[int]], settings: RunSettings, workdir: Path,
+               report: Report) -> list[ExportedJob]:
+    """Export every target job (tasks/projects: their jobs at the trigger) with one client."""
+    report("exporting", {})
+    with connect(settings.cvat) as client:
+        job_ids = resolve_jobs(client, targets, settings.trigger)
+        if not job_ids:
+            raise CalsError(f"no job to learn from in {targets} (jobs of tasks/projects count "
+                            f"once they reach {settings.trigger})")
+        exports = []
+        for done, job_id in enumerate(job_ids):
+            report("exporting", {"jobs_done": done, "jobs_total": len(job_ids), "job": job_id})
+            exports.append(export_job(client, job_id, workdir, settings.schema))
+    return exports
+
+
+def resolve_jobs(client, targets: dict[str, list[int]], trigger: JobTrigger) -> list[int]:
+    """Explicit jobs as given; for tasks and projects, their jobs that reached the trigger."""
+    from cvat_sdk.api_client.exceptions import ApiException
+
+    jobs = set(targets.get("jobs") or [])
+    for kind, key in (("tasks", "task_id"), ("projects", "project_id")):
+        for parent in targets.get(kind) or []:
+            try:
+                getattr(client, kind).retrieve(parent)
+                found = client.jobs.list(**{key: parent})
+            except ApiException as exc:
+                raise CalsError(f"{kind[:-1]} {parent} cannot be read from CVAT (HTTP {exc.status})") from None
+            jobs |= {j.id for j in found if trigger.matches(j)}
+    return sorted(jobs)
+
+
+def job_effort(export: ExportedJob, settings: RunSettings) -> dict[str, Any]:
+    """Per point group, how much of CALS's pre-annotation people moved in this job."""
+    record = preannotations.load(settings.preannotations_root, export.task_id)
+    if record is None:
+        return {"preannotated": False}
+    pre, final = preannotations.by_frame_name(record), preannotations.by_frame_name(export.coco)
+    frames = sorted(pre.keys() & final.keys())
+    groups = correction_effort({f: pre[f] for f in frames}, {f: final[f] for f in frames},
+                               settings.schema, tolerance=settings.effort_tolerance)
+    return {"preannotated": True, "frames": len(frames), "tolerance": settings.effort_tolerance,
+            "groups": groups}
+
+
+def notify_sampler(settings: RunSettings, version: str, exports: list[ExportedJob]) -> dict[str, Any]:
+    """Best effort: the outcome is recorded on the run, a failure never fails it."""
+    if not settings.sampler_url:
+        return {"sent": False, "reason": "CALS_SAMPLER_URL is not set"}
+    projects = {e.project_id for e in exports}
+    project_id = projects.pop() if len(projects) == 1 else None
+    try:
+        status = notify_promoted(settings.sampler_url, settings.api_token or "", version, project_id)
+    except NotifyError as exc:
+        log.warning("promotion of %s not notified: %s", version, exc)
+        return {"sent": False, "error": str(exc)}
+    return {"sent": True, "status": status, "project_id": project_id}

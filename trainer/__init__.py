@@ -1,0 +1,33 @@
+"""CALS training sidecar: CVAT webhooks in, fine-tuned and promoted models out.
+
+`create_app(config)` is the Flask application factory: defaults, then `CALS_*` environment
+variables, then `config` (tests); see trainer/README.md.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+
+from cals.run_queue import RunQueue
+from trainer import api, errors, webhooks, worker
+from trainer.config import load, raw_config
+from trainer.state import TrainerState
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app; raises trainer.config.ConfigError before serving on bad configuration."""
+    settings = load(raw_config(config))
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024  # webhook payloads are a few KB
+    queue = RunQueue(settings.queue_db)
+    errors.init_app(app)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(api.bp)
+    run_worker = worker.init_app(app, queue, settings.run, start=settings.worker,
+                                 poll_seconds=settings.worker_poll_seconds)
+    app.extensions["cals_trainer"] = TrainerState(settings, queue, run_worker)
+    logging.getLogger(__name__).info("trainer ready: queue %s, registry %s", settings.queue_db,
+                                     settings.run.registry.root)
+    return app

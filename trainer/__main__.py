@@ -1,0 +1,47 @@
+"""`python -m trainer` (`make trainer`): check the configuration, then serve with gunicorn.
+
+One worker process, because the training worker thread must be unique; a few request threads
+so webhooks and status calls are answered while a run trains. The app is built in the worker
+process (no preload), so the worker thread lives where requests are served.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+from gunicorn.app.base import BaseApplication
+
+from cals.cvat.client import CvatConnectionError, connect
+from trainer.config import ConfigError, load, raw_config
+
+
+class TrainerServer(BaseApplication):
+    def __init__(self, bind: str) -> None:
+        self.bind = bind
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in {"bind": self.bind, "workers": 1, "worker_class": "gthread", "threads": 4,
+                           "timeout": 120, "preload_app": False, "accesslog": "-"}.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from trainer import create_app
+
+        return create_app()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load(raw_config())
+        connect(settings.run.cvat).close()  # wrong URL or credentials fail now, not at the first run
+    except (ConfigError, CvatConnectionError) as exc:
+        print(f"cals trainer: {exc}", file=sys.stderr)
+        return 2
+    TrainerServer(settings.bind).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

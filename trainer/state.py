@@ -1,0 +1,21 @@
+"""What the routes share, tied to the app (not module globals): settings, queue, worker."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask
+
+from cals.run_queue import RunQueue
+from trainer.config import TrainerSettings
+from trainer.worker import Worker
+
+
+@dataclass(frozen=True)
+class TrainerState:
+    settings: TrainerSettings
+    queue: RunQueue
+    worker: Worker
+
+
+def trainer_state(app: Flask) -> TrainerState:
+    return app.extensions["cals_trainer"]

@@ -1,0 +1,89 @@
+"""The one background worker: claims a run from the queue, executes it, records the outcome.
+
+One thread per process (gunicorn runs one worker process), so one training at a time. At start
+it recovers runs a dead process left `running`. A run's failure is recorded on the run; the
+registry's current model changes only at the end of a successful round.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from flask import Flask
+
+from cals.errors import CalsError
+from cals.run_queue import Run, RunQueue
+from cals.training_run import RunSettings, execute
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, queue: RunQueue, settings: RunSettings, *, poll_seconds: float = 5.0) -> None:
+        self.queue = queue
+        self.settings = settings
+        self.poll_seconds = poll_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        for run in self.queue.recover():
+            log.warning("re-queued the work of an interrupted run as run %d", run.id)
+        self._thread = threading.Thread(target=self._loop, name="cals-trainer-worker", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the current run (a run in progress is not cut short)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_once(self) -> Run | None:
+        """Claim and execute the next run, if any; returns the finished run."""
+        run = self.queue.claim_next()
+        if run is None:
+            return None
+        log.info("run %d started: %s", run.id, run.targets)
+
+        def report(phase: str, progress: dict[str, Any]) -> None:
+            self.queue.update_progress(run.id, phase, progress)
+
+        try:
+            result = execute(run, self.settings, report)
+        except CalsError as exc:
+            log.error("run %d failed: %s", run.id, exc)
+            return self.queue.finish(run.id, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a training crash must not kill the worker
+            log.exception("run %d crashed", run.id)
+            return self.queue.finish(run.id, error=f"{type(exc).__name__}: {exc}")
+        log.info("run %d succeeded: %s", run.id, result.get("model"))
+        return self.queue.finish(run.id, result=result)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.run_once() is not None:
+                    continue
+            except Exception:  # noqa: BLE001 - e.g. the queue's disk is full: retry later
+                log.exception("worker could not reach the run queue")
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+
+def init_app(app: Flask, queue: RunQueue, settings: RunSettings, *, start: bool,
+             poll_seconds: float) -> Worker:
+    worker = Worker(queue, settings, poll_seconds=poll_seconds)
+    app.extensions["cals_worker"] = worker
+    if start:
+        worker.start()
+    return worker
