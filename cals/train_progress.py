@@ -26,7 +26,8 @@ def snapshot() -> dict[str, Any] | None:
     info = hub.runtime_info
     if "max_iters" not in info:
         return None
-    out: dict[str, Any] = {"iteration": int(info.get("iter", 0)), "max_iterations": int(info["max_iters"]),
+    # `iter` is the 0-based iteration in progress (set before it runs): report it 1-based
+    out: dict[str, Any] = {"iteration": int(info.get("iter", 0)) + 1, "max_iterations": int(info["max_iters"]),
                            "epoch": int(info.get("epoch", 0)), "max_epochs": info.get("max_epochs")}
     loss = hub.log_scalars.get("train/loss")
     if loss is not None and loss.data[0].size:

@@ -55,7 +55,10 @@ class Worker:
             return None
         log.info("run %d started: %s", run.id, run.targets)
 
-        def report(phase: str, progress: dict[str, Any]) -> None:
+        progress: dict[str, Any] = {}
+
+        def report(phase: str, info: dict[str, Any]) -> None:
+            progress[phase] = {**progress.get(phase, {}), **info}  # each phase keeps its last numbers
             self.queue.update_progress(run.id, phase, progress)
 
         try:

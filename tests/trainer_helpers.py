@@ -1,0 +1,117 @@
+"""Helpers for the trainer tests: CVAT tasks with ground truth, the trainer in a real HTTP server,
+and a proxy that damages CVAT's exports on the wire."""
+from __future__ import annotations
+
+import http.client
+import http.server
+import io
+import json
+import threading
+import time
+import uuid
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+from werkzeug.serving import make_server
+
+COCO_KP = "COCO Keypoints 1.0"
+
+
+def ground_truth(dataset: Path, names: list[str]) -> dict[str, Any]:
+    """The COCO document of `names` (frame file names) from a generated dataset."""
+    coco = json.loads((dataset / "annotations.json").read_text())
+    images = [im for im in coco["images"] if im["file_name"] in names]
+    ids = {im["id"] for im in images}
+    return {**coco, "images": images, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids]}
+
+
+def make_task(client, project_id: int, dataset: Path, names: list[str], tmp: Path,
+              jobs: list[list[str]] | None = None):
+    """A CVAT task of `names` (one job unless `jobs`), its annotations imported from the dataset."""
+    task = client.tasks.create_from_data(
+        {"name": f"round-{uuid.uuid4().hex[:6]}", "project_id": project_id},
+        [dataset / "images" / n for n in names], data_params={"job_file_mapping": jobs or [names]})
+    source = tmp / f"gt-{task.id}.json"
+    source.write_text(json.dumps(ground_truth(dataset, names)))
+    task.import_annotations(COCO_KP, source)
+    return task
+
+
+@contextmanager
+def serve(app) -> Iterator[str]:
+    """Run a WSGI app in a real threaded HTTP server; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def wait_for_run(client, run_id: int, *, states=("succeeded", "failed", "interrupted"), timeout: float = 120,
+                 seen: list | None = None) -> dict:
+    """Poll GET /runs/<id> (a Flask test client or a requests-like callable) until a final state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get(f"/runs/{run_id}").get_json()
+        if seen is not None:
+            seen.append(run)
+        if run["state"] in states:
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} did not finish in {timeout} s: {run}")
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@contextmanager
+def damaging_proxy(upstream: str, damaged_body: bytes) -> Iterator[str]:
+    """An HTTP proxy to `upstream` that answers every dataset download with `damaged_body`."""
+    target = urlsplit(upstream)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            if "/dataset/download" in self.path and response.status == 200:
+                data = damaged_body
+            self.send_response(response.status)
+            for key, value in response.getheaders():
+                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            conn.close()
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _forward
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
