@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Deploy the CALS spine-pose function into CVAT's Nuclio project, as CVAT's own
+# serverless/deploy_cpu.sh and deploy_gpu.sh do.
+#
+#   bash serverless/deploy.sh [--gpu]        (or: make deploy-function [GPU=1])
+#
+# Environment (all optional):
+#   NUCTL                  nuctl binary (default: nuctl on PATH)
+#   CALS_NUCLIO_PLATFORM   nuctl --platform (default: local)
+#   CALS_NUCLIO_NETWORK    docker network of CVAT (default: cvat_cvat)
+#   CALS_REGISTRY_HOST     host folder with the model registry, shared with the trainer
+#                          (default: /var/lib/cals/registry)
+#   CALS_DETECTOR_URL      RTMDet person ONNX SDK zip fetched at build time
+#   CALS_POSE_URL          COCO-17 RTMPose checkpoint fetched at build time (the initial model)
+#   CALS_POINT_THRESHOLD, CALS_DETECTOR_SCORE, CALS_MAX_PIXELS   runtime settings (--env)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+FUNC="$ROOT/serverless/spine-pose/nuclio"
+FILE=function.yaml
+if [[ "${1:-}" == "--gpu" ]]; then FILE=function-gpu.yaml; shift; fi
+if [[ $# -gt 0 ]]; then echo "usage: $0 [--gpu]" >&2; exit 2; fi
+
+NUCTL="${NUCTL:-nuctl}"
+if ! command -v "$NUCTL" >/dev/null 2>&1; then
+  echo "deploy.sh: error: nuctl not found (set NUCTL or install the nuctl release that matches" \
+       "CVAT's Nuclio: https://github.com/nuclio/nuclio/releases)" >&2
+  exit 1
+fi
+PLATFORM="${CALS_NUCLIO_PLATFORM:-local}"
+NETWORK="${CALS_NUCLIO_NETWORK:-cvat_cvat}"
+REGISTRY_HOST="${CALS_REGISTRY_HOST:-/var/lib/cals/registry}"
+mkdir -p "$REGISTRY_HOST"
+
+# Build context: the function folder plus the cals sources it installs (cals-src/).
+STAGE="$(mktemp -d "${TMPDIR:-/tmp}/cals-function.XXXXXX")"
+trap 'rm -rf "$STAGE"' EXIT
+cp "$FUNC"/main.py "$FUNC/$FILE" "$STAGE"/
+mkdir "$STAGE/cals-src"
+cp -r "$ROOT/cals" "$ROOT/requirements" "$ROOT/pyproject.toml" "$ROOT/README.md" "$STAGE/cals-src/"
+find "$STAGE/cals-src" -name __pycache__ -prune -exec rm -rf {} +
+
+# Build-time URLs and the registry's host folder, overridable from the environment.
+for var in CALS_DETECTOR_URL CALS_POSE_URL; do
+  if [[ -n "${!var:-}" ]]; then sed -i "s#$var=.*#$var=${!var}#" "$STAGE/$FILE"; fi
+done
+sed -i "s#path: /var/lib/cals/registry#path: ${REGISTRY_HOST}#" "$STAGE/$FILE"
+
+ENV_ARGS=()
+for var in CALS_POINT_THRESHOLD CALS_DETECTOR_SCORE CALS_MAX_PIXELS; do
+  if [[ -n "${!var:-}" ]]; then ENV_ARGS+=(--env "$var=${!var}"); fi
+done
+
+"$NUCTL" create project cvat --platform "$PLATFORM" 2>/dev/null || true
+echo "Deploying $FILE (registry: $REGISTRY_HOST)"
+"$NUCTL" deploy --project-name cvat --path "$STAGE" --file "$STAGE/$FILE" \
+  --platform "$PLATFORM" --platform-config "{\"attributes\": {\"network\": \"$NETWORK\"}}" \
+  "${ENV_ARGS[@]}"
+"$NUCTL" get function --platform "$PLATFORM"

@@ -1,0 +1,56 @@
+"""Shared helpers for the function tests: load main.py as Nuclio does, call it, encode images."""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+import sys
+from pathlib import Path
+
+import nuclio_sdk
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTION_DIR = ROOT / "serverless" / "spine-pose" / "nuclio"
+SHARED = ROOT.parent / "shared"
+DETECTOR = SHARED / "models" / "rtmdet-nano-person" / "end2end.onnx"
+REAL = SHARED / "data" / "real-coco4"
+
+
+def load_main():
+    """serverless/spine-pose/nuclio/main.py as a module (the folder name is not importable)."""
+    name = "cals_spine_pose_main"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, FUNCTION_DIR / "main.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def call(platform, body, mutate=None):
+    """(status, parsed JSON body, headers) of one handler call."""
+    event = nuclio_sdk.Event(body=body)
+    handler = load_main().handler
+    response = platform.call_handler(handler, event) if mutate is None else \
+        platform.call_handler_with_context_mutation(handler, event, mutate)
+    return response.status_code, json.loads(response.body), response.headers
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **params) -> str:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **params)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def bgr_to_pil(bgr: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
+
+
+def skeleton_points(shape: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 2) points and (K,) visible flags of one skeleton shape."""
+    pts = np.array([e["points"] for e in shape["elements"]], dtype=float)
+    visible = np.array([not e["outside"] for e in shape["elements"]])
+    return pts, visible
