@@ -115,3 +115,40 @@ def damaging_proxy(upstream: str, damaged_body: bytes) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class HttpClient:
+    """GET/POST JSON against a served app over real HTTP, shaped like Flask's test client."""
+
+    def __init__(self, base: str, token: str | None = None) -> None:
+        self.base = base.rstrip("/")
+        self.token = token
+
+    def get(self, path: str) -> "HttpResponse":
+        return self._send("GET", path, None)
+
+    def post(self, path: str, json_body: Any) -> "HttpResponse":
+        return self._send("POST", path, json.dumps(json_body).encode())
+
+    def _send(self, method: str, path: str, body: bytes | None) -> "HttpResponse":
+        import urllib.error
+        import urllib.request
+
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.base + path, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return HttpResponse(response.status, response.read())
+        except urllib.error.HTTPError as err:
+            return HttpResponse(err.code, err.read())
+
+
+class HttpResponse:
+    def __init__(self, status_code: int, body: bytes) -> None:
+        self.status_code = status_code
+        self.body = body
+
+    def get_json(self) -> Any:
+        return json.loads(self.body)
