@@ -1,0 +1,219 @@
+"""Open the next annotation round in CVAT: the top-ranked unused pool frames as task "round N".
+
+Frames go in rank order, split by `job_file_mapping` into jobs of `job_size` (job 1 = highest
+scores); CVAT fixes frame order and jobs from the mapping alone (it refuses it together with
+`sorting_method` or `segment_size`). Pre-annotations are imported as skeletons and recorded for
+the trainer. What makes it safe to call again and again:
+- frames already in any "round N" task of the project are excluded (read from CVAT each time);
+- the newest round opened with the same model version is returned instead of a new one;
+- callers in threads and processes serialise on a lock file per project;
+- any failure after the task exists deletes the task: no half-created round is left.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from cvat_sdk.api_client import models
+
+from cals import preannotations
+from cals.errors import CalsError
+from cals.pools import Pool, PoolItem
+from cals.ranking import Ranked, rank
+from cals.round_annotations import round_coco
+from cals.round_report import contact_sheet, write_ranking
+from cals.scoring import Scorer
+from cals.strategies import PoolStrategy, Strategy
+
+log = logging.getLogger(__name__)
+ROUND_NAME = re.compile(r"^round (\d+)$")
+COCO_FORMAT = "COCO Keypoints 1.0"
+
+
+@dataclass
+class RoundResult:
+    number: int
+    task_id: int
+    created: bool  # False: this version's round already existed and is returned as it is
+    version: str
+    strategy: str
+    frames: list[str] = field(default_factory=list)  # frame names in CVAT frame order
+    jobs: list[list[str]] = field(default_factory=list)
+    ranking: list[dict] = field(default_factory=list)  # the chosen frames: rank, name, score, scores
+    folder: str = ""  # where the round's record and reports are
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RoundSpec:
+    project_id: int
+    size: int = 50  # frames per round
+    job_size: int = 10  # frames per CVAT job
+
+    def check(self) -> None:
+        for name in ("project_id", "size", "job_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CalsError(f"{name} must be a positive integer, got {value!r}")
+
+
+def open_round(client, spec: RoundSpec, pool: Pool, scorer: Scorer, strategy: Strategy | PoolStrategy,
+               *, data_dir: str | Path, progress: bool = True) -> RoundResult:
+    """Score the pool, pick the top unused frames and create "round N"; see the module docstring."""
+    spec.check()
+    folder = Path(data_dir) / "sampler" / "rounds" / f"project-{spec.project_id}"
+    with _project_lock(folder):
+        rounds = round_tasks(client, spec.project_id)
+        existing = _same_version_round(rounds, folder, scorer.predictor.version_id)
+        if existing is not None:
+            log.info("round %d (task %d) was already opened with %s; not opening another",
+                     existing.number, existing.task_id, existing.version)
+            return existing
+        used = used_frames(rounds.values())
+        table = scorer.score(pool, [strategy], progress=progress)
+        chosen = rank(table, strategy, k=spec.size, exclude=used)[:spec.size]
+        if not chosen:
+            raise CalsError(f"every pool frame of project {spec.project_id} is already in a round")
+        number = max(rounds, default=0) + 1
+        return _create(client, spec, number, pool, scorer, strategy, chosen, folder / f"round-{number}",
+                       data_dir=Path(data_dir))
+
+
+def round_tasks(client, project_id: int) -> dict[int, object]:
+    """Round number → task, for the project's tasks named "round N"."""
+    out = {}
+    for task in client.tasks.list():
+        m = ROUND_NAME.match(task.name or "")
+        if task.project_id == project_id and m:
+            out[int(m.group(1))] = task
+    return out
+
+
+def used_frames(tasks) -> set[str]:
+    """File names of every frame already in a round: never put in a second one."""
+    return {Path(f.name).name for task in tasks for f in task.get_frames_info()}
+
+
+def _same_version_round(rounds: dict, folder: Path, version: str) -> RoundResult | None:
+    if not rounds:
+        return None
+    number = max(rounds)
+    record = folder / f"round-{number}" / "round.json"
+    if not record.is_file():
+        return None
+    data = json.loads(record.read_text())
+    if data.get("version") != version or data.get("task_id") != rounds[number].id:
+        return None
+    return RoundResult(**{**data, "created": False})
+
+
+def _create(client, spec: RoundSpec, number: int, pool: Pool, scorer: Scorer, strategy, chosen: list[Ranked],
+            folder: Path, *, data_dir: Path) -> RoundResult:
+    names = [r.name for r in chosen]
+    jobs = [names[i:i + spec.job_size] for i in range(0, len(names), spec.job_size)]
+    items = _items_by_name(pool, set(names))
+    with tempfile.TemporaryDirectory(prefix="cals-round-") as tmp:
+        frames = _write_frames(pool, [items[n] for n in names], Path(tmp), scorer)
+        task = client.tasks.create(models.TaskWriteRequest(name=f"round {number}", project_id=spec.project_id))
+        log.info("created task %d %r; uploading %d frames in %d jobs", task.id, task.name, len(names), len(jobs))
+        try:
+            task.upload_data([Path(tmp) / n for n in names], params={"job_file_mapping": jobs})
+            _check_order(task, names)
+            coco = round_coco(frames, pool_schema(scorer))
+            ann = Path(tmp) / "preannotations.json"
+            ann.write_text(json.dumps(coco))
+            task.import_annotations(COCO_FORMAT, ann)
+            result = RoundResult(number, task.id, True, scorer.predictor.version_id, strategy.cache_id,
+                                 names, jobs, [asdict(r) for r in chosen], str(folder))
+            _write_record(folder, result)
+            preannotations.record(data_dir / "preannotations", task.id, coco)
+        except BaseException:
+            _delete_task(client, task.id, folder)
+            raise
+        _reports(folder, result, frames, Path(tmp), pool_schema(scorer))
+    log.info("opened round %d as task %d with %d frames", number, task.id, len(names))
+    return result
+
+
+def pool_schema(scorer: Scorer):
+    return scorer.predictor.schema
+
+
+def _items_by_name(pool: Pool, names: set[str]) -> dict[str, PoolItem]:
+    return {item.name: item for item in pool.items() if item.name in names}
+
+
+def _write_frames(pool: Pool, items: list[PoolItem], folder: Path, scorer: Scorer) -> list[dict]:
+    """Save the chosen frames under their pool names; return what the pre-annotations need."""
+    import cv2
+
+    frames = []
+    for item in items:
+        data = pool.image_bytes(item)
+        (folder / item.name).write_bytes(data)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        people = scorer.cache.people(scorer.predictor.version_id, item.key)
+        if people is None:  # cache disabled: predict again (same model, same boxes)
+            from cals.scoring import person_record
+            people = [person_record(p) for p in scorer.predictor.predict(image, scorer.boxes(item, image),
+                                                                         distributions=False)]
+        frames.append({"name": item.name, "width": image.shape[1], "height": image.shape[0],
+                       "people": people, "labelled": item.labelled})
+    return frames
+
+
+def _reports(folder: Path, result: RoundResult, frames: list[dict], tmp: Path, schema) -> None:
+    """ranking.json/.csv and contact.png; a report failure is logged, the round stands."""
+    import cv2
+
+    try:
+        write_ranking(folder, result.ranking)
+        sheet = [{**f, **r, "image": cv2.imread(str(tmp / f["name"]))} for f, r in zip(frames, result.ranking)]
+        contact_sheet(folder / "contact.png", sheet, schema)
+    except Exception:  # noqa: BLE001
+        log.exception("round %d is open, but its report could not be written to %s", result.number, folder)
+
+
+def _check_order(task, names: list[str]) -> None:
+    got = [Path(f.name).name for f in task.get_frames_info()]
+    if got != names:
+        raise CalsError(f"CVAT put task {task.id}'s frames in another order than the ranking "
+                        f"(first: {got[:3]} vs {names[:3]})")
+
+
+def _write_record(folder: Path, result: RoundResult) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "round.json.tmp"
+    tmp.write_text(json.dumps({k: v for k, v in result.to_json().items() if k != "created"}, indent=2))
+    tmp.replace(folder / "round.json")
+
+
+def _delete_task(client, task_id: int, folder: Path) -> None:
+    """Roll back a round that failed half-way; if even that fails, say which task to delete."""
+    try:
+        client.tasks.remove_by_ids([task_id])
+        log.warning("deleted half-created round task %d", task_id)
+    except Exception as exc:  # noqa: BLE001 - the original error is what the caller must see
+        log.error("could not delete half-created round task %d (%s); delete it in CVAT", task_id, exc)
+    (folder / "round.json").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _project_lock(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,136 @@
+"""Score a pool with the current model: streamed in batches, cached per (image, model version).
+
+Distributions live only while their image is scored; what is kept for the whole pool is one
+number per strategy, one pooled feature vector per image (for diversity) and the keys — memory
+grows by a few hundred bytes per image, never by a heatmap.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from cals.errors import CalsError
+from cals.model.predict import PersonPose, Predictor
+from cals.model_passes import capture_features, predict_mirrored
+from cals.pools import Pool, PoolItem
+from cals.score_cache import ScoreCache
+from cals.strategies import Observation, PoolStrategy, Strategy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoreTable:
+    """Per-image scores of one pool with one model version, in pool order."""
+
+    version: str
+    keys: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    scores: dict[str, list[float]] = field(default_factory=dict)  # cache_id → scores
+    features: list[np.ndarray] = field(default_factory=list)
+    computed: int = 0  # images scored now (the rest came from the cache)
+
+    def feature_matrix(self) -> np.ndarray:
+        return np.stack(self.features) if self.features else np.zeros((0, 0), np.float32)
+
+
+@dataclass
+class Scorer:
+    """The models and options one scoring run needs; build once, score many pools."""
+
+    predictor: Predictor
+    previous: Predictor | None = None  # for committee disagreement
+    detector: object = None  # PersonDetector for frames without boxes
+    cache: ScoreCache = field(default_factory=lambda: ScoreCache(None))
+    batch_size: int = 16
+
+    def score(self, pool: Pool, strategies: Sequence[Strategy | PoolStrategy], *,
+              progress: bool = True) -> ScoreTable:
+        """All per-image scores the strategies need, for every pool image."""
+        per_image = per_image_strategies(strategies)
+        needs = set().union(*(s.needs for s in strategies)) if strategies else set()
+        if "previous" in needs and self.previous is None:
+            raise CalsError("committee disagreement needs a previous model version; the registry has none")
+        table = ScoreTable(self.predictor.version_id, scores={s.cache_id: [] for s in per_image})
+        bar = tqdm(total=len(pool), desc="scoring pool", unit="img", disable=not progress)
+        with bar:
+            for batch in _batches(pool.items(), self.batch_size):
+                entries, computed = self._batch(pool, batch, per_image, needs)
+                table.computed += computed
+                for item in batch:
+                    e = entries[item.key]
+                    table.keys.append(item.key)
+                    table.names.append(item.name)
+                    for s in per_image:
+                        table.scores[s.cache_id].append(e["scores"][s.cache_id])
+                    if "features" in needs:
+                        table.features.append(e["features"])
+                bar.update(len(batch))
+        return table
+
+    def _batch(self, pool: Pool, batch: list[PoolItem], per_image: list[Strategy], needs: set[str]
+               ) -> tuple[dict[str, dict], int]:
+        """Cached entries of the batch, completed by measuring what is missing; and how many were measured."""
+        ids = [s.cache_id for s in per_image]
+        cached = self.cache.lookup(self.predictor.version_id, [i.key for i in batch], ids)
+        todo = [i for i in batch if not _complete(cached.get(i.key), ids, "features" in needs)]
+        if todo:
+            fresh = {item.key: self._measure(item, image, per_image, needs)
+                     for item, image in zip(todo, pool.load(todo))}
+            self.cache.store(self.predictor.version_id, fresh)
+            cached.update(fresh)
+        return cached, len(todo)
+
+    def _measure(self, item: PoolItem, image: np.ndarray, per_image: list[Strategy], needs: set[str]) -> dict:
+        boxes = self.boxes(item, image)
+        with capture_features(self.predictor, enabled="features" in needs) as feats:
+            people = self.predictor.predict(image, boxes, distributions="distributions" in needs)
+        obs = Observation(item.key, people)
+        if "mirrored" in needs:
+            obs.mirrored = predict_mirrored(self.predictor, image, boxes)
+        if "previous" in needs:
+            obs.previous = self.previous.predict(image, boxes, distributions=False)
+        return {"people": [person_record(p) for p in people], "features": feats.vector(),
+                "scores": {s.cache_id: s.score(obs) for s in per_image}}
+
+    def boxes(self, item: PoolItem, image: np.ndarray) -> np.ndarray:
+        if item.boxes is not None:
+            return item.boxes
+        if self.detector is None:
+            raise CalsError(f"pool frame {item.name!r} has no person boxes; set CALS_DETECTOR to detect them")
+        return self.detector(image)[:, :4]
+
+
+def per_image_strategies(strategies: Sequence[Strategy | PoolStrategy]) -> list[Strategy]:
+    """The per-image strategies to compute: the given ones plus pool strategies' components."""
+    out: dict[str, Strategy] = {}
+    for s in strategies:
+        for c in (s.components if isinstance(s, PoolStrategy) else [s]):
+            out.setdefault(c.cache_id, c)
+    return list(out.values())
+
+
+def person_record(p: PersonPose) -> dict:
+    return {"bbox": [round(float(v), 2) for v in p.bbox[:4]],
+            "keypoints": np.round(np.asarray(p.keypoints, float), 2).tolist(),
+            "scores": np.round(np.asarray(p.scores, float), 4).tolist()}
+
+
+def _complete(entry: dict | None, ids: list[str], need_features: bool) -> bool:
+    return entry is not None and all(i in entry["scores"] for i in ids) and \
+        (not need_features or entry["features"] is not None)
+
+
+def _batches(items, size: int):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
