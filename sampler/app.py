@@ -1,0 +1,37 @@
+"""Flask application factory: `create_app(config=None)` — defaults, then CALS_* env, then `config`."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+
+from cals.cvat.client import CvatSettings
+from sampler.config import load_config
+from sampler.jobs import Jobs
+from sampler.routes import bp
+from sampler.service import Sampler
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app; a missing or wrong setting raises CalsError naming the variable.
+
+    `config` may hold any DEFAULTS key, plus "CVAT" (a CvatSettings) to bypass CALS_CVAT_* in tests.
+    """
+    config = dict(config or {})
+    cvat = config.pop("CVAT", None)
+    settings = load_config(config)
+    if cvat is None:
+        cvat = CvatSettings.from_env()
+    app = Flask("sampler")
+    app.config.update(settings)
+    app.json.sort_keys = False
+    init_app(app, Sampler(settings, cvat))
+    app.register_blueprint(bp)
+    logging.getLogger("sampler").setLevel(logging.INFO)
+    return app
+
+
+def init_app(app: Flask, sampler: Sampler) -> None:
+    app.extensions["sampler"] = sampler
+    app.extensions["sampler_jobs"] = Jobs()

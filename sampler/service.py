@@ -1,0 +1,157 @@
+"""The sampler's resources for one process: loaded models, the score cache, strategies, pools.
+
+Models load once per version and stay loaded (the heavy part); every request and background round
+uses them under one lock. The HTTP routes and the `round` command both call `Sampler`.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+from cals.cvat.client import CvatSettings, connect
+from cals.cvat.rounds import RoundResult, RoundSpec, open_round, round_tasks, used_frames
+from cals.data.coco import read_json
+from cals.errors import CalsError
+from cals.model.predict import Predictor
+from cals.pools import LocalPool
+from cals.ranking import Ranked, rank
+from cals.registry import Registry
+from cals.score_cache import ScoreCache
+from cals.scoring import Scorer
+from cals.strategies import PoolStrategy, ShapeSpace, Strategy, create
+
+log = logging.getLogger(__name__)
+
+
+class Sampler:
+    def __init__(self, config: dict[str, Any], cvat: CvatSettings | None = None) -> None:
+        self.config = config
+        self.cvat = cvat
+        self.registry = Registry(config["REGISTRY"])
+        self.data = Path(config["DATA"])
+        self.cache = ScoreCache(self.data / "sampler" / "scores.sqlite")
+        self._models: dict[str, Predictor] = {}
+        self._detector = None
+        self.lock = threading.RLock()  # one model user at a time
+
+    # ---- models ---------------------------------------------------------
+    def predictor(self, version_id: str) -> Predictor:
+        if version_id not in self._models:
+            self._models = {k: v for k, v in self._models.items() if k in self._keep()}
+            self._models[version_id] = Predictor.from_registry(self.registry, version_id)
+        return self._models[version_id]
+
+    def _keep(self) -> set[str]:
+        current = self.registry.current()
+        return {current.id, self.previous_version(current.id) or ""} if current else set()
+
+    def previous_version(self, version_id: str) -> str | None:
+        """The committee's second member: the version promoted before, else the parent."""
+        stack = [e["id"] for e in self.registry.history() if e["event"] == "promote" and e["id"] != version_id]
+        return stack[-1] if stack else self.registry.get(version_id).parent
+
+    def scorer(self, strategy: Strategy | PoolStrategy) -> Scorer:
+        current = self.registry.current()
+        if current is None:
+            raise CalsError(f"registry {self.registry.root} has no current model; train and promote one first")
+        previous = None
+        if "previous" in strategy.needs or any("previous" in c.needs for c in getattr(strategy, "components", [])):
+            prev_id = self.previous_version(current.id)
+            previous = self.predictor(prev_id) if prev_id else None
+        return Scorer(self.predictor(current.id), previous=previous, detector=self.detector(),
+                      cache=self.cache, batch_size=self.config["BATCH_SIZE"])
+
+    def detector(self):
+        if self._detector is None and self.config.get("DETECTOR"):
+            from cals.model.detector import PersonDetector
+            self._detector = PersonDetector(self.config["DETECTOR"])
+        return self._detector
+
+    # ---- strategies and pools ------------------------------------------
+    def strategy(self, name: str | None = None) -> Strategy | PoolStrategy:
+        name = name or self.config["STRATEGY"]
+        current = self.registry.current()
+        schema = self.predictor(current.id).schema if current else None
+        options: dict[str, Any] = {"reduce": self.config["REDUCE"]}
+        if name == "hybrid":
+            options["uncertainty"] = self.config["UNCERTAINTY"]
+        if name in ("pose",) or (name == "hybrid" and self.config["UNCERTAINTY"] == "pose"):
+            options["space"] = self.shape_space(schema)
+        group = None if self.config["GROUP"] == "all" else self.config["GROUP"]
+        return create(name, schema=schema, group=group, **options)
+
+    def shape_space(self, schema) -> ShapeSpace:
+        path = self.config.get("LABELLED")
+        if not path:
+            current = self.registry.current()
+            data = (current.meta.get("train_data") or {}).get("path") if current else None
+            path = data and str(Path(data) / "annotations.json")
+        if not path or not Path(path).is_file():
+            raise CalsError("the pose strategy needs the labelled poses: set CALS_SAMPLER_LABELLED to a COCO file")
+        coco = read_json(path)
+        try:
+            return ShapeSpace.from_coco(coco, range(schema.num_keypoints))
+        except CalsError:  # few fully labelled people yet: use the body points
+            return ShapeSpace.from_coco(coco, schema.groups["body"])
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Any]:
+        if self.cvat is None:
+            raise CalsError("CVAT is not configured: set CALS_CVAT_URL and its credentials")
+        client = connect(self.cvat)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def pool(self, client, project_id: int | None, schema):
+        if self.config["POOL"] != "cvat":
+            return LocalPool(self.config["POOL"], schema)
+        if project_id is None:
+            raise CalsError("the CVAT pool needs a project id (request 'project_id' or CALS_PROJECT_ID)")
+        from cals.cvat.pool import CvatPool
+        return CvatPool(client, project_id, schema, task_name=self.config["POOL_TASK"])
+
+    # ---- the two operations --------------------------------------------
+    def rank(self, strategies: list[str], *, project_id: int | None, limit: int) -> dict[str, Any]:
+        """Rank the pool by the first strategy, with every strategy's per-image scores."""
+        built = [self.strategy(n) for n in strategies]
+        with self.lock, self._maybe_client(project_id) as client:
+            scorer = self.scorer(built[0])
+            if any("previous" in s.needs for s in built[1:]):
+                scorer = self.scorer(next(s for s in built if "previous" in s.needs))
+            pool = self.pool(client, project_id, scorer.predictor.schema)
+            used = used_frames(round_tasks(client, project_id).values()) if client and project_id else set()
+            table = scorer.score(pool, built, progress=True)
+            ranked = rank(table, built[0], k=min(limit, self.config["ROUND_SIZE"]), exclude=used)
+        return {"version": table.version, "strategy": built[0].cache_id, "pool_size": len(table.keys),
+                "in_rounds": len(used), "scored_now": table.computed,
+                "ranking": [_ranked_json(r) for r in ranked[:limit]]}
+
+    def open_round(self, *, project_id: int | None, size: int | None = None, job_size: int | None = None,
+                   strategy: str | None = None) -> RoundResult:
+        project_id = project_id if project_id is not None else self.config["PROJECT_ID"]
+        if project_id is None:
+            raise CalsError("no CVAT project: pass project_id or set CALS_PROJECT_ID")
+        spec = RoundSpec(project_id, size or self.config["ROUND_SIZE"], job_size or self.config["JOB_SIZE"])
+        spec.check()
+        built = self.strategy(strategy)
+        with self.lock, self.client() as client:
+            scorer = self.scorer(built)
+            pool = self.pool(client, project_id, scorer.predictor.schema)
+            return open_round(client, spec, pool, scorer, built, data_dir=self.data)
+
+    @contextlib.contextmanager
+    def _maybe_client(self, project_id: int | None) -> Iterator[Any]:
+        if self.config["POOL"] == "cvat" or project_id is not None:
+            with self.client() as client:
+                yield client
+        else:
+            yield None
+
+
+def _ranked_json(r: Ranked) -> dict[str, Any]:
+    return {"rank": r.rank, "frame": r.name, "score": r.score, "scores": r.scores}

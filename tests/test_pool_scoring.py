@@ -1,0 +1,105 @@
+"""Pool scoring with the real trained model: blurred frames rank first, the cache makes rescoring free."""
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from cals.errors import CalsError
+from cals.model.predict import Predictor
+from cals.pools import LocalPool
+from cals.ranking import rank
+from cals.score_cache import ScoreCache
+from cals.scoring import Scorer
+from cals.strategies import create
+
+
+@pytest.fixture(scope="module")
+def predictor(trained):
+    registry, version = trained
+    return Predictor.from_registry(registry)
+
+
+@pytest.fixture(scope="module")
+def blurred_pool(synthetic, tmp_path_factory):
+    """8 upright-ish training frames, and the same frames heavily blurred ('b_' prefix)."""
+    root = tmp_path_factory.mktemp("pool")
+    coco = json.loads((synthetic / "train" / "annotations.json").read_text())
+    images = coco["images"][:8]
+    (root / "images").mkdir()
+    out_images, out_anns = [], []
+    for im in images:
+        src = cv2.imread(str(synthetic / "train" / "images" / im["file_name"]))
+        for prefix, pixels in (("", src), ("b_", cv2.GaussianBlur(src, (0, 0), 9))):
+            new_id = len(out_images) + 1
+            cv2.imwrite(str(root / "images" / (prefix + im["file_name"])), pixels)
+            out_images.append({**im, "id": new_id, "file_name": prefix + im["file_name"]})
+            out_anns += [{**a, "id": len(out_anns) + 1, "image_id": new_id,
+                          "keypoints": [0] * len(a["keypoints"])}  # nothing labelled yet
+                         for a in coco["annotations"] if a["image_id"] == im["id"]]
+    (root / "annotations.json").write_text(json.dumps({**coco, "images": out_images, "annotations": out_anns}))
+    return root
+
+
+def mean_rank(ranked, prefix):
+    return np.mean([r.rank for r in ranked if r.name.startswith(prefix)])
+
+
+def test_uncertainty_ranks_blurred_frames_first(predictor, blurred_pool, schema, tmp_path):
+    strategies = [create(n, schema=schema) for n in ("least_confidence", "entropy", "flip")]
+    table = Scorer(predictor, cache=ScoreCache(tmp_path / "c.sqlite")).score(
+        LocalPool(blurred_pool, schema), strategies + [create("coreset")], progress=False)
+    assert len(table.keys) == 16 and table.feature_matrix().shape[0] == 16
+    for s in strategies[:2]:
+        ranked = rank(table, s, k=4)
+        assert mean_rank(ranked, "b_") < mean_rank(ranked, "0") - 3, s
+        assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+        assert set(ranked[0].scores) == {x.cache_id for x in strategies}
+    excluded = rank(table, strategies[0], k=4, exclude={table.names[0]})
+    assert len(excluded) == 15 and table.names[0] not in {r.name for r in excluded}
+
+
+def test_cache_rescoring_is_free_and_per_version(predictor, blurred_pool, schema, tmp_path):
+    cache = ScoreCache(tmp_path / "c.sqlite")
+    pool = LocalPool(blurred_pool, schema)
+    s = [create("entropy", schema=schema), create("coreset")]
+    first = Scorer(predictor, cache=cache).score(pool, s, progress=False)
+    again = Scorer(predictor, cache=cache).score(pool, s, progress=False)
+    assert first.computed == 16 and again.computed == 0
+    assert again.scores == first.scores
+    np.testing.assert_allclose(again.feature_matrix(), first.feature_matrix())
+    # a strategy the cache has not seen is computed, the others are kept
+    more = Scorer(predictor, cache=cache).score(pool, s + [create("least_confidence", schema=schema)],
+                                                progress=False)
+    assert more.computed == 16 and more.scores[s[0].cache_id] == first.scores[s[0].cache_id]
+    assert cache.people(predictor.version_id, first.keys[0])[0]["keypoints"]
+
+
+def test_frames_without_boxes_need_the_detector(predictor, blurred_pool, schema, tmp_path):
+    root = tmp_path / "pool"
+    shutil.copytree(blurred_pool, root)
+    coco = json.loads((root / "annotations.json").read_text())
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] != 1]
+    (root / "annotations.json").write_text(json.dumps(coco))
+    with pytest.raises(CalsError, match="CALS_DETECTOR"):
+        Scorer(predictor).score(LocalPool(root, schema), [create("entropy", schema=schema)], progress=False)
+
+
+def test_committee_needs_and_uses_a_previous_version(trained, synthetic, predictor, blurred_pool, schema,
+                                                      tmp_path):
+    from cals.model.train import train
+    from cals.registry import Registry
+
+    registry, version = trained
+    copy = Registry(tmp_path / "reg")
+    shutil.copytree(registry.root, copy.root, dirs_exist_ok=True)
+    newer = train(synthetic / "train", copy, init=version.id, iters=10, progress=False)
+    committee = create("committee", schema=schema)
+    pool = LocalPool(blurred_pool, schema)
+    with pytest.raises(CalsError, match="previous model version"):
+        Scorer(predictor).score(pool, [committee], progress=False)
+    table = Scorer(Predictor.from_registry(copy, newer.id), previous=predictor).score(
+        pool, [committee], progress=False)
+    values = np.array(table.scores[committee.cache_id])
+    assert (values > 0).all() and values.std() > 0

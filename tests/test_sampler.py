@@ -1,0 +1,150 @@
+"""The sampler service over HTTP: auth, precise 4xx, rank, rounds in CVAT, promotion notices, CVAT down."""
+import time
+import uuid
+
+import pytest
+from cvat_sdk.api_client import models
+
+from cals.cvat.client import CvatSettings
+from cals.cvat.rounds import round_tasks
+from cals.errors import CalsError
+from sampler import create_app
+from sampler.__main__ import main
+
+from tests.test_pool_scoring import blurred_pool  # noqa: F401  (module fixture: 16 frames, 8 blurred)
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def settings(cvat_server):
+    return CvatSettings(cvat_server.url, cvat_server.user, cvat_server.password, poll_seconds=0.05)
+
+
+@pytest.fixture
+def config(trained, blurred_pool, tmp_path, settings):
+    return {"API_TOKEN": TOKEN, "REGISTRY": str(trained[0].root), "DATA": str(tmp_path / "data"),
+            "POOL": str(blurred_pool), "STRATEGY": "least_confidence", "CVAT": settings}
+
+
+@pytest.fixture
+def client(config):
+    return create_app(config).test_client()
+
+
+@pytest.fixture
+def project(cvat_client, schema):
+    p = cvat_client.projects.create(models.ProjectWriteRequest(
+        name=f"cals-test-{uuid.uuid4().hex[:6]}", labels=[schema.cvat_label()]))
+    yield p
+    p.remove()
+
+
+def wait_job(client, url, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get(url).get_json()
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {url} did not finish")
+
+
+def test_configuration_errors_name_the_variable(config, monkeypatch):
+    for key, message in (("API_TOKEN", "CALS_API_TOKEN"), ("REGISTRY", "CALS_REGISTRY")):
+        with pytest.raises(CalsError, match=message):
+            create_app({**config, key: None})
+    with pytest.raises(CalsError, match="CALS_SAMPLER_STRATEGY 'bald'"):
+        create_app({**config, "STRATEGY": "bald"})
+    with pytest.raises(CalsError, match="CALS_POOL"):
+        create_app({**config, "POOL": "/nowhere"})
+    monkeypatch.setenv("CALS_ROUND_SIZE", "many")
+    with pytest.raises(CalsError, match="CALS_ROUND_SIZE must be int"):
+        create_app(config)
+    monkeypatch.delenv("CALS_ROUND_SIZE")
+    monkeypatch.delenv("CALS_CVAT_URL", raising=False)
+    with pytest.raises(CalsError, match="CALS_CVAT_URL"):
+        create_app({k: v for k, v in config.items() if k != "CVAT"})
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (None, 401, "bearer token"),
+    ("not json", 400, "JSON object"),
+    ({"strategy": "bald"}, 400, "unknown strategy 'bald'"),
+    ({"limit": 0}, 400, "'limit' must be a positive integer"),
+    ({"limit": True}, 400, "'limit' must be a positive integer"),
+    ({"pool": "x"}, 400, "unknown field(s) ['pool']"),
+    ({"strategies": "entropy"}, 400, "'strategies' must be a list"),
+    ({"project_id": "7"}, 400, "'project_id' must be a positive integer"),
+])
+def test_bad_rank_requests_get_a_precise_4xx(client, body, status, message):
+    kwargs = {"headers": AUTH} if status != 401 else {}
+    if isinstance(body, str):
+        resp = client.post("/rank", data=body, content_type="application/json", **kwargs)
+    else:
+        resp = client.post("/rank", json=body or {}, **kwargs)
+    assert resp.status_code == status
+    assert message in resp.get_json()["error"]
+
+
+def test_rank_returns_the_ordered_pool_with_every_strategys_scores(client):
+    resp = client.post("/rank", json={"strategy": "least_confidence", "strategies": ["entropy"], "limit": 5},
+                       headers=AUTH)
+    assert resp.status_code == 200, resp.get_json()
+    data = resp.get_json()
+    ranking = data["ranking"]
+    assert data["pool_size"] == 16 and len(ranking) == 5 and data["scored_now"] == 16
+    assert [r["rank"] for r in ranking] == [1, 2, 3, 4, 5]
+    assert [r["score"] for r in ranking] == sorted((r["score"] for r in ranking), reverse=True)
+    assert {s.split("(")[0] for s in ranking[0]["scores"]} == {"least_confidence", "entropy"}
+    again = client.post("/rank", json={"strategy": "least_confidence", "strategies": ["entropy"], "limit": 5},
+                        headers=AUTH).get_json()
+    assert again["scored_now"] == 0 and again["ranking"] == ranking  # served from the cache
+
+
+def test_round_request_opens_a_round_and_promotion_reuses_it(client, project, cvat_client, config):
+    assert client.post("/rounds", json={}, headers=AUTH).status_code == 400  # no project anywhere
+    assert client.post("/rounds", json={"project_id": project.id}).status_code == 401
+    resp = client.post("/rounds", json={"project_id": project.id, "size": 4, "job_size": 2}, headers=AUTH)
+    assert resp.status_code == 202
+    job = wait_job(client, resp.get_json()["status_url"])
+    assert job["state"] == "done", job
+    task = cvat_client.tasks.retrieve(job["result"]["task_id"])
+    assert task.name == "round 1" and [f.name for f in task.get_frames_info()] == job["result"]["frames"]
+
+    auto = create_app({**config, "AUTO_OPEN": True, "PROJECT_ID": project.id}).test_client()
+    assert auto.post("/notify/promoted", json={"version": "v9-x"}, headers=AUTH).status_code == 404
+    assert auto.post("/notify/promoted", json={"project_id": project.id}, headers=AUTH).status_code == 400
+    version = config["REGISTRY"] and auto.get("/health").get_json()["version"]
+    resp = auto.post("/notify/promoted", json={"version": version, "project_id": None}, headers=AUTH)
+    assert resp.status_code == 202
+    job = wait_job(auto, resp.get_json()["status_url"])
+    assert job["state"] == "done" and job["result"]["created"] is False  # same model: same round
+    assert list(round_tasks(cvat_client, project.id)) == [1]
+    off = client.post("/notify/promoted", json={"version": version, "project_id": project.id}, headers=AUTH)
+    assert off.status_code == 202 and off.get_json()["opening"] is False
+
+
+def test_cvat_unreachable_is_a_clear_error_and_opens_nothing(config, project, cvat_client):
+    down = CvatSettings("http://127.0.0.1:9", "admin", "admin", poll_seconds=0.05)
+    client = create_app({**config, "CVAT": down}).test_client()
+    resp = client.post("/rank", json={"project_id": project.id}, headers=AUTH)
+    assert resp.status_code == 502 and "unreachable" in resp.get_json()["error"]
+    resp = client.post("/rounds", json={"project_id": project.id}, headers=AUTH)
+    job = wait_job(client, resp.get_json()["status_url"])
+    assert job["state"] == "failed" and "unreachable" in job["error"]
+    assert round_tasks(cvat_client, project.id) == {}
+
+
+def test_unknown_endpoint_and_method_answer_json(client):
+    assert client.get("/nope").get_json()["error"] == "no endpoint /nope"
+    assert client.get("/rank").status_code == 405
+    assert "entropy" in client.get("/strategies").get_json()
+
+
+def test_round_command_needs_its_settings(monkeypatch, capsys):
+    for var in ("CALS_API_TOKEN", "CALS_REGISTRY"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["round", "--project", "1"]) == 2
+    assert "CALS_REGISTRY" in capsys.readouterr().err
