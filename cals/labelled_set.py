@@ -100,9 +100,10 @@ class LabelledSet:
         return report
 
     def _split_for_new(self, docs: dict[str, dict]) -> str:
-        """Deterministic: a new frame goes to val while val is below its share of all frames."""
+        """Deterministic: a new frame goes to val when val, with it, stays within its share of all
+        frames (so the first frames train: a lone first frame must not leave nothing to train on)."""
         total = sum(len(d["images"]) for d in docs.values()) + 1
-        return "val" if len(docs["val"]["images"]) < self.val_fraction * total else "train"
+        return "val" if len(docs["val"]["images"]) + 1 <= self.val_fraction * total else "train"
 
     @staticmethod
     def _new_entry(doc: dict, ids: "_Ids", export: ExportedJob, im: dict, key: str) -> dict:

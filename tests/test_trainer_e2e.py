@@ -39,12 +39,12 @@ def frames(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def base_registry(frames, tmp_path_factory) -> Path:
-    """A small promoted model (30 iterations on the frames): the "current" each test starts from.
+    """A small promoted model (10 iterations on the frames): the "current" each test starts from.
     (The session's `trained` fixture costs 300 iterations; these tests only need a current model.)"""
     from cals.model.train import train
 
     registry = Registry(tmp_path_factory.mktemp("trainer-base-registry"))
-    registry.promote(train(frames, registry, iters=30, progress=False).id, reason="test base")
+    registry.promote(train(frames, registry, iters=10, progress=False).id, reason="test base")
     return registry.root
 
 
@@ -109,7 +109,7 @@ def test_completed_job_is_exported_trained_evaluated_and_promoted(
             time.sleep(0.1)
         (run,) = api.get("/runs").get_json()["runs"]
         seen: list[dict] = []
-        run = wait_for_run(api, run["id"], seen=seen)
+        run = wait_for_run(api, run["id"], seen=seen, timeout=600)
         models_doc = api.get("/models").get_json()
 
     assert run["state"] == "succeeded", run["error"]
@@ -188,22 +188,22 @@ def test_killed_trainer_leaves_the_model_and_requeues_the_run(
                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "trainer.log", "wb"))
     try:
         api = HttpClient(f"http://127.0.0.1:{port}", token=TOKEN)
-        _wait_until(lambda: _up(api), 60, "the trainer did not start (see trainer.log)")
+        _wait_until(lambda: _up(api), 180, "the trainer did not start (see trainer.log)")
         run_id = api.post("/train", {"jobs": [job.id]}).get_json()["id"]
         _wait_until(lambda: api.get(f"/runs/{run_id}").get_json()["progress"].get("training", {}).get("iteration"),
-                    90, "the run never reached training")
+                    300, "the run never reached training")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole gunicorn process group, mid-training
         proc.wait(30)
     assert Registry(registry_root).current().id == current
 
-    app = create_app(config)  # the trainer starts again
+    app = create_app({**config, "TRAIN_ITERS": "10"})  # the trainer starts again
     client = app.test_client()
     old = client.get(f"/runs/{run_id}").get_json()
     assert old["state"] == "interrupted" and "'training'" in old["error"]
     retry = next(r for r in client.get("/runs").get_json()["runs"] if r["trigger"] == f"retry of interrupted run {run_id}")
     assert retry["targets"]["jobs"] == [job.id]
-    done = wait_for_run(client, retry["id"])
+    done = wait_for_run(client, retry["id"], timeout=600)
     assert done["state"] == "succeeded", done["error"]
     assert done["result"]["labelled_set"]["updated_frames"] == 6  # re-merged, not duplicated
     assert Registry(registry_root).current().id == done["result"]["model"]["version"] != current
