@@ -41,7 +41,7 @@ def watch_training(callback: Callback, *, every: float = 0.5) -> Iterator[None]:
     from mmengine.logging import MessageHub
 
     stop = threading.Event()
-    baseline = id(MessageHub.get_current_instance()) if MessageHub._instance_dict else None
+    baseline = id(MessageHub.get_current_instance())  # the hub before this training's Runner
 
     def poll() -> None:
         while not stop.wait(every):
@@ -57,10 +57,10 @@ def watch_training(callback: Callback, *, every: float = 0.5) -> Iterator[None]:
         _report(callback, baseline)
 
 
-def _report(callback: Callback, baseline: int | None) -> None:
+def _report(callback: Callback, baseline: int) -> None:
     from mmengine.logging import MessageHub
 
-    if not MessageHub._instance_dict or id(MessageHub.get_current_instance()) == baseline:
+    if id(MessageHub.get_current_instance()) == baseline:
         return  # the new Runner has not started yet: do not report the previous run's numbers
     try:
         state = snapshot()

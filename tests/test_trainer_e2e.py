@@ -111,6 +111,7 @@ def test_completed_job_is_exported_trained_evaluated_and_promoted(
         seen: list[dict] = []
         run = wait_for_run(api, run["id"], seen=seen, timeout=600)
         models_doc = api.get("/models").get_json()
+    app.extensions["cals_trainer"].worker.stop(30)
 
     assert run["state"] == "succeeded", run["error"]
     assert run["targets"]["jobs"] == [job.id] and run["result"]["jobs"] == [job.id]
@@ -160,6 +161,7 @@ def test_corrupt_export_fails_the_run_and_the_model_keeps_serving(
             run = wait_for_run(api, response.get_json()["id"])
             missing = wait_for_run(api, api.post("/train", {"jobs": [987654]}).get_json()["id"])
             listed = api.get("/runs").get_json()["runs"]
+        app.extensions["cals_trainer"].worker.stop(30)
     assert run["state"] == "failed" and message in run["error"] and f"job {job.id}" not in message
     assert missing["state"] == "failed" and "export of job 987654 failed" in missing["error"]
     after = Registry(registry_root)
@@ -204,6 +206,7 @@ def test_killed_trainer_leaves_the_model_and_requeues_the_run(
     retry = next(r for r in client.get("/runs").get_json()["runs"] if r["trigger"] == f"retry of interrupted run {run_id}")
     assert retry["targets"]["jobs"] == [job.id]
     done = wait_for_run(client, retry["id"], timeout=600)
+    app.extensions["cals_trainer"].worker.stop(30)
     assert done["state"] == "succeeded", done["error"]
     assert done["result"]["labelled_set"]["updated_frames"] == 6  # re-merged, not duplicated
     assert Registry(registry_root).current().id == done["result"]["model"]["version"] != current
