@@ -226,3 +226,36 @@ def _wait_until(check, timeout: float, message: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(message)
+
+
+def test_a_failed_training_keeps_the_model_and_the_labels(
+        cvat_client, cvat_server, project, frames, registry_root, tmp_path):
+    names = NAMES[:3]
+    task = cvat_client.tasks.create_from_data({"name": "unlabelled", "project_id": project.id},
+                                              [frames / "images" / n for n in names])
+    (job,) = task.get_jobs()  # nobody labelled anything: there is nothing to train on
+    before = Registry(registry_root)
+    current, versions = before.current().id, [v.id for v in before.list()]
+    app = create_app(settings(cvat_server.url, cvat_server, tmp_path, registry_root))
+    with serve(app) as url:
+        api = HttpClient(url, token=TOKEN)
+        run = wait_for_run(api, api.post("/train", {"jobs": [job.id]}).get_json()["id"], timeout=300)
+    app.extensions["cals_trainer"].worker.stop(30)
+    assert run["state"] == "failed" and "no annotations to train on" in run["error"]
+    after = Registry(registry_root)
+    assert after.current().id == current and [v.id for v in after.list()] == versions
+    recorded = json.loads((tmp_path / "data" / "labelled" / "train" / "annotations.json").read_text())
+    assert sorted(im["cvat"]["frame"] for im in recorded["images"]) == names
+
+
+def test_candidate_and_current_are_scored_on_the_same_split_before_promotion(registry_root, frames):
+    from cals.fine_tune import evaluate_and_decide
+
+    registry = Registry(registry_root)
+    current = registry.current()
+    decision, candidate, scored = evaluate_and_decide(registry, current, current, frames, margin=0.0)
+    assert decision.promote and candidate["overall"]["AP"] == scored["overall"]["AP"]
+    decision, _, _ = evaluate_and_decide(registry, current, current, frames, margin=-1.0)
+    assert not decision.promote and "worse than current" in decision.reason
+    decision, _, _ = evaluate_and_decide(registry, current, None, frames)
+    assert decision.promote and decision.reason == "no current model"
