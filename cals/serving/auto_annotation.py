@@ -21,7 +21,7 @@ from PIL import ImageOps
 
 from cals.errors import CalsError
 from cals.registry import Registry
-from cals.schema import Schema, load_schema
+from cals.schema import Schema
 from cals.serving.cvat_shapes import point_visible
 from cals.serving.request import default_threshold
 from cals.serving.service import SkeletonService
