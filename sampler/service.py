@@ -20,7 +20,7 @@ from cals.pools import LocalPool
 from cals.ranking import Ranked, rank
 from cals.registry import Registry
 from cals.score_cache import ScoreCache
-from cals.scoring import Scorer
+from cals.scoring import Scorer, per_image_strategies
 from cals.strategies import PoolStrategy, ShapeSpace, Strategy, create
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,13 @@ class Sampler:
         stack = [e["id"] for e in self.registry.history() if e["event"] == "promote" and e["id"] != version_id]
         return stack[-1] if stack else self.registry.get(version_id).parent
 
-    def scorer(self, strategy: Strategy | PoolStrategy) -> Scorer:
+    def scorer(self, strategies: list[Strategy | PoolStrategy]) -> Scorer:
+        """A scorer with the current model, plus the previous one when a strategy compares versions."""
         current = self.registry.current()
         if current is None:
             raise CalsError(f"registry {self.registry.root} has no current model; train and promote one first")
         previous = None
-        if "previous" in strategy.needs or any("previous" in c.needs for c in getattr(strategy, "components", [])):
+        if any("previous" in s.needs for s in per_image_strategies(strategies)):
             prev_id = self.previous_version(current.id)
             previous = self.predictor(prev_id) if prev_id else None
         return Scorer(self.predictor(current.id), previous=previous, detector=self.detector(),
@@ -120,9 +121,7 @@ class Sampler:
         """Rank the pool by the first strategy, with every strategy's per-image scores."""
         built = [self.strategy(n) for n in strategies]
         with self.lock, self._maybe_client(project_id) as client:
-            scorer = self.scorer(built[0])
-            if any("previous" in s.needs for s in built[1:]):
-                scorer = self.scorer(next(s for s in built if "previous" in s.needs))
+            scorer = self.scorer(built)
             pool = self.pool(client, project_id, scorer.predictor.schema)
             used = used_frames(round_tasks(client, project_id).values()) if client and project_id else set()
             table = scorer.score(pool, built, progress=True)
@@ -140,7 +139,7 @@ class Sampler:
         spec.check()
         built = self.strategy(strategy)
         with self.lock, self.client() as client:
-            scorer = self.scorer(built)
+            scorer = self.scorer([built])
             pool = self.pool(client, project_id, scorer.predictor.schema)
             return open_round(client, spec, pool, scorer, built, data_dir=self.data)
 

@@ -21,12 +21,12 @@ from tests.test_pool_scoring import blurred_pool  # noqa: F401  (module fixture:
 
 @pytest.fixture(scope="module")
 def model(trained):
-    return Predictor.from_registry(trained[0])
+    return Predictor(trained[1].path, version_id=trained[1].id)
 
 
 @pytest.fixture(scope="module")
 def version_dir(trained):
-    return trained[0].current().path
+    return trained[1].path
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from cals.pools import Pool, PoolItem
 from cals.ranking import Ranked, rank
 from cals.round_annotations import round_coco
 from cals.round_report import contact_sheet, write_ranking
-from cals.scoring import Scorer
+from cals.scoring import Scorer, person_record
 from cals.strategies import PoolStrategy, Strategy
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def _create(client, spec: RoundSpec, number: int, pool: Pool, scorer: Scorer, st
         try:
             task.upload_data([Path(tmp) / n for n in names], params={"job_file_mapping": jobs})
             _check_order(task, names)
-            coco = round_coco(frames, pool_schema(scorer))
+            coco = round_coco(frames, scorer.predictor.schema)
             ann = Path(tmp) / "preannotations.json"
             ann.write_text(json.dumps(coco))
             task.import_annotations(COCO_FORMAT, ann)
@@ -140,13 +140,9 @@ def _create(client, spec: RoundSpec, number: int, pool: Pool, scorer: Scorer, st
         except BaseException:
             _delete_task(client, task.id, folder)
             raise
-        _reports(folder, result, frames, Path(tmp), pool_schema(scorer))
+        _reports(folder, result, frames, Path(tmp), scorer.predictor.schema)
     log.info("opened round %d as task %d with %d frames", number, task.id, len(names))
     return result
-
-
-def pool_schema(scorer: Scorer):
-    return scorer.predictor.schema
 
 
 def _items_by_name(pool: Pool, names: set[str]) -> dict[str, PoolItem]:
@@ -164,7 +160,6 @@ def _write_frames(pool: Pool, items: list[PoolItem], folder: Path, scorer: Score
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         people = scorer.cache.people(scorer.predictor.version_id, item.key)
         if people is None:  # cache disabled: predict again (same model, same boxes)
-            from cals.scoring import person_record
             people = [person_record(p) for p in scorer.predictor.predict(image, scorer.boxes(item, image),
                                                                          distributions=False)]
         frames.append({"name": item.name, "width": image.shape[1], "height": image.shape[0],
