@@ -49,16 +49,17 @@ class Scorer:
     batch_size: int = 16
 
     def score(self, pool: Pool, strategies: Sequence[Strategy | PoolStrategy], *,
-              progress: bool = True) -> ScoreTable:
-        """All per-image scores the strategies need, for every pool image."""
+              exclude: set[str] | frozenset[str] = frozenset(), progress: bool = True) -> ScoreTable:
+        """All per-image scores the strategies need, for every pool image not named in `exclude`."""
         per_image = per_image_strategies(strategies)
-        needs = set().union(*(s.needs for s in strategies)) if strategies else set()
+        needs = set().union(*(s.needs for s in [*strategies, *per_image]))
         if "previous" in needs and self.previous is None:
             raise CalsError("committee disagreement needs a previous model version; the registry has none")
         table = ScoreTable(self.predictor.version_id, scores={s.cache_id: [] for s in per_image})
-        bar = tqdm(total=len(pool), desc="scoring pool", unit="img", disable=not progress)
+        items = (item for item in pool.items() if item.name not in exclude)
+        bar = tqdm(total=max(len(pool) - len(exclude), 0), desc="scoring pool", unit="img", disable=not progress)
         with bar:
-            for batch in _batches(pool.items(), self.batch_size):
+            for batch in _batches(items, self.batch_size):
                 entries, computed = self._batch(pool, batch, per_image, needs)
                 table.computed += computed
                 for item in batch:

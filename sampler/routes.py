@@ -56,7 +56,7 @@ def rank():
         raise BadRequest("'strategies' must be a list of strategy names")
     names += [_strategy_name(n) for n in extra if n != names[0]]
     limit = _positive_int(body, "limit", 50)
-    project_id = _project_id(body, required=False)
+    project_id = _project_id(body, required=current_app.config["POOL"] == "cvat")
     return jsonify(current_app.extensions["sampler"].rank(names, project_id=project_id, limit=limit))
 
 

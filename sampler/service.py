@@ -124,7 +124,7 @@ class Sampler:
             scorer = self.scorer(built)
             pool = self.pool(client, project_id, scorer.predictor.schema)
             used = used_frames(round_tasks(client, project_id).values()) if client and project_id else set()
-            table = scorer.score(pool, built, progress=True)
+            table = scorer.score(pool, built, exclude=used, progress=True)
             ranked = rank(table, built[0], k=min(limit, self.config["ROUND_SIZE"]), exclude=used)
         return {"version": table.version, "strategy": built[0].cache_id, "pool_size": len(table.keys),
                 "in_rounds": len(used), "scored_now": table.computed,

@@ -68,7 +68,7 @@ def test_round_opens_in_rank_order_with_mapped_jobs_and_skeletons(cvat_client, p
 
 def test_reopening_is_idempotent_and_frames_never_repeat(cvat_client, project, model, version_dir, blurred_pool,
                                                          schema, tmp_path):
-    pool, strategy = LocalPool(blurred_pool, schema), create("entropy", schema=schema)
+    pool, strategy = LocalPool(blurred_pool, schema), create("hybrid", schema=schema)  # features + entropy
     spec = RoundSpec(project.id, size=6, job_size=3)
     first = open_round(cvat_client, spec, pool, Scorer(model), strategy, data_dir=tmp_path, progress=False)
     again = open_round(cvat_client, spec, pool, Scorer(model), strategy, data_dir=tmp_path, progress=False)

@@ -89,17 +89,17 @@ def test_bad_rank_requests_get_a_precise_4xx(client, body, status, message):
 
 
 def test_rank_returns_the_ordered_pool_with_every_strategys_scores(client):
-    resp = client.post("/rank", json={"strategy": "least_confidence", "strategies": ["entropy"], "limit": 5},
-                       headers=AUTH)
+    resp = client.post("/rank", json={"strategy": "least_confidence", "strategies": ["entropy", "pose"],
+                                      "limit": 5}, headers=AUTH)
     assert resp.status_code == 200, resp.get_json()
     data = resp.get_json()
     ranking = data["ranking"]
     assert data["pool_size"] == 16 and len(ranking) == 5 and data["scored_now"] == 16
     assert [r["rank"] for r in ranking] == [1, 2, 3, 4, 5]
     assert [r["score"] for r in ranking] == sorted((r["score"] for r in ranking), reverse=True)
-    assert {s.split("(")[0] for s in ranking[0]["scores"]} == {"least_confidence", "entropy"}
-    again = client.post("/rank", json={"strategy": "least_confidence", "strategies": ["entropy"], "limit": 5},
-                        headers=AUTH).get_json()
+    assert {s.split("(")[0] for s in ranking[0]["scores"]} == {"least_confidence", "entropy", "pose"}
+    again = client.post("/rank", json={"strategy": "least_confidence", "strategies": ["entropy", "pose"],
+                                       "limit": 5}, headers=AUTH).get_json()
     assert again["scored_now"] == 0 and again["ranking"] == ranking  # served from the cache
 
 
@@ -135,6 +135,12 @@ def test_cvat_unreachable_is_a_clear_error_and_opens_nothing(config, project, cv
     job = wait_job(client, resp.get_json()["status_url"])
     assert job["state"] == "failed" and "unreachable" in job["error"]
     assert round_tasks(cvat_client, project.id) == {}
+
+
+def test_cvat_pool_rank_needs_a_project(config):
+    client = create_app({**config, "POOL": "cvat"}).test_client()
+    resp = client.post("/rank", json={}, headers=AUTH)
+    assert resp.status_code == 400 and "'project_id' is required" in resp.get_json()["error"]
 
 
 def test_unknown_endpoint_and_method_answer_json(client):

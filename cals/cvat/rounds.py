@@ -80,7 +80,7 @@ def open_round(client, spec: RoundSpec, pool: Pool, scorer: Scorer, strategy: St
                      existing.number, existing.task_id, existing.version)
             return existing
         used = used_frames(rounds.values())
-        table = scorer.score(pool, [strategy], progress=progress)
+        table = scorer.score(pool, [strategy], exclude=used, progress=progress)
         chosen = rank(table, strategy, k=spec.size, exclude=used)[:spec.size]
         if not chosen:
             raise CalsError(f"every pool frame of project {spec.project_id} is already in a round")
