@@ -39,7 +39,7 @@ def round_(args: argparse.Namespace) -> int:
     from sampler.config import load_config
     from sampler.service import Sampler
 
-    config = load_config({"API_TOKEN": "cli"} if not _env_token() else None)
+    config = load_config(required=("REGISTRY",))
     result = Sampler(config, CvatSettings.from_env()).open_round(
         project_id=args.project, size=args.size, job_size=args.job_size, strategy=args.strategy)
     print(json.dumps({k: v for k, v in result.to_json().items() if k != "ranking"}, indent=2))
@@ -65,11 +65,6 @@ def serve_(args: argparse.Namespace) -> int:
 
     Server().run()
     return 0
-
-
-def _env_token() -> bool:
-    import os
-    return bool(os.environ.get("CALS_API_TOKEN"))
 
 
 if __name__ == "__main__":

@@ -35,16 +35,19 @@ DEFAULTS: dict[str, tuple[str, Any, type]] = {
 REQUIRED = ("API_TOKEN", "REGISTRY")
 
 
-def load_config(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
-                ) -> dict[str, Any]:
-    """Defaults, then environment, then overrides; validated (CVAT settings are checked separately)."""
+def load_config(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                *, required: tuple[str, ...] = REQUIRED) -> dict[str, Any]:
+    """Defaults, then environment, then overrides; validated (CVAT settings are checked separately).
+
+    The `round` command passes required=("REGISTRY",): it serves no requests, so needs no token.
+    """
     env = os.environ if env is None else env
     config: dict[str, Any] = {}
     for key, (var, default, kind) in DEFAULTS.items():
         raw = env.get(var)
         config[key] = default if raw in (None, "") else _parse(var, raw, kind)
     config.update(overrides or {})
-    _validate(config)
+    _validate(config, required)
     return config
 
 
@@ -61,8 +64,8 @@ def _parse(var: str, raw: str, kind: type) -> Any:
         raise CalsError(f"{var} must be {kind.__name__}, got {raw!r}") from None
 
 
-def _validate(config: dict[str, Any]) -> None:
-    for key in REQUIRED:
+def _validate(config: dict[str, Any], required: tuple[str, ...]) -> None:
+    for key in required:
         if not config.get(key):
             raise CalsError(f"set {DEFAULTS[key][0]} ({_WHY[key]})")
     if config["STRATEGY"] not in STRATEGIES:

@@ -154,3 +154,22 @@ def test_round_command_needs_its_settings(monkeypatch, capsys):
         monkeypatch.delenv(var, raising=False)
     assert main(["round", "--project", "1"]) == 2
     assert "CALS_REGISTRY" in capsys.readouterr().err
+
+
+def test_round_command_opens_the_next_round(monkeypatch, capsys, cvat_server, trained, blurred_pool, project,
+                                            cvat_client, tmp_path):
+    import json
+
+    env = {"CALS_REGISTRY": str(trained[0].root), "CALS_DATA": str(tmp_path), "CALS_POOL": str(blurred_pool),
+           "CALS_CVAT_URL": cvat_server.url, "CALS_CVAT_USER": cvat_server.user,
+           "CALS_CVAT_PASSWORD": cvat_server.password, "CALS_CVAT_POLL_SECONDS": "0.05"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("CALS_API_TOKEN", raising=False)  # the command serves nothing: no token needed
+    args = ["round", "--project", str(project.id), "--size", "3", "--job-size", "3", "--strategy", "least_confidence"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["created"] and out["number"] == 1 and len(out["frames"]) == 3
+    assert cvat_client.tasks.retrieve(out["task_id"]).name == "round 1"
+    assert main(["round", "--project", str(project.id), "--strategy", "bald"]) == 2
+    assert "unknown strategy 'bald'" in capsys.readouterr().err
