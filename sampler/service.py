@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from cals.cvat.client import CvatSettings, connect
 from cals.cvat.rounds import RoundResult, RoundSpec, open_round, round_tasks, used_frames
 from cals.data.coco import read_json
@@ -21,7 +23,7 @@ from cals.ranking import Ranked, rank
 from cals.registry import Registry
 from cals.score_cache import ScoreCache
 from cals.scoring import Scorer, per_image_strategies
-from cals.strategies import PoolStrategy, ShapeSpace, Strategy, create
+from cals.strategies import CoreSet, PoolStrategy, ShapeSpace, Strategy, create
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,15 @@ class Sampler:
         except CalsError:  # few fully labelled people yet: use the body points
             return ShapeSpace.from_coco(coco, schema.groups["body"])
 
+    def labelled_features(self, scorer: Scorer, strategy: Strategy | PoolStrategy) -> np.ndarray | None:
+        """Features of the current version's training images (cached): where core-set starts from."""
+        current = self.registry.current()
+        data = (current.meta.get("train_data") or {}).get("path") if current else None
+        if not isinstance(strategy, PoolStrategy) or not data or not (Path(data) / "annotations.json").is_file():
+            return None
+        table = scorer.score(LocalPool(data, scorer.predictor.schema), [CoreSet()], progress=True)
+        return table.feature_matrix()
+
     @contextlib.contextmanager
     def client(self) -> Iterator[Any]:
         if self.cvat is None:
@@ -125,7 +136,8 @@ class Sampler:
             pool = self.pool(client, project_id, scorer.predictor.schema)
             used = used_frames(round_tasks(client, project_id).values()) if client and project_id else set()
             table = scorer.score(pool, built, exclude=used, progress=True)
-            ranked = rank(table, built[0], k=min(limit, self.config["ROUND_SIZE"]), exclude=used)
+            ranked = rank(table, built[0], k=min(limit, self.config["ROUND_SIZE"]), exclude=used,
+                          labelled=self.labelled_features(scorer, built[0]))
         return {"version": table.version, "strategy": built[0].cache_id, "pool_size": len(table.keys),
                 "in_rounds": len(used), "scored_now": table.computed,
                 "ranking": [_ranked_json(r) for r in ranked[:limit]]}
@@ -141,7 +153,8 @@ class Sampler:
         with self.lock, self.client() as client:
             scorer = self.scorer([built])
             pool = self.pool(client, project_id, scorer.predictor.schema)
-            return open_round(client, spec, pool, scorer, built, data_dir=self.data)
+            return open_round(client, spec, pool, scorer, built, data_dir=self.data,
+                              labelled=self.labelled_features(scorer, built))
 
     @contextlib.contextmanager
     def _maybe_client(self, project_id: int | None) -> Iterator[Any]:

@@ -68,8 +68,12 @@ class RoundSpec:
 
 
 def open_round(client, spec: RoundSpec, pool: Pool, scorer: Scorer, strategy: Strategy | PoolStrategy,
-               *, data_dir: str | Path, progress: bool = True) -> RoundResult:
-    """Score the pool, pick the top unused frames and create "round N"; see the module docstring."""
+               *, data_dir: str | Path, labelled: np.ndarray | None = None, progress: bool = True
+               ) -> RoundResult:
+    """Score the pool, pick the top unused frames and create "round N"; see the module docstring.
+
+    `labelled`: (M, D) backbone features of labelled frames, the core-set's initial centres.
+    """
     spec.check()
     folder = Path(data_dir) / "sampler" / "rounds" / f"project-{spec.project_id}"
     with _project_lock(folder):
@@ -81,7 +85,7 @@ def open_round(client, spec: RoundSpec, pool: Pool, scorer: Scorer, strategy: St
             return existing
         used = used_frames(rounds.values())
         table = scorer.score(pool, [strategy], exclude=used, progress=progress)
-        chosen = rank(table, strategy, k=spec.size, exclude=used)[:spec.size]
+        chosen = rank(table, strategy, k=spec.size, exclude=used, labelled=labelled)[:spec.size]
         if not chosen:
             raise CalsError(f"every pool frame of project {spec.project_id} is already in a round")
         number = max(rounds, default=0) + 1
