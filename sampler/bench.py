@@ -41,7 +41,7 @@ def run_one(registry: str, size: int, strategies: list[str], work: Path) -> dict
     cached = time.perf_counter() - t
     assert again.computed == 0
     return {"images": size, "strategies": strategies, "score_s": round(first, 1),
-            "images_per_s": round(size / first, 2), "cached_rescore_s": round(cached, 2),
+            "images_per_s": round(table.computed / first, 2), "cached_rescore_s": round(cached, 2),
             "peak_rss_mb_before_scoring": round(rss_before / 1024), "peak_rss_mb": round(
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "computed": table.computed}
 
