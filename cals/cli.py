@@ -119,6 +119,22 @@ def cmd_schema(args) -> None:
                "groups": {g: [schema.names[i] for i in idx] for g, idx in schema.groups.items()}})
 
 
+def cmd_simulate(args) -> None:
+    from cals.simulate import SimulationConfig, run_simulation
+    from cals.simulate.summary import format_table
+
+    cfg = SimulationConfig(
+        out=args.out, pool=args.pool, test=args.test, val=args.val, pool_images=args.pool_images,
+        test_images=args.test_images, pool_mix=args.pool_mix, test_mix=args.test_mix,
+        initial=args.initial, batch=args.batch, rounds=args.rounds,
+        strategies=[s for s in args.strategies.split(",") if s],
+        seeds=[int(s) for s in args.seeds.split(",") if s], model=args.config,
+        base_iters=args.base_iters, round_iters=args.round_iters)
+    doc = run_simulation(cfg, schema=_schema(args))
+    print(format_table(doc["summary"]))
+    print(f"results: {args.out}/results.json, results.csv, label_efficiency.png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cals", description="Active learning of new keypoints for CVAT.")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -169,6 +185,31 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("version", nargs="?", help="version id (promote)")
     m.add_argument("--registry", help=REGISTRY_HELP)
     m.set_defaults(func=cmd_models)
+
+    from cals.simulate.config import SimulationConfig as Sim
+
+    d = Sim(out="")
+    sim = sub.add_parser("simulate", help="the active-learning loop offline with a simulated annotator; "
+                         "label efficiency of strategies against random (resumable)")
+    sim.add_argument("--out", required=True, help="results folder (resumes a run found there)")
+    sim.add_argument("--pool", help="COCO keypoints folder as the pool (default: generated, skewed mix)")
+    sim.add_argument("--test", help="held-out COCO folder (default: generated, balanced mix)")
+    sim.add_argument("--val", help="validation folder for the promotion rule (default: generated like the pool)")
+    sim.add_argument("--pool-images", type=int, default=d.pool_images)
+    sim.add_argument("--test-images", type=int, default=d.test_images)
+    sim.add_argument("--pool-mix", default=d.pool_mix, help=f"pose-family mix of a generated pool (default {d.pool_mix})")
+    sim.add_argument("--test-mix", default=d.test_mix, help=f"mix of a generated test set (default {d.test_mix})")
+    sim.add_argument("--initial", type=int, default=d.initial, help="random labelled images before round 1")
+    sim.add_argument("--batch", type=int, default=d.batch, help="images labelled per round")
+    sim.add_argument("--rounds", type=int, default=d.rounds)
+    sim.add_argument("--strategies", default=",".join(d.strategies),
+                     help="comma-separated (random is required): random, least_confidence, entropy, "
+                          "multipeak_entropy, flip, committee, pose, coreset, hybrid")
+    sim.add_argument("--seeds", default=",".join(map(str, d.seeds)), help="comma-separated seeds")
+    sim.add_argument("--config", default=d.model, help="model config (cpu | rtmpose-m | FILE.py)")
+    sim.add_argument("--base-iters", type=int, default=d.base_iters, help="body-only base model (cached)")
+    sim.add_argument("--round-iters", type=int, default=d.round_iters, help="fine-tune iterations per round")
+    sim.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("schema", help="show the keypoint schema")
     s.add_argument("--cvat-spec", action="store_true", help="CVAT label spec (function.yaml / task labels)")

@@ -1,0 +1,67 @@
+"""What a simulation runs: data, budget, strategies, seeds, model — one JSON-able record.
+
+The record is written next to the results; a resumed run must use the same one, so results of
+different set-ups never mix in one folder.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cals.errors import CalsError
+
+# A pool skewed like real data (bent and lying people are rare); a balanced test set.
+POOL_MIX = "upright=0.8,bending=0.15,lying=0.05"
+TEST_MIX = "upright=0.34,bending=0.33,lying=0.33"
+CONFIG_FILE = "simulation.json"
+
+
+@dataclass
+class SimulationConfig:
+    out: str
+    pool: str | None = None  # COCO keypoints folder; None: generate `pool_images` with `pool_mix`
+    test: str | None = None  # held-out COCO folder; None: generate `test_images` with `test_mix`
+    val: str | None = None  # the promotion rule's validation split; None: generate `val_images` like the pool
+    pool_images: int = 600
+    test_images: int = 150
+    val_images: int = 40
+    pool_mix: str = POOL_MIX
+    test_mix: str = TEST_MIX
+    max_people: int = 1
+    initial: int = 20  # labelled images before round 1 (the same random frames for every strategy)
+    batch: int = 20  # images labelled per round
+    rounds: int = 4
+    strategies: list[str] = field(default_factory=lambda: ["random", "least_confidence"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    model: str = "cpu"
+    base_iters: int = 1200  # body-only base model, trained once per pool and cached
+    round_iters: int = 150  # fine-tune per round
+    margin: float = 0.02  # promotion margin (as the trainer's CALS_PROMOTE_MARGIN)
+    metric: str = "groups.spine.AP"
+
+    def __post_init__(self) -> None:
+        for name in ("initial", "batch", "rounds", "base_iters", "round_iters"):
+            if getattr(self, name) < 1:
+                raise CalsError(f"simulation {name} must be at least 1, got {getattr(self, name)}")
+        if not self.strategies or not self.seeds:
+            raise CalsError("a simulation needs at least one strategy and one seed")
+        if "random" not in self.strategies:
+            raise CalsError("include 'random' in the strategies: savings are measured against it")
+
+    @property
+    def budget(self) -> int:
+        return self.initial + self.batch * self.rounds
+
+    def check_resume(self) -> None:
+        """Refuse to continue a folder that was started with a different set-up."""
+        path = Path(self.out) / CONFIG_FILE
+        if path.is_file():
+            before = json.loads(path.read_text())
+            if before != asdict(self):
+                diff = sorted(k for k in before.keys() | asdict(self).keys() if before.get(k) != asdict(self).get(k))
+                raise CalsError(f"{self.out} holds a simulation with other settings ({', '.join(diff)}); "
+                                "use another --out or the same options")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(asdict(self), indent=2))

@@ -1,0 +1,119 @@
+"""One simulated labelling campaign (one strategy, one seed): rounds of score → pick → reveal →
+fine-tune → promote-or-keep → test, with per-round state saved so an interrupted run resumes.
+
+Scoring and ranking are the sampler's (`Scorer`, `rank`), fine-tuning and promotion the
+trainer's (`fine_tune_round`); the simulated annotator only reveals ground truth.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cals.data.coco import load_dataset
+from cals.effort import correction_effort
+from cals.fine_tune import fine_tune_round
+from cals.model.evaluation import annotations_by_image, evaluate_predictor, predict_dataset
+from cals.model.predict import Predictor
+from cals.pools import LocalPool
+from cals.ranking import rank
+from cals.registry import Registry
+from cals.schema import Schema
+from cals.scoring import Scorer
+from cals.simulate import data
+from cals.simulate.config import SimulationConfig
+from cals import strategies as strategy_lib
+
+log = logging.getLogger(__name__)
+STATE = "state.json"
+
+
+@dataclass
+class Campaign:
+    """Where one (strategy, seed) campaign lives and what it reads."""
+    cfg: SimulationConfig
+    schema: Schema
+    strategy: str
+    seed: int
+    folder: Path
+    pool: Path  # full labels: the annotator's answers
+    pool_view: Path  # body-only: what the sampler scores
+    val: Path
+    test: Path
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.folder / "registry")
+
+    def load_state(self) -> dict[str, Any]:
+        path = self.folder / STATE
+        return json.loads(path.read_text()) if path.is_file() else {"labelled": [], "rounds": []}
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        tmp = self.folder / (STATE + ".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.folder / STATE)
+
+
+def run_round(c: Campaign, state: dict[str, Any], picked: list[str], effort: dict | None) -> dict[str, Any]:
+    """Reveal `picked`, fine-tune and decide as the trainer does, then measure on the test set."""
+    start = time.perf_counter()
+    labelled = state["labelled"] + picked
+    train_root = data.revealed(c.pool, labelled, c.folder / "labelled", c.schema)
+    outcome = fine_tune_round(train_root, c.val, c.registry, config=c.cfg.model, iters=c.cfg.round_iters,
+                              margin=c.cfg.margin, metric=c.cfg.metric)
+    current = c.registry.current()
+    metrics = evaluate_predictor(Predictor(current.path, version_id=current.id), c.test, progress=False)
+    row = {"strategy": c.strategy, "seed": c.seed, "round": len(state["rounds"]), "labelled": len(labelled),
+           "spine_AP": metrics["groups"]["spine"]["AP"], "body_AP": metrics["groups"]["body"]["AP"],
+           "AP": metrics["overall"]["AP"], "families": {f: m.get("spine_AP") for f, m in metrics.get("families", {}).items()},
+           "effort_spine": effort, "version": current.id, "promoted": outcome.promoted,
+           "reason": outcome.decision.reason, "seconds": round(time.perf_counter() - start, 1)}
+    state["labelled"] = labelled
+    state["rounds"].append(row)
+    state.setdefault("picked", []).append(picked)
+    c.save_state(state)
+    log.info("%s seed %d round %d: %d labels, spine AP %.3f (%s)", c.strategy, c.seed, row["round"],
+             row["labelled"], row["spine_AP"] or 0.0, "promoted" if outcome.promoted else "kept previous")
+    return row
+
+
+def pick(c: Campaign, state: dict[str, Any]) -> tuple[list[str], dict | None]:
+    """The next batch as the sampler would rank it, and the annotator's effort on its pre-annotations."""
+    predictor = Predictor.from_registry(c.registry)
+    strategy = strategy_lib.create(c.strategy, schema=c.schema, **({"seed": c.seed} if c.strategy == "random" else {}))
+    previous = _previous(c.registry) if "previous" in _needs(strategy) else None
+    pool = LocalPool(c.pool_view, c.schema)
+    labelled = set(state["labelled"])
+    table = Scorer(predictor, previous=previous).score(pool, [strategy], exclude=labelled, progress=False)
+    ranked = rank(table, strategy, k=c.cfg.batch, exclude=labelled)
+    picked = [r.name for r in ranked[:c.cfg.batch]]
+    return picked, spine_effort(c, predictor, picked)
+
+
+def spine_effort(c: Campaign, predictor: Predictor, names: list[str]) -> dict | None:
+    """What the annotator moves: pre-annotations of the picked frames against their ground truth."""
+    view = data.revealed(c.pool, names, c.folder / "picked", c.schema)
+    dataset = load_dataset(view, c.schema)
+    names_by_id = {im["id"]: im["file_name"] for im in dataset.coco["images"]}
+    pre = annotations_by_image({"annotations": predict_dataset(predictor, dataset, progress=False)})
+    final = annotations_by_image(dataset.coco)
+    effort = correction_effort({names_by_id[k]: v for k, v in pre.items()},
+                               {names_by_id[k]: v for k, v in final.items()}, c.schema)
+    return effort["spine"]
+
+
+def _needs(strategy) -> set[str]:
+    from cals.scoring import per_image_strategies
+
+    return set().union(*(s.needs for s in [strategy, *per_image_strategies([strategy])]))
+
+
+def _previous(registry: Registry) -> Predictor | None:
+    current = registry.current()
+    parent = current.parent if current else None
+    return Predictor.from_registry(registry, parent) if parent else None

@@ -1,0 +1,83 @@
+"""Run a whole simulation: data, the cached base model, round 0 per seed (shared by every
+strategy: the same random initial frames), then each strategy's rounds; resumable at round level."""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from cals.schema import Schema, load_schema
+from cals.simulate import data
+from cals.simulate.base_model import base_model, seed_registry
+from cals.simulate.config import SimulationConfig
+from cals.simulate.loop import Campaign, pick, run_round
+from cals.simulate.summary import summarize
+
+log = logging.getLogger(__name__)
+
+
+def run_simulation(cfg: SimulationConfig, *, schema: Schema | None = None, progress: bool = True) -> dict:
+    """Run (or resume) every campaign and write results.json, results.csv and the plot under cfg.out."""
+    schema = schema or load_schema()
+    cfg.check_resume()
+    out = Path(cfg.out)
+    pool = data.ensure_dataset(cfg.pool, out / "data" / "pool", cfg.pool_images, cfg.pool_mix, 101, cfg.max_people)
+    val = data.ensure_dataset(cfg.val, out / "data" / "val", cfg.val_images, cfg.pool_mix, 202, cfg.max_people)
+    test = data.ensure_dataset(cfg.test, out / "data" / "test", cfg.test_images, cfg.test_mix, 303, cfg.max_people)
+    names = data.image_names(pool, schema)
+    if len(names) < cfg.budget:
+        raise_budget(len(names), cfg)
+    view = data.body_only(pool, out / "data" / "pool-body", schema)
+    base = base_model(view, schema, model=cfg.model, iters=cfg.base_iters)
+    total = len(cfg.seeds) * (1 + len(cfg.strategies) * cfg.rounds)
+    with tqdm(total=total, desc="simulated rounds", unit="round", disable=not progress) as bar:
+        for seed in cfg.seeds:
+            start = _round_zero(cfg, schema, seed, base, names, pool, view, val, test, bar)
+            for strategy in cfg.strategies:
+                c = _campaign(cfg, schema, strategy, seed, pool, view, val, test)
+                if not c.folder.exists():
+                    shutil.copytree(start.folder, c.folder, symlinks=True)
+                    state = c.load_state()
+                    for row in state["rounds"]:
+                        row["strategy"] = strategy
+                    c.save_state(state)
+                state = c.load_state()
+                bar.update(len(state["rounds"]) - 1)
+                while len(state["rounds"]) <= cfg.rounds:
+                    picked, effort = pick(c, state)
+                    run_round(c, state, picked, effort)
+                    bar.update(1)
+    return summarize(out, cfg)
+
+
+def _round_zero(cfg, schema, seed, base, names, pool, view, val, test, bar) -> Campaign:
+    c = _campaign(cfg, schema, "initial", seed, pool, view, val, test)
+    state = c.load_state()
+    if not state["rounds"]:
+        c.folder.mkdir(parents=True, exist_ok=True)
+        if c.registry.current() is None:
+            seed_registry(c.registry, base)
+        rng = np.random.default_rng(seed)
+        picked = sorted(rng.choice(names, cfg.initial, replace=False).tolist())
+        from cals.model.predict import Predictor
+        from cals.simulate.loop import spine_effort
+
+        effort = spine_effort(c, Predictor.from_registry(c.registry), picked)
+        run_round(c, state, picked, effort)
+    bar.update(1)
+    return c
+
+
+def _campaign(cfg, schema, strategy, seed, pool, view, val, test) -> Campaign:
+    folder = Path(cfg.out) / "runs" / f"seed{seed}" / strategy
+    return Campaign(cfg, schema, strategy, seed, folder, pool, view, val, test)
+
+
+def raise_budget(available: int, cfg: SimulationConfig) -> None:
+    from cals.errors import CalsError
+
+    raise CalsError(f"the pool has {available} frames with people, fewer than the labelling budget "
+                    f"{cfg.budget} (initial {cfg.initial} + {cfg.rounds} rounds x {cfg.batch})")

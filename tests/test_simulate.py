@@ -1,0 +1,78 @@
+"""`cals simulate`: the offline loop on a tiny generated set (few iterations: behaviour, not accuracy)."""
+import json
+
+import pytest
+
+from cals.errors import CalsError
+from cals.simulate import SimulationConfig, run_simulation
+from cals.simulate.summary import format_table
+
+
+def _config(out, **over):
+    opts = dict(out=str(out), pool_images=40, test_images=16, val_images=8, initial=4, batch=4, rounds=2,
+                strategies=["random", "least_confidence"], seeds=[0], base_iters=8, round_iters=4)
+    return SimulationConfig(**{**opts, **over})
+
+
+@pytest.fixture(scope="module")
+def simulation(tmp_path_factory):
+    out = tmp_path_factory.mktemp("simulation")
+    cache = tmp_path_factory.mktemp("cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CALS_CACHE", str(cache))
+    try:
+        doc = run_simulation(_config(out), progress=False)
+    finally:
+        mp.undo()
+    return out, cache, doc
+
+
+def test_every_strategy_runs_every_round_from_the_same_start(simulation):
+    out, _, doc = simulation
+    rows = doc["rows"]
+    assert sorted((r["strategy"], r["round"], r["labelled"]) for r in rows) == [
+        ("least_confidence", 0, 4), ("least_confidence", 1, 8), ("least_confidence", 2, 12),
+        ("random", 0, 4), ("random", 1, 8), ("random", 2, 12)]
+    first = {r["strategy"]: r for r in rows if r["round"] == 0}
+    assert first["random"]["spine_AP"] == first["least_confidence"]["spine_AP"]
+    for r in rows:
+        assert 0.0 <= (r["spine_AP"] or 0.0) <= 1.0
+        assert 0.0 <= r["effort_spine"]["moved_share"] <= 1.0
+
+
+def test_frames_are_labelled_once_and_strategies_choose_differently(simulation):
+    out, _, _ = simulation
+    picks = {}
+    for strategy in ("random", "least_confidence"):
+        state = json.loads((out / "runs" / "seed0" / strategy / "state.json").read_text())
+        assert len(state["labelled"]) == len(set(state["labelled"])) == 12
+        picks[strategy] = state["picked"][1:]
+    assert picks["random"] != picks["least_confidence"]
+
+
+def test_outputs_and_table(simulation):
+    out, _, doc = simulation
+    assert (out / "label_efficiency.png").stat().st_size > 1000
+    lines = (out / "results.csv").read_text().splitlines()
+    assert lines[0].startswith("strategy,seed,round,labelled,spine_AP") and len(lines) == 7
+    table = format_table(doc["summary"])
+    assert "random reaches spine AP" in table and "least_confidence" in table
+    assert doc["summary"]["strategies"]["least_confidence"]["paired_wins"].endswith("/2")
+
+
+def test_resume_reuses_finished_rounds_and_refuses_other_settings(simulation, monkeypatch):
+    out, cache, doc = simulation
+    monkeypatch.setenv("CALS_CACHE", str(cache))
+    again = run_simulation(_config(out), progress=False)
+    assert [r["version"] for r in again["rows"]] == [r["version"] for r in doc["rows"]]
+    with pytest.raises(CalsError, match="other settings .*batch"):
+        run_simulation(_config(out, batch=5), progress=False)
+
+
+def test_bad_settings_are_named(tmp_path):
+    with pytest.raises(CalsError, match="include 'random'"):
+        _config(tmp_path, strategies=["entropy"])
+    with pytest.raises(CalsError, match="rounds must be at least 1"):
+        _config(tmp_path, rounds=0)
+    with pytest.raises(CalsError, match="fewer than the labelling budget"):
+        run_simulation(_config(tmp_path, pool_images=6), progress=False)
