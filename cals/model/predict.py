@@ -57,6 +57,12 @@ class Predictor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model = init_model(str(version_dir / "config.py"), None, device=device or default_device())
+        # A dumped config lists keypoint_info keys in string order (0, 1, 10, 11, ...), and mmpose
+        # derives flip_indices from that order: rebuild the metainfo from the schema instead, or
+        # the flip test averages each point with the wrong partner.
+        from mmpose.datasets.datasets.utils import parse_pose_metainfo
+
+        self.model.dataset_meta = parse_pose_metainfo(self.schema.mmpose_metainfo())
         missing = self.model.load_state_dict(state, strict=False)
         if missing.missing_keys:
             raise CalsError(f"checkpoint of {self.version_id} lacks {len(missing.missing_keys)} "
