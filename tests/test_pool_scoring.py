@@ -49,7 +49,7 @@ def test_uncertainty_ranks_blurred_frames_first(predictor, blurred_pool, schema,
     strategies = [create(n, schema=schema) for n in ("least_confidence", "entropy", "flip")]
     table = Scorer(predictor, cache=ScoreCache(tmp_path / "c.sqlite")).score(
         LocalPool(blurred_pool, schema), strategies + [create("coreset")], progress=False)
-    assert len(table.keys) == 16 and table.feature_matrix().shape == (16, 256)
+    assert len(table.keys) == 16 and table.feature_matrix().shape == (16, predictor.model.head.in_channels)
     confidence = dict(zip(table.names, table.scores[strategies[0].cache_id]))
     blurred_higher = [confidence["b_" + n] > confidence[n] for n in table.names if not n.startswith("b_")]
     assert sum(blurred_higher) >= 6, blurred_higher  # blur lowers the heatmap peaks

@@ -1,5 +1,6 @@
 """`cals simulate`: the offline loop on a tiny generated set (few iterations: behaviour, not accuracy)."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,32 @@ def test_bad_settings_are_named(tmp_path):
         _config(tmp_path, rounds=0)
     with pytest.raises(CalsError, match="fewer than the labelling budget"):
         run_simulation(_config(tmp_path, pool_images=6), progress=False)
+
+
+def test_rounds_add_exactly_the_picked_pool_frames_and_nothing_else(simulation, schema):
+    out, _, _ = simulation
+    pool = json.loads((out / "data" / "pool" / "annotations.json").read_text())
+    pool_by_name = {im["file_name"]: im["id"] for im in pool["images"]}
+    for strategy in ("random", "least_confidence"):
+        folder = out / "runs" / "seed0" / strategy
+        state = json.loads((folder / "state.json").read_text())
+        assert state["labelled"] == [name for picked in state["picked"] for name in picked]
+        train = json.loads((folder / "labelled" / "annotations.json").read_text())
+        assert sorted(im["file_name"] for im in train["images"]) == sorted(state["labelled"])
+        # the annotator's answers come from the pool's labels, the images from the pool's folder
+        assert (folder / "labelled" / "images").resolve() == (out / "data" / "pool" / "images").resolve()
+        truth = {a["id"]: a["keypoints"] for a in pool["annotations"]}
+        assert all(truth[a["id"]] == a["keypoints"] for a in train["annotations"])
+        assert {pool_by_name[im["file_name"]] for im in train["images"]} == {im["id"] for im in train["images"]}
+        # every version of the campaign was trained on the revealed frames only, never the test set
+        for meta in (folder / "registry" / "versions").glob("*/meta.json"):
+            data = json.loads(meta.read_text())["train_data"]["path"]
+            assert "test" not in Path(data).parts
+
+
+def test_the_sampler_sees_no_hidden_spine_label(simulation, schema):
+    out, _, _ = simulation
+    view = json.loads((out / "data" / "pool-body" / "annotations.json").read_text())
+    spine = schema.groups["spine"]
+    assert all(a["keypoints"][3 * i + 2] == 0 for a in view["annotations"] for i in spine)
+    assert any(a["keypoints"][3 * i + 2] > 0 for a in view["annotations"] for i in schema.groups["body"])
