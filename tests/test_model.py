@@ -34,7 +34,7 @@ def test_model_beats_mean_pose_baseline_on_held_out_people(trained, synthetic, s
     mean_pose = fit_mean_pose(load_dataset(synthetic / "train", schema).coco, schema.num_keypoints)
     baseline = evaluate(val.coco, predict_mean_pose(mean_pose, val.coco), schema)
     spine, base_spine = metrics["groups"]["spine"]["AP"], baseline["groups"]["spine"]["AP"]
-    # measured with 300 iterations on 400 images: spine AP ~0.2 against ~0.01 for the mean pose
+    # measured with 300 iterations on 400 images: spine AP 0.17 vs 0.01, body PCK 0.19 vs 0.05
     assert spine > base_spine + 0.1, (spine, base_spine)
     for group in ("body", "spine"):
         pck, base_pck = metrics["groups"][group]["PCK@0.05"], baseline["groups"][group]["PCK@0.05"]

@@ -76,7 +76,7 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cp
         cfg = build_config(config, schema, data_root=Path(data_root).resolve(), epochs=epochs,
                            iters=iters, work_dir=work)
         if source is not None:
-            cfg.load_from = str(_init_checkpoint(cfg, schema, source, work))
+            cfg.load_from = str(init_checkpoint(cfg, schema, source, work))
         hook, state, seconds = _run(cfg, progress)
         cfg.load_from = None
         meta = _version_meta(config, schema, summary, source, hook, seconds, cfg)
@@ -103,7 +103,7 @@ def _run(cfg, progress: bool):
     return hook, model.state_dict(), time.perf_counter() - start
 
 
-def _init_checkpoint(cfg, schema: Schema, source: InitSource, work: Path) -> Path:
+def init_checkpoint(cfg, schema: Schema, source: InitSource, work: Path) -> Path:
     """Write a checkpoint whose tensors match this model, mapping keypoints by name."""
     from mmpose.registry import MODELS
 
@@ -149,12 +149,12 @@ def _validate(cfg, schema, state, meta, val_root, work: Path) -> dict:
     from cals.model.evaluation import evaluate_predictor
     from cals.model.predict import Predictor
 
-    version_dir = _write_version_files(work / "candidate", cfg, schema, state, meta)
+    version_dir = write_version_files(work / "candidate", cfg, schema, state, meta)
     predictor = Predictor(version_dir)
     return evaluate_predictor(predictor, val_root)
 
 
-def _write_version_files(folder: Path, cfg, schema: Schema, state, meta) -> Path:
+def write_version_files(folder: Path, cfg, schema: Schema, state, meta) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(state, folder / "checkpoint.pth", {k: meta[k] for k in ("keypoint_names", "spine_trained")})
     cfg.dump(str(folder / "config.py"))
@@ -165,7 +165,7 @@ def _write_version_files(folder: Path, cfg, schema: Schema, state, meta) -> Path
 def _register(registry: Registry, cfg, schema, state, meta, source, work: Path) -> Version:
     folder = work / "candidate"
     if not (folder / "checkpoint.pth").is_file():
-        _write_version_files(folder, cfg, schema, state, meta)
+        write_version_files(folder, cfg, schema, state, meta)
     files = {name: folder / name for name in ("checkpoint.pth", "config.py", "schema.yaml")}
     parent = source.version.id if source and source.version else None
     version = registry.add(files, meta=meta, parent=parent)

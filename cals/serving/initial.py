@@ -45,17 +45,17 @@ def register_initial_model(registry: Registry, checkpoint: str, *, config: str =
     from cals.model import mm_imports
     from cals.model.config import build_config
     from cals.model.checkpoint import load_checkpoint
-    from cals.model.train import InitSource, _init_checkpoint, _write_version_files
+    from cals.model.train import InitSource, init_checkpoint, write_version_files
 
     schema = schema or load_schema()
     mm_imports.setup()
     cfg = build_config(config, schema)
     with tempfile.TemporaryDirectory(prefix="cals-initial-") as tmp:
         work = Path(tmp)
-        state, _ = load_checkpoint(_init_checkpoint(cfg, schema, InitSource(checkpoint), work))
+        state, _ = load_checkpoint(init_checkpoint(cfg, schema, InitSource(checkpoint), work))
         meta = {"config": config, "keypoint_names": schema.names, "spine_trained": False,
                 "init": checkpoint, "iterations": 0, "initial": True}
-        folder = _write_version_files(work / "candidate", cfg, schema, state, meta)
+        folder = write_version_files(work / "candidate", cfg, schema, state, meta)
         files = {name: folder / name for name in ("checkpoint.pth", "config.py", "schema.yaml")}
         version = registry.add(files, meta=meta)
     log.info("registered initial model %s from %s", version.id, checkpoint)
