@@ -84,7 +84,12 @@ def cmd_predict(args) -> None:
     from cals.model.predict import Predictor
 
     predictor = Predictor.from_registry(_registry(args), args.version)
-    results = predict_folder(predictor, args.images, boxes=args.boxes)
+    detector = None
+    if not args.boxes and (args.detector or os.environ.get("CALS_DETECTOR")):
+        from cals.model.detector import PersonDetector
+
+        detector = PersonDetector(args.detector)
+    results = predict_folder(predictor, args.images, boxes=args.boxes, detector=detector)
     _emit(results, args.out)
     logging.getLogger("cals").info("wrote %d people to %s", len(results), args.out)
 
@@ -176,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--images", required=True, help="folder of images")
     r.add_argument("--registry", help=REGISTRY_HELP)
     r.add_argument("--version", help="version id (default: current)")
-    r.add_argument("--boxes", help="COCO JSON with person boxes (default: the whole image is one person)")
+    r.add_argument("--boxes", help="COCO JSON with person boxes (default: detected people, else the whole image)")
+    r.add_argument("--detector", help="person detector end2end.onnx (default: $CALS_DETECTOR; "
+                                      "without one, the whole image is one person)")
     r.add_argument("--out", required=True, help="results JSON")
     r.set_defaults(func=cmd_predict)
 

@@ -49,3 +49,21 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
         PersonDetector()
     with pytest.raises(CalsError, match="does not exist"):
         PersonDetector(tmp_path / "nope.onnx")
+
+
+@needs_model
+def test_predict_folder_finds_people_with_the_detector(trained):
+    from collections import Counter
+
+    from cals.model.images import predict_folder
+    from cals.model.predict import Predictor
+
+    registry, _ = trained
+    results = predict_folder(Predictor.from_registry(registry), REAL, detector=PersonDetector(MODEL),
+                             progress=False)
+    people = Counter(r["file_name"] for r in results)
+    coco = json.loads((REAL / "test_coco.json").read_text())
+    for image in coco["images"]:  # every large labelled person has a detection of their own
+        large = sum(1 for a in coco["annotations"] if a["image_id"] == image["id"] and a["bbox"][2] * a["bbox"][3] > 96 ** 2)
+        assert people[image["file_name"]] >= large, image["file_name"]
+    assert all(len(r["keypoints"]) == 26 * 3 for r in results)

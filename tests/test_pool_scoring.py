@@ -104,4 +104,4 @@ def test_committee_needs_and_uses_a_previous_version(trained, predictor, blurred
             w.add_(torch.randn_like(w) * w.std())
     values = np.array(Scorer(predictor, previous=other).score(pool, [committee], progress=False)
                       .scores[committee.cache_id])
-    assert (values > 0.001).all() and values.mean() > 0.02  # two different members disagree
+    assert (values > 0.001).all() and values.mean() > 0.005  # two different members disagree

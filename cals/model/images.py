@@ -1,4 +1,4 @@
-"""Predict a folder of images, with person boxes from a COCO file or the whole frame."""
+"""Predict a folder of images, with person boxes from a COCO file, the person detector, or the whole frame."""
 from __future__ import annotations
 
 import os
@@ -29,8 +29,12 @@ def _boxes_by_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[Any, l
 
 
 def predict_folder(predictor, images: str | os.PathLike, *, boxes: str | os.PathLike | None = None,
-                   progress: bool = True) -> list[dict[str, Any]]:
-    """COCO keypoint results (with per-point scores) for every image in a folder."""
+                   detector=None, progress: bool = True) -> list[dict[str, Any]]:
+    """COCO keypoint results (with per-point scores) for every image in a folder.
+
+    Boxes come from `boxes` (a COCO file), else from `detector` (a PersonDetector), else the
+    whole frame is one person.
+    """
     folder = Path(images)
     if not folder.is_dir():
         raise CalsError(f"image folder not found: {folder}")
@@ -44,10 +48,16 @@ def predict_folder(predictor, images: str | os.PathLike, *, boxes: str | os.Path
         if img is None:
             raise CalsError(f"cannot read image {path}")
         image_id = ids.get(path.name, i) if boxes else i
-        xywh = known.get(image_id, []) if boxes else [[0, 0, img.shape[1], img.shape[0]]]
+        xywh = known.get(image_id, []) if boxes else _frame_boxes(img, detector)
         if not xywh:
             continue
         people = predictor.predict(img, np.array([xywh_to_xyxy(b) for b in xywh]), distributions=False)
         results += [coco_result(image_id, p.keypoints, p.scores, bbox=[float(v) for v in b],
                                 file_name=path.name) for p, b in zip(people, xywh)]
     return results
+
+
+def _frame_boxes(img: np.ndarray, detector) -> list[list[float]]:
+    if detector is None:
+        return [[0, 0, img.shape[1], img.shape[0]]]
+    return [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2, _ in detector(img)]
