@@ -1,5 +1,7 @@
 # CPU-sized top-down model for tests, demos and laptops: a narrow ResNet-18
-# (half width) with a heatmap head at 128x96 input, 32x24 heatmaps.
+# (half width) cut after stage 3 (stride 16: an 8x6 feature map at 128x96 input,
+# which learned faster here than the 4x3 map of the full network) and two deconvs
+# to 32x24 heatmaps. ~0.18 s per batch-16 iteration on 2 cores.
 _base_ = ['./_runtime.py']
 
 num_keypoints = 26  # replaced from the schema
@@ -22,9 +24,10 @@ model = dict(
     type='TopdownPoseEstimator',
     data_preprocessor=dict(type='PoseDataPreprocessor', mean=[123.675, 116.28, 103.53],
                            std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
-    backbone=dict(type='ResNet', depth=18, stem_channels=32, base_channels=32),
-    head=dict(type='HeatmapHead', in_channels=256, out_channels=num_keypoints,
-              deconv_out_channels=(128, 128, 128), deconv_kernel_sizes=(4, 4, 4),
+    backbone=dict(type='ResNet', depth=18, stem_channels=32, base_channels=32, num_stages=3,
+                  strides=(1, 2, 2), dilations=(1, 1, 1), out_indices=(2,)),
+    head=dict(type='HeatmapHead', in_channels=128, out_channels=num_keypoints,
+              deconv_out_channels=(128, 128), deconv_kernel_sizes=(4, 4),
               loss=dict(type='KeypointMSELoss', use_target_weight=True), decoder=codec),
     test_cfg=dict(flip_test=True, flip_mode='heatmap', shift_heatmap=False, output_heatmaps=True))
 
