@@ -1,7 +1,7 @@
 # CPU-sized top-down model for tests, demos and laptops: a narrow ResNet-18
 # (half width) cut after stage 3 (stride 16: an 8x6 feature map at 128x96 input,
 # which learned faster here than the 4x3 map of the full network) and two deconvs
-# to 32x24 heatmaps. ~0.18 s per batch-16 iteration on 2 cores.
+# to 32x24 heatmaps. ~0.16 s per batch-16 iteration on 2 cores (make bench).
 _base_ = ['./_runtime.py']
 
 num_keypoints = 26  # replaced from the schema
