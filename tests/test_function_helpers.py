@@ -17,10 +17,10 @@ FUNCTION_DIR = ROOT / "serverless" / "spine-pose" / "nuclio"
 SHARED = ROOT.parent / "shared"
 DETECTOR = SHARED / "models" / "rtmdet-nano-person" / "end2end.onnx"
 REAL = SHARED / "data" / "real-coco4"
-# Mean OKS of the detected people with the 300-iteration CPU fixture model, measured 0.23
-# (found 31 of 64 people on 40 frames); coordinates in the wrong frame (crop, resized image,
+# Mean OKS of the detected people with the 300-iteration CPU fixture model, measured 0.35
+# (found 38 of 64 people on 40 frames); coordinates in the wrong frame (crop, resized image,
 # swapped axes) score ~0.
-OKS_BAR = 0.15
+OKS_BAR = 0.25
 FOUND_BAR = 0.4
 
 
