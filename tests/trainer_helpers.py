@@ -43,7 +43,13 @@ def make_task(client, project_id: int, dataset: Path, names: list[str], tmp: Pat
 @contextmanager
 def serve(app) -> Iterator[str]:
     """Run a WSGI app in a real threaded HTTP server; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    with running(make_server("127.0.0.1", 0, app, threaded=True)) as url:
+        yield url
+
+
+@contextmanager
+def running(server) -> Iterator[str]:
+    """Serve `server` (a socketserver with serve_forever) in a thread; yields its base URL."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -107,14 +113,8 @@ def damaging_proxy(upstream: str, damaged_body: bytes) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        yield url
 
 
 class HttpClient:
