@@ -34,3 +34,14 @@ def trained(synthetic, tmp_path_factory):
     version = train(synthetic / "train", registry, iters=300, progress=False)
     registry.promote(version.id)
     return registry, version
+
+
+@pytest.fixture
+def project(cvat_client, schema):
+    """A fresh CVAT project with the schema's skeleton label, removed afterwards."""
+    import uuid
+
+    created = cvat_client.projects.create({"name": f"cals-test-{uuid.uuid4().hex[:8]}",
+                                           "labels": [schema.cvat_label()]})
+    yield created
+    cvat_client.projects.remove_by_ids([created.id])

@@ -42,15 +42,6 @@ def spine_label() -> dict:
     return load_schema().cvat_label()
 
 
-@pytest.fixture
-def project(cvat_client: Client, spine_label: dict):
-    """A fresh project with the default spine skeleton label, removed afterwards."""
-    created = cvat_client.projects.create({"name": f"cals-test-{uuid.uuid4().hex[:8]}",
-                                           "labels": [spine_label]})
-    yield created
-    cvat_client.projects.remove_by_ids([created.id])
-
-
 def make_images(folder: Path, names: list[str]) -> list[Path]:
     """Small distinct PNGs, one colour per name, so frames can be told apart."""
     folder.mkdir(parents=True, exist_ok=True)

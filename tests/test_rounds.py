@@ -1,6 +1,5 @@
 """Opening CVAT rounds against the CVAT-compatible test server, with the real trained model."""
 import json
-import uuid
 
 import numpy as np
 import pytest
@@ -27,14 +26,6 @@ def model(trained):
 @pytest.fixture(scope="module")
 def version_dir(trained):
     return trained[1].path
-
-
-@pytest.fixture
-def project(cvat_client, schema):
-    p = cvat_client.projects.create(models.ProjectWriteRequest(
-        name=f"cals-test-{uuid.uuid4().hex[:6]}", labels=[schema.cvat_label()]))
-    yield p
-    p.remove()
 
 
 def frames_of(task):

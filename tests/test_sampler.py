@@ -1,9 +1,7 @@
 """The sampler service over HTTP: auth, precise 4xx, rank, rounds in CVAT, promotion notices, CVAT down."""
 import time
-import uuid
 
 import pytest
-from cvat_sdk.api_client import models
 
 from cals.cvat.client import CvatSettings
 from cals.cvat.rounds import round_tasks
@@ -31,14 +29,6 @@ def config(trained, blurred_pool, tmp_path, settings):
 @pytest.fixture
 def client(config):
     return create_app(config).test_client()
-
-
-@pytest.fixture
-def project(cvat_client, schema):
-    p = cvat_client.projects.create(models.ProjectWriteRequest(
-        name=f"cals-test-{uuid.uuid4().hex[:6]}", labels=[schema.cvat_label()]))
-    yield p
-    p.remove()
 
 
 def wait_job(client, url, timeout=120):

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -52,14 +51,6 @@ def base_registry(frames, tmp_path_factory) -> Path:
 def registry_root(base_registry, tmp_path) -> Path:
     """A private copy of the base registry (tests promote into it)."""
     return Path(shutil.copytree(base_registry, tmp_path / "registry"))
-
-
-@pytest.fixture
-def project(cvat_client, schema):
-    created = cvat_client.projects.create({"name": f"cals-test-{uuid.uuid4().hex[:8]}",
-                                           "labels": [schema.cvat_label()]})
-    yield created
-    cvat_client.projects.remove_by_ids([created.id])
 
 
 def settings(cvat_url: str, cvat_server, tmp_path: Path, registry_root: Path, **extra) -> dict:
