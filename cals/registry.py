@@ -185,6 +185,11 @@ class Registry:
         version_id = self._current_id()
         return None if version_id is None else self.get(version_id)
 
+    def previous(self, version_id: str) -> str | None:
+        """The version promoted before `version_id`, else its parent: the committee's second member."""
+        stack = [e["id"] for e in self.history() if e["event"] == "promote" and e["id"] != version_id]
+        return stack[-1] if stack else self.get(version_id).parent
+
     def history(self) -> list[dict]:
         """Promote and rollback events, oldest first."""
         try:

@@ -52,7 +52,7 @@ class Scorer:
               exclude: set[str] | frozenset[str] = frozenset(), progress: bool = True) -> ScoreTable:
         """All per-image scores the strategies need, for every pool image not named in `exclude`."""
         per_image = per_image_strategies(strategies)
-        needs = set().union(*(s.needs for s in [*strategies, *per_image]))
+        needs = strategy_needs(strategies)
         if "previous" in needs and self.previous is None:
             raise CalsError("committee disagreement needs a previous model version; the registry has none")
         table = ScoreTable(self.predictor.version_id, scores={s.cache_id: [] for s in per_image})
@@ -113,6 +113,11 @@ def per_image_strategies(strategies: Sequence[Strategy | PoolStrategy]) -> list[
         for c in (s.components if isinstance(s, PoolStrategy) else [s]):
             out.setdefault(c.cache_id, c)
     return list(out.values())
+
+
+def strategy_needs(strategies: Sequence[Strategy | PoolStrategy]) -> set[str]:
+    """Extra passes (see strategies.NEEDS) the strategies and their components ask for."""
+    return set().union(*(s.needs for s in [*strategies, *per_image_strategies(strategies)]))
 
 
 def person_record(p: PersonPose) -> dict:

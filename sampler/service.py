@@ -22,7 +22,7 @@ from cals.pools import LocalPool
 from cals.ranking import Ranked, rank
 from cals.registry import Registry
 from cals.score_cache import ScoreCache
-from cals.scoring import Scorer, per_image_strategies
+from cals.scoring import Scorer, strategy_needs
 from cals.strategies import CoreSet, PoolStrategy, ShapeSpace, Strategy, create
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,7 @@ class Sampler:
 
     def _keep(self) -> set[str]:
         current = self.registry.current()
-        return {current.id, self.previous_version(current.id) or ""} if current else set()
-
-    def previous_version(self, version_id: str) -> str | None:
-        """The committee's second member: the version promoted before, else the parent."""
-        stack = [e["id"] for e in self.registry.history() if e["event"] == "promote" and e["id"] != version_id]
-        return stack[-1] if stack else self.registry.get(version_id).parent
+        return {current.id, self.registry.previous(current.id) or ""} if current else set()
 
     def scorer(self, strategies: list[Strategy | PoolStrategy]) -> Scorer:
         """A scorer with the current model, plus the previous one when a strategy compares versions."""
@@ -61,8 +56,8 @@ class Sampler:
         if current is None:
             raise CalsError(f"registry {self.registry.root} has no current model; train and promote one first")
         previous = None
-        if any("previous" in s.needs for s in per_image_strategies(strategies)):
-            prev_id = self.previous_version(current.id)
+        if "previous" in strategy_needs(strategies):
+            prev_id = self.registry.previous(current.id)
             previous = self.predictor(prev_id) if prev_id else None
         return Scorer(self.predictor(current.id), previous=previous, detector=self.detector(),
                       cache=self.cache, batch_size=self.config["BATCH_SIZE"])

@@ -177,3 +177,15 @@ def test_concurrent_writers_get_unique_ids(tmp_path):
     assert [v.id for v in listed] == sorted(ids, key=lambda i: int(i[1:5]))
     assert [int(v.id[1:5]) for v in listed] == list(range(1, 21))
     assert all(isinstance(v, Version) and v.metrics for v in listed)
+
+
+def test_previous_is_the_version_promoted_before_else_the_parent(tmp_path):
+    reg = Registry(tmp_path)
+    a = reg.add(_files(tmp_path / "s0", 0), meta={})
+    b = reg.add(_files(tmp_path / "s1", 1), meta={}, parent=a.id)
+    assert reg.previous(b.id) == a.id  # nothing promoted yet: the parent
+    assert reg.previous(a.id) is None
+    c = reg.add(_files(tmp_path / "s2", 2), meta={})
+    reg.promote(c.id)
+    reg.promote(b.id)
+    assert reg.previous(b.id) == c.id

@@ -23,7 +23,7 @@ from cals.pools import LocalPool
 from cals.ranking import rank
 from cals.registry import Registry
 from cals.schema import Schema
-from cals.scoring import Scorer
+from cals.scoring import Scorer, strategy_needs
 from cals.simulate import data
 from cals.simulate.config import SimulationConfig
 from cals import strategies as strategy_lib
@@ -86,7 +86,10 @@ def pick(c: Campaign, state: dict[str, Any]) -> tuple[list[str], dict | None]:
     """The next batch as the sampler would rank it, and the annotator's effort on its pre-annotations."""
     predictor = Predictor.from_registry(c.registry)
     strategy = strategy_lib.create(c.strategy, schema=c.schema, **({"seed": c.seed} if c.strategy == "random" else {}))
-    previous = _previous(c.registry) if "previous" in _needs(strategy) else None
+    previous = None
+    if "previous" in strategy_needs([strategy]):
+        previous_id = c.registry.previous(predictor.version_id)
+        previous = Predictor.from_registry(c.registry, previous_id) if previous_id else None
     pool = LocalPool(c.pool_view, c.schema)
     labelled = set(state["labelled"])
     table = Scorer(predictor, previous=previous).score(pool, [strategy], exclude=labelled, progress=False)
@@ -106,14 +109,3 @@ def spine_effort(c: Campaign, predictor: Predictor, names: list[str]) -> dict | 
                                {names_by_id[k]: v for k, v in final.items()}, c.schema)
     return effort["spine"]
 
-
-def _needs(strategy) -> set[str]:
-    from cals.scoring import per_image_strategies
-
-    return set().union(*(s.needs for s in [strategy, *per_image_strategies([strategy])]))
-
-
-def _previous(registry: Registry) -> Predictor | None:
-    current = registry.current()
-    parent = current.parent if current else None
-    return Predictor.from_registry(registry, parent) if parent else None
