@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# Creates .venv and installs the pinned stack. Every pip call takes the
+# Creates a virtual environment and installs the pinned stack. Every pip call takes the
 # constraints file so nothing can resolve another torch (and its CUDA packages).
 # OpenMMLab packages go in with --no-deps: their metadata asks for chumpy
 # (broken on Python 3.11), torchvision and opencv-python, none of which CALS needs.
+#
+# Environment (all optional; the container images in deploy/ set them):
+#   PYTHON       interpreter that creates the environment (default python3)
+#   VENV         where the environment goes (default .venv)
+#   TORCH_INDEX  package index for torch alone, e.g. https://download.pytorch.org/whl/cpu
+#                (default: the normal index, which gives the CPU wheel here and CUDA on GPU hosts)
+#   DEV          1 (default) also installs the test tools; 0 for a service image
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
+DEV=${DEV:-1}
 C=requirements/constraints.txt
 
 "$PYTHON" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip "$@"; }
+if [[ -n "${TORCH_INDEX:-}" ]]; then
+  pip install -q -c "$C" --index-url "$TORCH_INDEX" torch==2.13.0
+fi
 pip install -q -c "$C" torch==2.13.0 numpy cython "setuptools<81" wheel
 # xtcocotools' binary wheel is built for numpy 1: build it against our numpy.
 pip install -q -c "$C" --no-build-isolation --no-binary xtcocotools xtcocotools
-pip install -q -c "$C" -r requirements/runtime.txt -r requirements/dev.txt
+REQS=(-r requirements/runtime.txt)
+if [[ "$DEV" == 1 ]]; then REQS+=(-r requirements/dev.txt); fi
+pip install -q -c "$C" "${REQS[@]}"
 pip install -q -c "$C" --no-deps -r requirements/openmmlab.txt
 pip install -q -c "$C" --no-deps --no-build-isolation -e .
 touch "$VENV/.installed"
