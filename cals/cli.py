@@ -222,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cvat-spec", action="store_true", help="CVAT label spec (function.yaml / task labels)")
     s.add_argument("--coco", action="store_true", help="the COCO categories entry")
     s.set_defaults(func=cmd_schema)
+
+    from cals.cli_deploy import add_parsers
+
+    add_parsers(sub)
     return p
 
 

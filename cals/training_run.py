@@ -21,7 +21,7 @@ from cals.effort import DEFAULT_TOLERANCE, correction_effort
 from cals.errors import CalsError
 from cals.fine_tune import fine_tune_round
 from cals.labelled_set import DEFAULT_VAL_FRACTION, LabelledSet
-from cals.notify import NotifyError, notify_promoted
+from cals.sampler_api import NotifyError, notify_promoted
 from cals.promotion import DEFAULT_MARGIN, DEFAULT_METRIC
 from cals.registry import Registry
 from cals.run_queue import Run

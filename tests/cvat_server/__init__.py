@@ -31,6 +31,21 @@ class CvatTestServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def deploy_function(self, spec_yaml: str) -> str:
+        """Make a function (its function.yaml text) appear in CVAT's list, as nuctl deploy does."""
+        from .lambda_functions import function_entry
+
+        entry = function_entry(spec_yaml)
+        store = self.app.config["CVAT_STORE"]
+        with store.lock:
+            store.functions[entry["id"]] = entry
+        return entry["id"]
+
+    def remove_function(self, function_id: str) -> None:
+        store = self.app.config["CVAT_STORE"]
+        with store.lock:
+            store.functions.pop(function_id, None)
+
     def start(self) -> "CvatTestServer":
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._thread.start()

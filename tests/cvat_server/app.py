@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, jsonify
 
-from . import (annotations, auth, background, datasets, errors, jobs, labels, projects, tasks,
-               webhooks)
+from . import (annotations, auth, background, datasets, errors, jobs, labels, lambda_functions, projects,
+               tasks, webhooks)
 from .coco import FORMAT
 from .state import Store
 
@@ -46,6 +46,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     auth.init_app(app)
     for bp in (server_bp, projects.bp, tasks.bp, jobs.bp, labels.bp, annotations.bp,
-               datasets.bp, background.bp, webhooks.bp):
+               datasets.bp, background.bp, webhooks.bp, lambda_functions.bp):
         app.register_blueprint(bp)
     return app

@@ -169,6 +169,7 @@ class Store:
         self.requests: dict[str, Request] = {}
         self.webhooks: dict[int, Webhook] = {}
         self.uploads: dict[str, Upload] = {}
+        self.functions: dict[str, dict[str, Any]] = {}  # Nuclio function id -> CVAT's description
         self._counters: dict[str, itertools.count] = {}
 
     def next_id(self, kind: str) -> int:

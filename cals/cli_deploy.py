@@ -1,0 +1,126 @@
+"""`cals setup-project`, `cals check`, `cals round`: the commands that connect CALS to a running CVAT.
+
+They read settings from `--env-file` (default: none) under the process environment; see
+deploy/.env.example for every variable.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+
+from cals import env_file
+from cals.errors import CalsError
+
+DEFAULT_PROJECT_NAME = "CALS spine"
+DEFAULT_TRAINER_URL = "http://cals-trainer:8010"  # the trainer as CVAT's webhook worker reaches it
+DEFAULT_SAMPLER_URL = "http://127.0.0.1:8090"  # the sampler as this host reaches it (compose publishes it)
+
+
+def add_parsers(sub) -> None:
+    s = sub.add_parser("setup-project", help="create or update the CVAT project, its skeleton label and the "
+                                             "trainer's webhook; writes the project id and secrets to --env-file")
+    s.add_argument("--env-file", help="deploy/.env: read settings from it and store what setup decides in it")
+    s.add_argument("--name", help=f"project name when CALS_PROJECT_ID is unset (default $CALS_PROJECT_NAME "
+                                  f"or {DEFAULT_PROJECT_NAME!r})")
+    s.add_argument("--trainer-url", help=f"the trainer as CVAT reaches it (default $CALS_TRAINER_URL or "
+                                         f"{DEFAULT_TRAINER_URL})")
+    s.set_defaults(func=cmd_setup_project)
+    c = sub.add_parser("check", help="check CVAT, the project's label, the webhook, the Nuclio function and the "
+                                     "registry; exit 1 if anything is wrong")
+    c.add_argument("--env-file", help="read settings from this env file (deploy/.env)")
+    c.add_argument("--no-ping", action="store_true", help="do not ask CVAT to ping the trainer's webhook")
+    c.set_defaults(func=cmd_check)
+    r = sub.add_parser("round", help="ask the running sampler service to open the next CVAT round; waits for it")
+    r.add_argument("--env-file", help="read settings (CALS_API_TOKEN, CALS_PROJECT_ID) from this env file")
+    r.add_argument("--sampler-url", help=f"default $CALS_SAMPLER_HOST_URL or {DEFAULT_SAMPLER_URL}")
+    r.add_argument("--project", type=int, help="CVAT project id (default: the sampler's CALS_PROJECT_ID)")
+    r.add_argument("--size", type=int, help="frames in the round (default: the sampler's CALS_ROUND_SIZE)")
+    r.add_argument("--job-size", type=int, help="frames per CVAT job (default: the sampler's CALS_JOB_SIZE)")
+    r.add_argument("--strategy", help="strategy name (default: the sampler's CALS_SAMPLER_STRATEGY)")
+    r.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the round (default 3600)")
+    r.set_defaults(func=cmd_round)
+
+
+def _settings(args):
+    from cals.cvat.client import CvatSettings
+    from cals.schema import load_schema
+
+    env = env_file.merged(args.env_file)
+    return env, CvatSettings.from_env(env), load_schema(args.schema or env.get("CALS_SCHEMA"))
+
+
+def cmd_setup_project(args) -> None:
+    from cals.cvat.client import connect
+    from cals.cvat.project_setup import ensure_project, ensure_webhook, webhook_url
+
+    env, cvat, schema = _settings(args)
+    generated = {k: secrets.token_urlsafe(32) for k in ("CALS_WEBHOOK_SECRET", "CALS_API_TOKEN") if not env.get(k)}
+    if generated and not args.env_file:
+        raise CalsError(f"set {' and '.join(generated)}, or pass --env-file to store generated ones")
+    env.update(generated)
+    project_id = int(env["CALS_PROJECT_ID"]) if env.get("CALS_PROJECT_ID") else None
+    name = args.name or env.get("CALS_PROJECT_NAME") or DEFAULT_PROJECT_NAME
+    target = webhook_url(args.trainer_url or env.get("CALS_TRAINER_URL") or DEFAULT_TRAINER_URL)
+    with connect(cvat) as client:
+        project, step = ensure_project(client, schema, project_id=project_id, name=name)
+        print(f"{step} ({project.name!r}, label {schema.label!r} with {schema.num_keypoints} points)")
+        print(f"{ensure_webhook(client, project.id, target, env['CALS_WEBHOOK_SECRET'])} (update:job -> {target})")
+    if args.env_file:
+        values = {"CALS_PROJECT_ID": str(project.id), **generated}
+        written = [k for k, v in values.items() if env_file.store(args.env_file, k, v)]
+        print(f"wrote {', '.join(written)} to {args.env_file}" if written else f"{args.env_file} is up to date")
+        if "CALS_WEBHOOK_SECRET" in generated:
+            print("restart the trainer so it verifies with the new secret (docker compose ... up -d)")
+
+
+def cmd_check(args) -> None:
+    from cals.cvat.project_setup import webhook_url
+    from cals.startup_checks import (DEFAULT_FUNCTION, check_cvat, check_function, check_label, check_webhook,
+                                     check_writable)
+
+    env, cvat, schema = _settings(args)
+    checks = []
+    registry = env.get("CALS_REGISTRY") or env.get("CALS_REGISTRY_HOST")
+    if registry:
+        checks.append(check_writable(registry, "CALS_REGISTRY"))
+    result, client = check_cvat(cvat)
+    checks.append(result)
+    if client is not None:
+        with client:
+            project_id = env.get("CALS_PROJECT_ID")
+            if project_id:
+                checks.append(check_label(client, int(project_id), schema))
+                if not args.no_ping:
+                    target = webhook_url(env.get("CALS_TRAINER_URL") or DEFAULT_TRAINER_URL)
+                    checks.append(check_webhook(client, int(project_id), target))
+            checks.append(check_function(client, env.get("CALS_FUNCTION_NAME") or DEFAULT_FUNCTION, schema))
+    for check in checks:
+        print(check)
+    failed = [c.name for c in checks if not c.ok]
+    if not env.get("CALS_PROJECT_ID"):
+        failed.append("CALS_PROJECT_ID")
+        print("[FAIL] CALS_PROJECT_ID: not set; run make setup-project")
+    if failed:
+        raise CalsError(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+
+
+def cmd_round(args) -> None:
+    from cals.sampler_api import SamplerApi
+
+    env = env_file.merged(args.env_file)
+    if not env.get("CALS_API_TOKEN"):
+        raise CalsError("set CALS_API_TOKEN (make setup-project writes it to deploy/.env)")
+    api = SamplerApi(args.sampler_url or env.get("CALS_SAMPLER_HOST_URL") or DEFAULT_SAMPLER_URL,
+                     env["CALS_API_TOKEN"])
+    body = {k: v for k, v in {"project_id": args.project or _int(env.get("CALS_PROJECT_ID")), "size": args.size,
+                              "job_size": args.job_size, "strategy": args.strategy}.items() if v is not None}
+    job = api.open_round(body)
+    print(f"sampler job {job['id']}: scoring the pool and opening the round ...", file=sys.stderr)
+    done = api.wait(job["id"], timeout=args.timeout, poll=2.0)
+    result = done["result"]
+    print(json.dumps({k: v for k, v in result.items() if k != "ranking"}, indent=2))
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value else None

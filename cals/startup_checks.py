@@ -1,0 +1,108 @@
+"""Start-up checks: what must hold before the trainer, the sampler or `cals check` can do their work.
+
+Each check returns a `Check` whose message says what is wrong and what to do, so a mistake in
+deployment shows at start in one line instead of as a failed round an hour later.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cals.cvat.client import CvatConnectionError, CvatSettings, connect
+from cals.cvat.project_setup import find_webhook, label_problems, ping_webhook, skeleton_sublabels
+from cals.errors import CalsError
+from cals.schema import Schema
+
+DEFAULT_FUNCTION = "cals-spine-pose"  # metadata.name in serverless/spine-pose/nuclio/function.yaml
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{'ok' if self.ok else 'FAIL'}] {self.name}: {self.message}"
+
+
+def check_cvat(settings: CvatSettings) -> tuple[Check, object | None]:
+    """CVAT reachable and the credentials accepted; returns the logged-in client when they are."""
+    try:
+        client = connect(settings)
+    except (CvatConnectionError, CalsError) as exc:
+        return Check("cvat", False, f"{exc} (CALS_CVAT_URL, CALS_CVAT_USER/PASSWORD or CALS_CVAT_TOKEN)"), None
+    about = client.api_client.server_api.retrieve_about()[0]
+    return Check("cvat", True, f"{settings.url} (CVAT {about.version}) accepts {settings.user or 'the token'}"), client
+
+
+def check_label(client, project_id: int, schema: Schema) -> Check:
+    """The project has the schema's skeleton label, point for point."""
+    from cvat_sdk.api_client.exceptions import NotFoundException
+
+    try:
+        project = client.projects.retrieve(project_id)
+    except NotFoundException:
+        return Check("label", False, f"CVAT has no project {project_id} (CALS_PROJECT_ID); run make setup-project")
+    problems = label_problems(project.get_labels(), schema)
+    if problems:
+        return Check("label", False, f"project {project_id}: {'; '.join(problems)} (make setup-project adds a "
+                                     "missing label; it never edits an existing one)")
+    return Check("label", True, f"project {project_id} has skeleton {schema.label!r} with the schema's "
+                                f"{schema.num_keypoints} points")
+
+
+def check_writable(path: str | os.PathLike, variable: str) -> Check:
+    """A folder this process can create files in (the registry, the data folder)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".cals-write-check-"):
+            pass
+    except OSError as exc:
+        return Check(variable, False, f"{path} is not writable by uid {os.getuid()}: {exc.strerror}. In docker, "
+                                      f"the host folder must belong to uid 1000 (see deploy/README.md)")
+    return Check(variable, True, f"{path} is writable")
+
+
+def check_function(client, name: str, schema: Schema) -> Check:
+    """The Nuclio function is deployed where CVAT sees it, and its skeleton matches the schema."""
+    try:
+        _, response = client.api_client.lambda_api.list_functions(_parse_response=False)
+        functions = json.loads(response.data)
+    except Exception as exc:  # noqa: BLE001 - CVAT answers 5xx when its serverless part is absent
+        status = getattr(exc, "status", None)
+        return Check("function", False, f"CVAT cannot list serverless functions (HTTP {status}): is CVAT "
+                                        "running with components/serverless/docker-compose.serverless.yml?")
+    found = next((f for f in functions if f.get("id") == name), None)
+    if found is None:
+        ids = ", ".join(sorted(f.get("id", "?") for f in functions)) or "none"
+        return Check("function", False, f"function {name!r} is not deployed (CVAT lists: {ids}); "
+                                        "run make deploy-function (CALS_FUNCTION_NAME names it)")
+    skeletons = [lab for lab in found.get("labels_v2") or [] if lab.get("name") == schema.label]
+    points = [s.get("name") for s in skeletons[0].get("sublabels") or []] if skeletons else []
+    if points != schema.names:
+        return Check("function", False, f"function {name!r} does not return skeleton {schema.label!r} with the "
+                                        "schema's points; redeploy it from this checkout (make deploy-function)")
+    return Check("function", True, f"{name!r} is deployed and returns the schema's skeleton")
+
+
+def check_webhook(client, project_id: int, target_url: str) -> Check:
+    """The project's webhook exists and CVAT can deliver to the trainer (a ping answered 2xx)."""
+    hook = find_webhook(client, project_id, target_url)
+    if hook is None:
+        return Check("webhook", False, f"project {project_id} has no webhook to {target_url}; run make setup-project")
+    status, text = ping_webhook(client, hook.id)
+    if status is not None and 200 <= status < 300:
+        return Check("webhook", True, f"CVAT delivered a ping to {target_url} (HTTP {status})")
+    hint = ("CVAT's webhook proxy (smokescreen) refuses private addresses: add SMOKESCREEN_OPTS=--allow-range="
+            "<CVAT network subnet> to CVAT's .env and restart CVAT" if status in (407, 502, 503, None)
+            else "is the trainer running with the same CALS_WEBHOOK_SECRET?")
+    return Check("webhook", False, f"a ping to {target_url} got HTTP {status} {text[:120]!r}; {hint}")
+
+
+def failures(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if not c.ok]

@@ -1,0 +1,173 @@
+"""`cals setup-project` and `cals check` (make setup-project / make check) against the CVAT test server:
+the project, label and webhook they leave are exactly what the trainer and sampler rely on."""
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cals import env_file
+from cals.cli import main
+from cals.cvat.pool import skeleton_point_index
+from cals.cvat.project_setup import label_problems
+from cals.startup_checks import check_function, check_label, check_writable
+from tests.trainer_helpers import serve
+from trainer import create_app
+from trainer.config import DEFAULTS as TRAINER_DEFAULTS
+
+FUNCTION_YAML = Path(__file__).parents[1] / "serverless" / "spine-pose" / "nuclio" / "function.yaml"
+
+
+@pytest.fixture
+def env_path(tmp_path, cvat_server) -> Path:
+    """A deploy/.env as an admin fills it in from .env.example: CVAT's address and credentials only."""
+    path = tmp_path / ".env"
+    path.write_text(f"# CVAT\nCALS_CVAT_URL={cvat_server.url}\nCALS_CVAT_USER={cvat_server.user}\n"
+                    f"CALS_CVAT_PASSWORD={cvat_server.password}\nCALS_PROJECT_NAME=cals-{uuid.uuid4().hex[:8]}\n"
+                    "CALS_PROJECT_ID=\nCALS_WEBHOOK_SECRET=\n")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch):
+    for key in ("CALS_PROJECT_ID", "CALS_WEBHOOK_SECRET", "CALS_API_TOKEN", "CALS_PROJECT_NAME", "CALS_TRAINER_URL",
+                "CALS_REGISTRY", "CALS_REGISTRY_HOST", "CALS_CVAT_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def setup(env_path: Path, *extra: str) -> int:
+    return main(["setup-project", "--env-file", str(env_path), *extra])
+
+
+def hooks_of(client, project_id: int) -> list:
+    return client.api_client.webhooks_api.list(project_id=project_id)[0].results
+
+
+def trainer_config(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The trainer's settings as docker compose builds them from the same env file."""
+    ours = {k[len("CALS_"):]: v for k, v in env.items() if k.startswith("CALS_") and k[len("CALS_"):] in TRAINER_DEFAULTS}
+    return {**ours, "REGISTRY": str(tmp_path / "registry"), "DATA": str(tmp_path / "data"), "WORKER": "0"}
+
+
+def test_setup_creates_project_label_and_webhook_and_stores_secrets(env_path, cvat_client, schema, capsys):
+    assert setup(env_path, "--trainer-url", "http://cals-trainer:8010") == 0
+    env = env_file.read(env_path)
+    project = cvat_client.projects.retrieve(int(env["CALS_PROJECT_ID"]))
+    assert project.name == env["CALS_PROJECT_NAME"]
+    labels = project.get_labels()
+    assert label_problems(labels, schema) == []
+    # the sampler and the trainer map every CVAT point to a schema point by name
+    assert sorted(skeleton_point_index(labels, schema).values()) == list(range(schema.num_keypoints))
+    (hook,) = hooks_of(cvat_client, project.id)
+    assert hook.target_url == "http://cals-trainer:8010/webhooks/cvat"
+    assert [str(e.value) for e in hook.events] == ["update:job"] and hook.is_active
+    assert len(env["CALS_WEBHOOK_SECRET"]) >= 32 and len(env["CALS_API_TOKEN"]) >= 32
+    assert env["CALS_WEBHOOK_SECRET"] != env["CALS_API_TOKEN"]
+    assert "project" in capsys.readouterr().out
+
+
+def test_setup_again_changes_nothing(env_path, cvat_client):
+    assert setup(env_path) == 0
+    first = env_path.read_text()
+    project_id = int(env_file.read(env_path)["CALS_PROJECT_ID"])
+    assert setup(env_path) == 0
+    assert env_path.read_text() == first
+    assert len(hooks_of(cvat_client, project_id)) == 1
+    labels = cvat_client.projects.retrieve(project_id).get_labels()
+    assert len([lab for lab in labels if getattr(lab, "parent_id", None) is None]) == 1
+
+
+def test_setup_adds_the_label_to_an_existing_project_by_id(env_path, cvat_client, schema):
+    project = cvat_client.projects.create({"name": "existing", "labels": [{"name": "car", "type": "rectangle"}]})
+    env_file.store(env_path, "CALS_PROJECT_ID", str(project.id))
+    assert setup(env_path) == 0
+    labels = cvat_client.projects.retrieve(project.id).get_labels()
+    assert {lab.name for lab in labels if getattr(lab, "parent_id", None) is None} == {"car", schema.label}
+    assert label_problems(labels, schema) == []
+
+
+def test_setup_refuses_to_edit_a_different_skeleton(env_path, cvat_client, schema, capsys):
+    spec = schema.cvat_label()
+    spec["sublabels"] = spec["sublabels"][:17]  # body only: a project made before the spine points
+    spec["svg"] = "".join(e for e in re.findall(r"<[^<]+</\w+>", spec["svg"])
+                          if not re.search(r'data-(node-(from|to)|element-id)="(1[89]|2\d)"', e))
+    project = cvat_client.projects.create({"name": "old", "labels": [spec]})
+    env_file.store(env_path, "CALS_PROJECT_ID", str(project.id))
+    assert setup(env_path) == 1
+    err = capsys.readouterr().err
+    assert "lacks point(s) neck_03" in err and "does not edit existing labels" in err
+    assert hooks_of(cvat_client, project.id) == []  # nothing done to a project it cannot use
+    assert "CALS_WEBHOOK_SECRET=\n" in env_path.read_text()
+
+
+def test_setup_reports_an_unknown_project_id(env_path, capsys):
+    env_file.store(env_path, "CALS_PROJECT_ID", "999999")
+    assert setup(env_path) == 1
+    assert "no project 999999" in capsys.readouterr().err
+
+
+def test_setup_reports_wrong_credentials(env_path, capsys):
+    env_file.store(env_path, "CALS_CVAT_PASSWORD", "wrong")
+    assert setup(env_path) == 1
+    assert "refused the credentials" in capsys.readouterr().err
+
+
+def test_check_passes_once_trainer_runs_with_the_stored_secret(env_path, cvat_server, tmp_path, capsys):
+    """The webhook setup registered reaches the real trainer, which accepts CVAT's signature."""
+    assert setup(env_path, "--trainer-url", "http://127.0.0.1:1") == 0  # nothing listens there yet
+    env = env_file.read(env_path)
+    cvat_server.server.deploy_function(FUNCTION_YAML.read_text())
+    try:
+        with serve(create_app(trainer_config(env, tmp_path))) as trainer_url:
+            env_file.store(env_path, "CALS_TRAINER_URL", trainer_url)
+            assert setup(env_path) == 0  # moves the webhook to the running trainer
+            env_file.store(env_path, "CALS_REGISTRY", str(tmp_path / "registry"))
+            capsys.readouterr()
+            assert main(["check", "--env-file", str(env_path)]) == 0, capsys.readouterr()
+            out = capsys.readouterr().out
+            assert "[ok] webhook: CVAT delivered a ping" in out and "[FAIL]" not in out
+            # a trainer with another secret refuses CVAT's ping, and check says so
+            wrong = trainer_config({**env, "CALS_WEBHOOK_SECRET": "not-the-secret"}, tmp_path / "other")
+        with serve(create_app(wrong)) as other_url:
+            env_file.store(env_path, "CALS_TRAINER_URL", other_url)
+            assert setup(env_path) == 0
+            assert main(["check", "--env-file", str(env_path)]) == 1
+            assert "[FAIL] webhook" in capsys.readouterr().out
+    finally:
+        cvat_server.server.remove_function("cals-spine-pose")
+
+
+def test_check_names_what_is_missing(env_path, cvat_client, schema, tmp_path, capsys):
+    assert setup(env_path) == 0
+    project_id = int(env_file.read(env_path)["CALS_PROJECT_ID"])
+    assert main(["check", "--env-file", str(env_path), "--no-ping"]) == 1
+    out = capsys.readouterr().out
+    assert "[ok] label" in out
+    assert "[FAIL] function: function 'cals-spine-pose' is not deployed" in out
+    # a label someone changed by hand: the sampler could not read that project
+    other = cvat_client.projects.create({"name": "other", "labels": [{"name": schema.label, "type": "points"}]})
+    assert not check_label(cvat_client, other.id, schema).ok
+    assert "not a skeleton" in check_label(cvat_client, other.id, schema).message
+    assert check_label(cvat_client, project_id, schema).ok
+
+
+def test_check_function_matches_the_schema(cvat_server, cvat_client, schema):
+    cvat_server.server.deploy_function(FUNCTION_YAML.read_text())
+    try:
+        assert check_function(cvat_client, "cals-spine-pose", schema).ok
+        assert not check_function(cvat_client, "cals-spine-pose-gpu", schema).ok
+        fewer = FUNCTION_YAML.read_text().replace('"name": "hip",', '"name": "pelvis",')
+        cvat_server.server.deploy_function(fewer)
+        result = check_function(cvat_client, "cals-spine-pose", schema)
+        assert not result.ok and "redeploy" in result.message
+    finally:
+        cvat_server.server.remove_function("cals-spine-pose")
+
+
+def test_check_writable(tmp_path):
+    assert check_writable(tmp_path / "registry", "CALS_REGISTRY").ok
+    (tmp_path / "file").write_text("not a folder")
+    result = check_writable(tmp_path / "file" / "registry", "CALS_REGISTRY")
+    assert not result.ok and "is not writable" in result.message and "file/registry" in result.message
