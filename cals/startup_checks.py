@@ -6,6 +6,7 @@ deployment shows at start in one line instead of as a failed round an hour later
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from cals.cvat.project_setup import find_webhook, label_problems, ping_webhook, 
 from cals.errors import CalsError
 from cals.schema import Schema
 
+log = logging.getLogger(__name__)
 DEFAULT_FUNCTION = "cals-spine-pose"  # metadata.name in serverless/spine-pose/nuclio/function.yaml
 
 
@@ -106,3 +108,27 @@ def check_webhook(client, project_id: int, target_url: str) -> Check:
 
 def failures(checks: list[Check]) -> list[Check]:
     return [c for c in checks if not c.ok]
+
+
+def startup(service: str, cvat: CvatSettings, schema: Schema, *, writable: dict[str, str | os.PathLike],
+            project_id: int | None, function_name: str = DEFAULT_FUNCTION) -> list[Check]:
+    """What a service checks before it serves; raises CalsError listing every failed check.
+
+    A missing Nuclio function is only a warning: the loop runs without it, but annotators then have
+    no pre-annotation button in CVAT.
+    """
+    checks = [check_writable(path, var) for var, path in writable.items()]
+    result, client = check_cvat(cvat)
+    checks.append(result)
+    warnings = []
+    if client is not None:
+        with client:
+            if project_id is not None:
+                checks.append(check_label(client, project_id, schema))
+            warnings.append(check_function(client, function_name, schema))
+    for check in checks + warnings:
+        (log.info if check.ok else log.warning)("%s start-up check %s", service, check)
+    bad = failures(checks)
+    if bad:
+        raise CalsError(f"{service} cannot start:\n  " + "\n  ".join(str(c) for c in bad))
+    return checks + warnings

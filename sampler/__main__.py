@@ -52,6 +52,7 @@ def serve_(args: argparse.Namespace) -> int:
     from sampler.app import create_app
 
     app = create_app()  # fails here, before binding, on a missing or wrong setting
+    _startup_checks(app)
 
     class Server(BaseApplication):
         def load_config(self):
@@ -65,6 +66,16 @@ def serve_(args: argparse.Namespace) -> int:
 
     Server().run()
     return 0
+
+
+def _startup_checks(app) -> None:
+    """CVAT, the project's label, a writable data folder; raises CalsError naming what is wrong."""
+    from cals.schema import load_schema
+    from cals.startup_checks import startup
+
+    sampler = app.extensions["sampler"]
+    startup("sampler", sampler.cvat, load_schema(), project_id=app.config["PROJECT_ID"],
+            function_name=app.config["FUNCTION_NAME"], writable={"CALS_DATA": sampler.data})
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 
-from cals.cvat.client import CvatConnectionError, connect
-from trainer.config import ConfigError, load, raw_config
+from cals.errors import CalsError
+from cals.startup_checks import startup
+from trainer.config import load, raw_config
 
 
 class TrainerServer(BaseApplication):
@@ -35,8 +36,11 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load(raw_config())
-        connect(settings.run.cvat).close()  # wrong URL or credentials fail now, not at the first run
-    except (ConfigError, CvatConnectionError) as exc:
+        # wrong URL, credentials, label or a read-only volume fail now, not at the first run
+        startup("trainer", settings.run.cvat, settings.run.schema, project_id=settings.project_id,
+                function_name=settings.function_name,
+                writable={"CALS_REGISTRY": settings.run.registry.root, "CALS_DATA": settings.run.data_root})
+    except CalsError as exc:
         print(f"cals trainer: {exc}", file=sys.stderr)
         return 2
     TrainerServer(settings.bind).run()

@@ -28,6 +28,8 @@ DEFAULTS: dict[str, str | None] = {
     "PROMOTE_MARGIN": "0.0", "PROMOTE_METRIC": "overall.AP", "VAL_FRACTION": "0.2",
     "EFFORT_TOLERANCE": "0.5", "SAMPLER_URL": None, "TRAINER_BIND": "0.0.0.0:8010",
     "WORKER": "1", "WORKER_POLL_SECONDS": "5",
+    "PROJECT_ID": None,  # when set, the start-up check verifies this project's skeleton label
+    "FUNCTION_NAME": "cals-spine-pose",  # the Nuclio function the start-up check looks for
 }
 
 
@@ -44,6 +46,8 @@ class TrainerSettings:
     bind: str
     worker: bool
     worker_poll_seconds: float
+    project_id: int | None
+    function_name: str
 
 
 def raw_config(overrides: Mapping[str, Any] | None = None,
@@ -82,7 +86,9 @@ def load(config: Mapping[str, Any]) -> TrainerSettings:
         run=run, queue_db=Path(str(config.get("QUEUE_DB") or data / "queue.sqlite3")),
         webhook_secret=str(config["WEBHOOK_SECRET"]), api_token=str(config["API_TOKEN"]),
         bind=str(config["TRAINER_BIND"]), worker=str(config["WORKER"]).lower() not in ("0", "false", "no"),
-        worker_poll_seconds=_number(config, "WORKER_POLL_SECONDS", 0.01))
+        worker_poll_seconds=_number(config, "WORKER_POLL_SECONDS", 0.01),
+        project_id=int(_number(config, "PROJECT_ID", 1)) if _opt(config, "PROJECT_ID") else None,
+        function_name=str(config["FUNCTION_NAME"]))
 
 
 def _opt(config: Mapping[str, Any], key: str) -> str | None:
