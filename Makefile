@@ -7,8 +7,11 @@ DATA    ?= $(OUT)/train
 VAL     ?= $(OUT)/val
 CONFIG  ?= cpu
 EPOCHS  ?=
+ENV_FILE ?= deploy/.env
+# run a command with the env file's settings (when it exists); a variable set in the shell wins
+WITH_ENV = $(PY) -m cals.env_file $(ENV_FILE)
 
-.PHONY: install test demo train bench clean deploy-function trainer sampler sample
+.PHONY: install test demo train bench clean deploy-function trainer sampler sample setup-project check round
 
 install: .venv/.installed
 
@@ -24,17 +27,26 @@ demo: install
 train: install
 	$(CALS) train --data $(DATA) --registry $(REG) --config $(CONFIG) $(if $(VAL),--val $(VAL)) $(if $(EPOCHS),--epochs $(EPOCHS))
 
+setup-project: install  # create/update the CVAT project, skeleton label and trainer webhook; writes ids and secrets to $(ENV_FILE)
+	$(CALS) setup-project --env-file $(ENV_FILE)
+
+check: install  # CVAT, credentials, label, webhook ping, Nuclio function, registry: one line each
+	$(CALS) check --env-file $(ENV_FILE)
+
+round: install  # ask the running sampler service to open the next round (ARGS="--size 20" etc.)
+	$(CALS) round --env-file $(ENV_FILE) $(ARGS)
+
 deploy-function:  # nuctl deploy of the Nuclio function into CVAT's project; GPU=1 for the CUDA build
-	bash serverless/deploy.sh $(if $(GPU),--gpu)
+	bash serverless/deploy.sh --env-file $(ENV_FILE) $(if $(GPU),--gpu)
 
 trainer: install  # training sidecar (webhooks from CVAT), production WSGI server
-	$(PY) -m trainer
+	$(WITH_ENV) $(PY) -m trainer
 
 sampler: install  # sampler service (ranks the pool, opens CVAT rounds)
-	$(PY) -m sampler serve
+	$(WITH_ENV) $(PY) -m sampler serve
 
-sample: install  # open the next CVAT round now (ARGS="--help" for options)
-	$(PY) -m sampler round $(ARGS)
+sample: install  # open the next CVAT round in this process, without the sampler service (ARGS="--help")
+	$(WITH_ENV) $(PY) -m sampler round $(ARGS)
 
 bench: install
 	$(PY) -m bench.run

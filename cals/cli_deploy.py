@@ -14,7 +14,6 @@ from cals.errors import CalsError
 
 DEFAULT_PROJECT_NAME = "CALS spine"
 DEFAULT_TRAINER_URL = "http://cals-trainer:8010"  # the trainer as CVAT's webhook worker reaches it
-DEFAULT_SAMPLER_URL = "http://127.0.0.1:8090"  # the sampler as this host reaches it (compose publishes it)
 
 
 def add_parsers(sub) -> None:
@@ -33,7 +32,8 @@ def add_parsers(sub) -> None:
     c.set_defaults(func=cmd_check)
     r = sub.add_parser("round", help="ask the running sampler service to open the next CVAT round; waits for it")
     r.add_argument("--env-file", help="read settings (CALS_API_TOKEN, CALS_PROJECT_ID) from this env file")
-    r.add_argument("--sampler-url", help=f"default $CALS_SAMPLER_HOST_URL or {DEFAULT_SAMPLER_URL}")
+    r.add_argument("--sampler-url", help="the sampler as this host reaches it (default: http://127.0.0.1:"
+                                         "$CALS_SAMPLER_PORT, where deploy/compose.yml publishes it; port 8091)")
     r.add_argument("--project", type=int, help="CVAT project id (default: the sampler's CALS_PROJECT_ID)")
     r.add_argument("--size", type=int, help="frames in the round (default: the sampler's CALS_ROUND_SIZE)")
     r.add_argument("--job-size", type=int, help="frames per CVAT job (default: the sampler's CALS_JOB_SIZE)")
@@ -111,8 +111,8 @@ def cmd_round(args) -> None:
     env = env_file.merged(args.env_file)
     if not env.get("CALS_API_TOKEN"):
         raise CalsError("set CALS_API_TOKEN (make setup-project writes it to deploy/.env)")
-    api = SamplerApi(args.sampler_url or env.get("CALS_SAMPLER_HOST_URL") or DEFAULT_SAMPLER_URL,
-                     env["CALS_API_TOKEN"])
+    url = args.sampler_url or f"http://127.0.0.1:{env.get('CALS_SAMPLER_PORT') or 8091}"
+    api = SamplerApi(url, env["CALS_API_TOKEN"])
     body = {k: v for k, v in {"project_id": args.project or _int(env.get("CALS_PROJECT_ID")), "size": args.size,
                               "job_size": args.job_size, "strategy": args.strategy}.items() if v is not None}
     job = api.open_round(body)

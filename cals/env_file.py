@@ -40,3 +40,21 @@ def store(path: str | os.PathLike, key: str, value: str) -> bool:
         return False
     set_key(str(path), key, value, quote_mode="never")
     return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m cals.env_file FILE CMD [ARGS...]`: run CMD with FILE's settings under the environment."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 2:
+        print("usage: python -m cals.env_file ENV_FILE COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    path, command = argv[0], argv[1:]
+    env = merged(path) if Path(path).is_file() else dict(os.environ)
+    os.execvpe(command[0], command, env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -92,6 +92,8 @@ class Registry:
         self.root = Path(root)
         self.versions_dir = self.root / "versions"
         self.versions_dir.mkdir(parents=True, exist_ok=True)
+        self._owner = _foreign_owner(self.root)
+        self._adopt(self.versions_dir)
         self._current_file = self.root / "current.json"
         self._history_file = self.root / "history.jsonl"
 
@@ -118,6 +120,7 @@ class Registry:
                           "files": {name: {"sha256": h} for name, h in hashes.items()}}
                 _write_json_synced(tmp / _META, record)
                 _fsync_dir(tmp)
+                self._adopt(tmp, *tmp.iterdir())
                 os.rename(tmp, self.versions_dir / version_id)
                 _fsync_dir(self.versions_dir)
         except BaseException:
@@ -133,7 +136,7 @@ class Registry:
             raise RegistryError(f"cannot change reserved meta fields {bad}")
         with self._locked():
             version = self.get(version_id)
-            _write_json_atomic(version.path / _META, {**version.meta, **fields})
+            _write_json_atomic(version.path / _META, {**version.meta, **fields}, owner=self._owner)
         return self.get(version_id)
 
     def promote(self, version_id: str, *, reason: str = "") -> Version:
@@ -164,7 +167,8 @@ class Registry:
             f.write(json.dumps(entry) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        _write_json_atomic(self._current_file, {"id": version_id, "promoted_at": at})
+        self._adopt(self._history_file)
+        _write_json_atomic(self._current_file, {"id": version_id, "promoted_at": at}, owner=self._owner)
 
     # ---- reading ----------------------------------------------------------
     def list(self) -> list[Version]:
@@ -228,9 +232,16 @@ class Registry:
                 stack.pop()
         return stack
 
+    def _adopt(self, *paths: Path) -> None:
+        """Give files this process creates to the registry folder's owner (see _foreign_owner)."""
+        if self._owner is not None:
+            for path in paths:
+                os.chown(path, *self._owner)
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         with open(self.root / ".lock", "a") as f:
+            self._adopt(self.root / ".lock")
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -284,10 +295,24 @@ def _write_json_synced(path: Path, data: Any) -> None:
         os.fsync(f.fileno())
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
+def _foreign_owner(root: Path) -> tuple[int, int] | None:
+    """(uid, gid) of the registry folder when this process is root and the folder is not.
+
+    The Nuclio function runs as root and may register the initial model; the trainer (uid 1000 in
+    its container) must still be able to append to history.jsonl and take the lock afterwards.
+    """
+    if os.geteuid() != 0:
+        return None
+    st = root.stat()
+    return None if st.st_uid == 0 else (st.st_uid, st.st_gid)
+
+
+def _write_json_atomic(path: Path, data: Any, *, owner: tuple[int, int] | None = None) -> None:
     """Write next to `path`, then os.replace: readers see the old or the new file, never a mix."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     _write_json_synced(tmp, data)
+    if owner is not None:
+        os.chown(tmp, *owner)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 

@@ -2,9 +2,9 @@
 # Deploy the CALS spine-pose function into CVAT's Nuclio project, as CVAT's own
 # serverless/deploy_cpu.sh and deploy_gpu.sh do.
 #
-#   bash serverless/deploy.sh [--gpu]        (or: make deploy-function [GPU=1])
+#   bash serverless/deploy.sh [--env-file deploy/.env] [--gpu]     (or: make deploy-function [GPU=1])
 #
-# Environment (all optional):
+# Environment (all optional; --env-file reads them from a file, a variable set in the shell wins):
 #   NUCTL                  nuctl binary (default: nuctl on PATH)
 #   CALS_NUCLIO_PLATFORM   nuctl --platform (default: local)
 #   CALS_NUCLIO_NETWORK    docker network of CVAT (default: cvat_cvat)
@@ -18,8 +18,26 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUNC="$ROOT/serverless/spine-pose/nuclio"
 FILE=function.yaml
-if [[ "${1:-}" == "--gpu" ]]; then FILE=function-gpu.yaml; shift; fi
-if [[ $# -gt 0 ]]; then echo "usage: $0 [--gpu]" >&2; exit 2; fi
+
+# KEY=value lines of an env file, exported unless the shell already set them (no expansion, no eval).
+load_env() {
+  local line key value
+  [[ -f "$1" ]] || return 0
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    [[ "$line" =~ ^(CALS_[A-Z0-9_]*)=(.*)$ ]] || continue
+    key="${BASH_REMATCH[1]}"; value="${BASH_REMATCH[2]}"
+    value="${value%\"}"; value="${value#\"}"
+    if [[ -z "${!key+x}" && -n "$value" ]]; then export "$key=$value"; fi
+  done < "$1"
+}
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --gpu) FILE=function-gpu.yaml; shift ;;
+    --env-file) load_env "${2:?--env-file needs a path}"; shift 2 ;;
+    *) echo "usage: $0 [--env-file FILE] [--gpu]" >&2; exit 2 ;;
+  esac
+done
 
 NUCTL="${NUCTL:-nuctl}"
 if ! command -v "$NUCTL" >/dev/null 2>&1; then

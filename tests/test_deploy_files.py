@@ -22,7 +22,7 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 PYPI = "https://pypi.org/simple"
 # Every ${VAR} the compose files may use; each one is documented in deploy/.env.example.
 COMPOSE_VARIABLES = {"CALS_REGISTRY_HOST", "CALS_NUCLIO_NETWORK", "CALS_TORCH_INDEX", "CALS_IMAGE_TAG",
-                     "CALS_TRAINER_PORT", "CALS_SAMPLER_PORT", "CALS_SAMPLER_URL"}
+                     "CALS_TRAINER_PORT", "CALS_SAMPLER_PORT", "CALS_SAMPLER_URL", "CALS_CVAT_INTERNAL_URL"}
 VAR = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
 
@@ -311,3 +311,11 @@ def test_dockerignore_keeps_the_venv_out_and_the_sources_in(stages):
             if instruction == "COPY" and not value.startswith("--from="):
                 for src in value.split()[:-1]:
                     assert not ignored(src.rstrip("/")), f".dockerignore drops {src}, which the Dockerfile copies"
+
+
+def test_containers_reach_cvat_inside_its_network():
+    """deploy/.env's CALS_CVAT_URL is the host's view (localhost); the services must not inherit it."""
+    services = yaml.safe_load((DEPLOY / "compose.yml").read_text())["services"]
+    for name in ("cals-trainer", "cals-sampler"):
+        url = services[name]["environment"]["CALS_CVAT_URL"]
+        assert default(url, "CALS_CVAT_INTERNAL_URL") == "http://cvat_server:8080", name

@@ -82,3 +82,23 @@ def test_deploy_script_runs_nuctl_as_cvat_does(tmp_path):
     assert "CALS_POSE_URL=https://example.org/pose.pth" in calls
     assert "CALS_DETECTOR_URL=https://download.openmmlab.com/" in calls  # default kept
     assert (tmp_path / "reg").is_dir()
+
+
+def test_deploy_script_reads_the_env_file_under_the_shell(tmp_path):
+    """make deploy-function passes deploy/.env: its values apply unless the shell set them."""
+    log = tmp_path / "calls"
+    fake = tmp_path / "nuctl"
+    fake.write_text(f'#!/bin/bash\necho "$@" >> {log}\n')
+    fake.chmod(0o755)
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"# comment\nCALS_NUCLIO_NETWORK=my_cvat_net\nCALS_POINT_THRESHOLD=0.2\n"
+                        f"CALS_REGISTRY_HOST={tmp_path / 'from-file'}\nCALS_MAX_PIXELS=\nCALS_DETECTOR_SCORE=$(touch {tmp_path / 'pwned'})\n")
+    env = {"PATH": "/usr/bin:/bin", "NUCTL": str(fake), "CALS_POINT_THRESHOLD": "0.5"}
+    result = subprocess.run(["bash", str(ROOT / "serverless" / "deploy.sh"), "--env-file", str(env_file)],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text()
+    assert '{"attributes": {"network": "my_cvat_net"}}' in calls
+    assert "--env CALS_POINT_THRESHOLD=0.5" in calls and "CALS_POINT_THRESHOLD=0.2" not in calls
+    assert "CALS_MAX_PIXELS" not in calls  # empty in the file: the function.yaml default stays
+    assert (tmp_path / "from-file").is_dir() and not (tmp_path / "pwned").exists()

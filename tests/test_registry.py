@@ -189,3 +189,18 @@ def test_previous_is_the_version_promoted_before_else_the_parent(tmp_path):
     reg.promote(c.id)
     reg.promote(b.id)
     assert reg.previous(b.id) == c.id
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can create files for another user")
+def test_root_writer_leaves_files_the_folder_owner_can_write(tmp_path):
+    """The Nuclio function (root) registers the initial model into a folder the trainer (uid 1000) owns."""
+    root = tmp_path / "registry"
+    root.mkdir()
+    os.chown(root, 1000, 1000)
+    registry = Registry(root)
+    version = registry.add(_files(tmp_path / "src", 0), meta={"note": "initial"})
+    registry.promote(version.id)
+    registry.update_meta(version.id, metrics={"overall": {"AP": 0.1}})
+    created = [p for p in root.rglob("*")]
+    assert {p.name for p in created} >= {".lock", "history.jsonl", "current.json", "versions", "meta.json"}
+    assert [str(p) for p in created if p.stat().st_uid != 1000] == []

@@ -1,0 +1,95 @@
+"""deploy/.env.example documents every CALS_ variable the code reads, and only those.
+
+"Read by the code" means: an environment variable name used as a string in the Python sources
+(os.environ.get("CALS_X"), the sampler's DEFAULTS), the trainer's DEFAULTS (read with the CALS_
+prefix), a variable the shell scripts, the Makefile or the compose files expand, or one the
+Nuclio function's spec sets.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import yaml
+
+from cals import env_file
+from trainer.config import DEFAULTS as TRAINER_DEFAULTS
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "deploy" / ".env.example"
+NAME = re.compile(r"CALS_[A-Z0-9_]*[A-Z0-9]")
+PYTHON_DIRS = ("cals", "trainer", "sampler", "serverless")
+
+
+def python_variables() -> set[str]:
+    found = {f"CALS_{key}" for key in TRAINER_DEFAULTS}
+    for folder in PYTHON_DIRS:
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and NAME.fullmatch(node.value):
+                    found.add(node.value)
+    return found
+
+
+def script_variables() -> set[str]:
+    found = set()
+    for path in [ROOT / "Makefile", *ROOT.glob("scripts/*.sh"), *ROOT.glob("serverless/*.sh")]:
+        code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+        found |= set(NAME.findall(code))
+    for path in ROOT.glob("deploy/compose*.yml"):
+        text = path.read_text()
+        found |= set(re.findall(r"\$\{(CALS_\w+)", text))
+        for service in yaml.safe_load(text)["services"].values():
+            found |= {k for k in (service.get("environment") or {}) if k.startswith("CALS_")}
+    for path in ROOT.glob("serverless/spine-pose/nuclio/function*.yaml"):
+        spec = yaml.safe_load(path.read_text())["spec"]
+        found |= {e["name"] for e in spec["env"]}
+        directives = spec["build"]["directives"]
+        found |= {d["value"].split("=")[0] for d in directives["preCopy"] if d["kind"] == "ENV"} & set(
+            NAME.findall(str(directives)))
+    return found
+
+
+def example_variables() -> tuple[set[str], set[str]]:
+    """(set in the file, documented as a comment "#CALS_X=...")."""
+    lines = EXAMPLE.read_text().splitlines()
+    active = {m.group(1) for line in lines if (m := re.match(r"(CALS_\w+)=", line))}
+    commented = {m.group(1) for line in lines if (m := re.match(r"#(CALS_\w+)=", line))}
+    return active, commented
+
+
+def test_every_variable_the_code_reads_is_in_env_example():
+    active, commented = example_variables()
+    missing = sorted((python_variables() | script_variables()) - active - commented)
+    assert missing == [], f"add to deploy/.env.example: {missing}"
+
+
+def test_every_variable_in_env_example_is_read_by_the_code():
+    active, commented = example_variables()
+    unknown = sorted((active | commented) - python_variables() - script_variables())
+    assert unknown == [], f"deploy/.env.example documents variables nothing reads: {unknown}"
+
+
+def test_env_example_sets_each_variable_once_and_parses():
+    lines = [line for line in EXAMPLE.read_text().splitlines() if re.match(r"#?CALS_\w+=", line)]
+    names = [line.lstrip("#").split("=")[0] for line in lines]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
+    values = env_file.read(EXAMPLE)
+    assert values["CALS_REGISTRY_HOST"] == values["CALS_REGISTRY"] == "/var/lib/cals/registry"
+    assert all(" " not in v for v in values.values())  # sourced by bash and read by compose alike
+
+
+def test_env_example_defaults_match_the_code():
+    """A documented default that differs from the code's is a lie the admin acts on."""
+    from sampler.config import DEFAULTS as SAMPLER_DEFAULTS
+
+    documented = {m.group(1): m.group(2) for line in EXAMPLE.read_text().splitlines()
+                  if (m := re.match(r"#?(CALS_\w+)=(.+)$", line))}
+    expected = {f"CALS_{k}": v for k, v in TRAINER_DEFAULTS.items() if v is not None}
+    for var, default, _ in SAMPLER_DEFAULTS.values():
+        if default is not None and not isinstance(default, bool):
+            expected.setdefault(var, str(default))
+    expected["CALS_AUTO_OPEN"] = "0"
+    wrong = {k: (documented[k], v) for k, v in expected.items() if k in documented and documented[k] != v}
+    assert wrong == {}, "documented vs code default: " + str(wrong)
