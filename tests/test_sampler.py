@@ -163,3 +163,25 @@ def test_round_command_opens_the_next_round(monkeypatch, capsys, cvat_server, tr
     assert cvat_client.tasks.retrieve(out["task_id"]).name == "round 1"
     assert main(["round", "--project", str(project.id), "--strategy", "bald"]) == 2
     assert "unknown strategy 'bald'" in capsys.readouterr().err
+
+
+def test_cals_round_asks_the_running_sampler_and_waits(config, project, cvat_client, tmp_path, capsys):
+    """`make round`: the host's command talks to the sampler service over HTTP with the env file's token."""
+    import json
+
+    from cals.cli import main as cals_main
+    from tests.trainer_helpers import serve
+
+    env = tmp_path / ".env"
+    env.write_text(f"CALS_API_TOKEN={TOKEN}\nCALS_PROJECT_ID={project.id}\n")
+    with serve(create_app(config)) as url:
+        assert cals_main(["round", "--env-file", str(env), "--sampler-url", url, "--size", "3",
+                          "--job-size", "3"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["created"] and out["number"] == 1 and len(out["frames"]) == 3
+        assert cvat_client.tasks.retrieve(out["task_id"]).name == "round 1"
+        env.write_text(f"CALS_API_TOKEN=wrong\nCALS_PROJECT_ID={project.id}\n")
+        assert cals_main(["round", "--env-file", str(env), "--sampler-url", url]) == 1
+        assert "HTTP 401" in capsys.readouterr().err
+    assert cals_main(["round", "--env-file", str(env), "--sampler-url", url]) == 1
+    assert "unreachable" in capsys.readouterr().err
