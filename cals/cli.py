@@ -56,6 +56,12 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def cmd_import_coco(args) -> None:
+    from cals.data.coco_import import import_coco
+
+    print(import_coco(args.annotations, args.images, args.out, _schema(args), link=not args.copy))
+
+
 def cmd_train(args) -> None:
     from cals.model.train import train
 
@@ -155,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-people", type=int, default=3)
     g.add_argument("--workers", type=int, help="processes (default: all cores)")
     g.set_defaults(func=cmd_generate)
+
+    i = sub.add_parser("import-coco", help="a COCO keypoints dataset (e.g. COCO-17 people) in the schema's layout: "
+                                           "points matched by name, the rest unlabelled")
+    i.add_argument("--annotations", required=True, help="COCO keypoints JSON (e.g. person_keypoints_train2017.json)")
+    i.add_argument("--images", required=True, help="the folder its file_name entries are relative to")
+    i.add_argument("--out", required=True, help="output dataset folder (annotations.json + images/)")
+    i.add_argument("--copy", action="store_true", help="copy the images instead of symlinking them")
+    i.set_defaults(func=cmd_import_coco)
 
     t = sub.add_parser("train", help="train or fine-tune a model; prints the new version id")
     t.add_argument("--data", required=True, help="COCO dataset folder (annotations.json + images/)")

@@ -30,6 +30,12 @@ def add_parsers(sub) -> None:
     c.add_argument("--env-file", help="read settings from this env file (deploy/.env)")
     c.add_argument("--no-ping", action="store_true", help="do not ask CVAT to ping the trainer's webhook")
     c.set_defaults(func=cmd_check)
+    p = sub.add_parser("pool-task", help="upload the unlabelled pool (a dataset folder) into the CVAT project "
+                                         "as the task the sampler draws rounds from")
+    p.add_argument("--data", required=True, help="dataset folder (annotations.json + images/), e.g. from import-coco")
+    p.add_argument("--env-file", help="read settings (CVAT, CALS_PROJECT_ID, CALS_POOL_TASK) from this env file")
+    p.add_argument("--name", help="task name (default $CALS_POOL_TASK or 'pool')")
+    p.set_defaults(func=cmd_pool_task)
     r = sub.add_parser("round", help="ask the running sampler service to open the next CVAT round; waits for it")
     r.add_argument("--env-file", help="read settings (CALS_API_TOKEN, CALS_PROJECT_ID) from this env file")
     r.add_argument("--sampler-url", help="the sampler as this host reaches it (default: http://127.0.0.1:"
@@ -103,6 +109,22 @@ def cmd_check(args) -> None:
         print("[FAIL] CALS_PROJECT_ID: not set; run make setup-project")
     if failed:
         raise CalsError(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+
+
+def cmd_pool_task(args) -> None:
+    from cals.cvat.client import connect
+    from cals.cvat.pool_task import create_pool_task
+    from cals.data.coco import load_dataset
+
+    env, cvat, schema = _settings(args)
+    if not env.get("CALS_PROJECT_ID"):
+        raise CalsError("set CALS_PROJECT_ID (make setup-project writes it to deploy/.env)")
+    dataset = load_dataset(args.data, schema)
+    with connect(cvat) as client:
+        task = create_pool_task(client, int(env["CALS_PROJECT_ID"]), dataset,
+                                name=args.name or env.get("CALS_POOL_TASK") or "pool")
+    people = len(dataset.coco["annotations"])
+    print(f"task {task.id} {task.name!r}: {len(dataset.coco['images'])} frames, {people} labelled people")
 
 
 def cmd_round(args) -> None:

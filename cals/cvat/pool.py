@@ -13,6 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
+from cals.cvat.project_setup import skeleton_sublabels
 from cals.errors import CalsError
 from cals.pools import PoolItem
 from cals.schema import Schema
@@ -101,7 +102,6 @@ def skeleton_point_index(labels, schema: Schema) -> dict[int, int]:
     out: dict[int, int] = {}
     skeletons = [lab for lab in labels if lab.name == schema.label and str(lab.type) == "skeleton"]
     for lab in skeletons:
-        subs = list(getattr(lab, "sublabels", None) or []) + [
-            s for s in labels if getattr(s, "parent_id", None) == lab.id]
+        subs = skeleton_sublabels(labels, lab)
         out.update({sub.id: schema.index(sub.name) for sub in subs if sub.name in schema.names})
     return out
