@@ -21,3 +21,17 @@ def test_metric_path_and_missing_values():
     assert metric_value(_m(0.3), "groups.spine.AP") is None
     assert not decide(_m(None), _m(0.5)).promote
     assert decide(_m(0.2, 0.9), _m(0.5, 0.1), metric="groups.spine.AP").promote
+
+
+def test_fine_tuning_keeps_the_current_models_architecture(tmp_path):
+    """The function's initial model is an rtmpose-m; the trainer's default config (cpu) fits a first model only."""
+    from cals.fine_tune import _architecture
+    from cals.registry import Version
+
+    def version(config):
+        return Version(id="v0001-20260101T000000", path=tmp_path, meta={"config": config})
+
+    assert _architecture(None, "cpu") == "cpu"
+    assert _architecture(version("rtmpose-m"), "cpu") == "rtmpose-m"
+    assert _architecture(version("cpu"), "cpu") == "cpu"
+    assert _architecture(version(str(tmp_path / "gone.py")), "cpu") == "cpu"  # trained elsewhere: fall back
