@@ -30,7 +30,7 @@ train: install
 setup-project: install  # create/update the CVAT project, skeleton label and trainer webhook; writes ids and secrets to $(ENV_FILE)
 	$(CALS) setup-project --env-file $(ENV_FILE)
 
-check: install  # CVAT, credentials, label, webhook ping, Nuclio function, registry: one line each
+check: install  # CVAT, credentials, project label, webhook ping to the trainer, Nuclio function: one line each
 	$(CALS) check --env-file $(ENV_FILE)
 
 round: install  # ask the running sampler service to open the next round (ARGS="--size 20" etc.)

@@ -25,8 +25,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--trainer-url", help=f"the trainer as CVAT reaches it (default $CALS_TRAINER_URL or "
                                          f"{DEFAULT_TRAINER_URL})")
     s.set_defaults(func=cmd_setup_project)
-    c = sub.add_parser("check", help="check CVAT, the project's label, the webhook, the Nuclio function and the "
-                                     "registry; exit 1 if anything is wrong")
+    c = sub.add_parser("check", help="check CVAT and the credentials, the project's label, the webhook (CVAT pings "
+                                     "the trainer) and the Nuclio function; exit 1 if anything is wrong")
     c.add_argument("--env-file", help="read settings from this env file (deploy/.env)")
     c.add_argument("--no-ping", action="store_true", help="do not ask CVAT to ping the trainer's webhook")
     c.set_defaults(func=cmd_check)
@@ -82,16 +82,11 @@ def cmd_setup_project(args) -> None:
 
 def cmd_check(args) -> None:
     from cals.cvat.project_setup import webhook_url
-    from cals.startup_checks import (DEFAULT_FUNCTION, check_cvat, check_function, check_label, check_webhook,
-                                     check_writable)
+    from cals.startup_checks import DEFAULT_FUNCTION, check_cvat, check_function, check_label, check_webhook
 
     env, cvat, schema = _settings(args)
-    checks = []
-    registry = env.get("CALS_REGISTRY") or env.get("CALS_REGISTRY_HOST")
-    if registry:
-        checks.append(check_writable(registry, "CALS_REGISTRY"))
-    result, client = check_cvat(cvat)
-    checks.append(result)
+    result, client = check_cvat(cvat)  # volumes are checked by each service at its start, as its own user
+    checks = [result]
     if client is not None:
         with client:
             project_id = env.get("CALS_PROJECT_ID")

@@ -123,7 +123,6 @@ def test_check_passes_once_trainer_runs_with_the_stored_secret(env_path, cvat_se
         with serve(create_app(trainer_config(env, tmp_path))) as trainer_url:
             env_file.store(env_path, "CALS_TRAINER_URL", trainer_url)
             assert setup(env_path) == 0  # moves the webhook to the running trainer
-            env_file.store(env_path, "CALS_REGISTRY", str(tmp_path / "registry"))
             capsys.readouterr()
             assert main(["check", "--env-file", str(env_path)]) == 0, capsys.readouterr()
             out = capsys.readouterr().out
