@@ -2,7 +2,10 @@
 the project, label and webhook they leave are exactly what the trainer and sampler rely on."""
 from __future__ import annotations
 
+import json
 import re
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from cals.cli import main
 from cals.cvat.pool import skeleton_point_index
 from cals.cvat.project_setup import label_problems
 from cals.startup_checks import check_function, check_label, check_writable
-from tests.trainer_helpers import serve
+from tests.trainer_helpers import make_task, serve
 from trainer import create_app
 from trainer.config import DEFAULTS as TRAINER_DEFAULTS
 
@@ -39,6 +42,11 @@ def clean_environ(monkeypatch):
 
 def setup(env_path: Path, *extra: str) -> int:
     return main(["setup-project", "--env-file", str(env_path), *extra])
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
 
 
 def hooks_of(client, project_id: int) -> list:
@@ -114,8 +122,10 @@ def test_setup_reports_wrong_credentials(env_path, capsys):
     assert "refused the credentials" in capsys.readouterr().err
 
 
-def test_check_passes_once_trainer_runs_with_the_stored_secret(env_path, cvat_server, tmp_path, capsys):
-    """The webhook setup registered reaches the real trainer, which accepts CVAT's signature."""
+def test_check_passes_once_trainer_runs_with_the_stored_secret(env_path, cvat_server, cvat_client, synthetic, tmp_path,
+                                                               capsys):
+    """The webhook setup registered reaches the real trainer, which accepts CVAT's signature and
+    queues a completed job of the project."""
     assert setup(env_path, "--trainer-url", "http://127.0.0.1:1") == 0  # nothing listens there yet
     env = env_file.read(env_path)
     cvat_server.server.deploy_function(FUNCTION_YAML.read_text())
@@ -127,6 +137,15 @@ def test_check_passes_once_trainer_runs_with_the_stored_secret(env_path, cvat_se
             assert main(["check", "--env-file", str(env_path)]) == 0, capsys.readouterr()
             out = capsys.readouterr().out
             assert "[ok] webhook: CVAT delivered a ping" in out and "[FAIL]" not in out
+            names = [im["file_name"] for im in json.loads((synthetic / "val" / "annotations.json").read_text())[
+                "images"][:2]]
+            task = make_task(cvat_client, int(env["CALS_PROJECT_ID"]), synthetic / "val", names, tmp_path)
+            (job,) = task.get_jobs()
+            job.update({"state": "completed"})
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not _get(trainer_url + "/runs")["pending_jobs"]:
+                time.sleep(0.05)
+            assert _get(trainer_url + "/runs")["pending_jobs"] == [job.id]
             # a trainer with another secret refuses CVAT's ping, and check says so
             wrong = trainer_config({**env, "CALS_WEBHOOK_SECRET": "not-the-secret"}, tmp_path / "other")
         with serve(create_app(wrong)) as other_url:
