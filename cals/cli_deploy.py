@@ -82,7 +82,7 @@ def cmd_setup_project(args) -> None:
 
 def cmd_check(args) -> None:
     from cals.cvat.project_setup import webhook_url
-    from cals.startup_checks import DEFAULT_FUNCTION, check_cvat, check_function, check_label, check_webhook
+    from cals.startup_checks import check_cvat, check_function, check_label, check_webhook
 
     env, cvat, schema = _settings(args)
     result, client = check_cvat(cvat)  # volumes are checked by each service at its start, as its own user
@@ -95,7 +95,7 @@ def cmd_check(args) -> None:
                 if not args.no_ping:
                     target = webhook_url(env.get("CALS_TRAINER_URL") or DEFAULT_TRAINER_URL)
                     checks.append(check_webhook(client, int(project_id), target))
-            checks.append(check_function(client, env.get("CALS_FUNCTION_NAME") or DEFAULT_FUNCTION, schema))
+            checks.append(check_function(client, env.get("CALS_FUNCTION_NAME") or None, schema))
     for check in checks:
         print(check)
     failed = [c.name for c in checks if not c.ok]

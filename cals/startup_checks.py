@@ -18,7 +18,8 @@ from cals.errors import CalsError
 from cals.schema import Schema
 
 log = logging.getLogger(__name__)
-DEFAULT_FUNCTION = "cals-spine-pose"  # metadata.name in serverless/spine-pose/nuclio/function.yaml
+# metadata.name in serverless/spine-pose/nuclio/function.yaml and function-gpu.yaml
+FUNCTIONS = ("cals-spine-pose", "cals-spine-pose-gpu")
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,11 @@ def check_writable(path: str | os.PathLike, variable: str) -> Check:
     return Check(variable, True, f"{path} is writable")
 
 
-def check_function(client, name: str, schema: Schema) -> Check:
-    """The Nuclio function is deployed where CVAT sees it, and its skeleton matches the schema."""
+def check_function(client, name: str | None, schema: Schema) -> Check:
+    """The Nuclio function is deployed where CVAT sees it, and its skeleton matches the schema.
+
+    `name` None: whichever of the CPU and GPU builds (FUNCTIONS) is deployed.
+    """
     try:
         _, response = client.api_client.lambda_api.list_functions(_parse_response=False)
         functions = json.loads(response.data)
@@ -79,11 +83,13 @@ def check_function(client, name: str, schema: Schema) -> Check:
         status = getattr(exc, "status", None)
         return Check("function", False, f"CVAT cannot list serverless functions (HTTP {status}): is CVAT "
                                         "running with components/serverless/docker-compose.serverless.yml?")
-    found = next((f for f in functions if f.get("id") == name), None)
+    wanted = [name] if name else list(FUNCTIONS)
+    found = next((f for n in wanted for f in functions if f.get("id") == n), None)
     if found is None:
         ids = ", ".join(sorted(f.get("id", "?") for f in functions)) or "none"
-        return Check("function", False, f"function {name!r} is not deployed (CVAT lists: {ids}); "
-                                        "run make deploy-function (CALS_FUNCTION_NAME names it)")
+        return Check("function", False, f"function {' or '.join(map(repr, wanted))} is not deployed (CVAT lists: "
+                                        f"{ids}); run make deploy-function (CALS_FUNCTION_NAME names another)")
+    name = found["id"]
     skeletons = [lab for lab in found.get("labels_v2") or [] if lab.get("name") == schema.label]
     points = [s.get("name") for s in skeletons[0].get("sublabels") or []] if skeletons else []
     if points != schema.names:
@@ -111,7 +117,7 @@ def failures(checks: list[Check]) -> list[Check]:
 
 
 def startup(service: str, cvat: CvatSettings, schema: Schema, *, writable: dict[str, str | os.PathLike],
-            project_id: int | None, function_name: str = DEFAULT_FUNCTION) -> list[Check]:
+            project_id: int | None, function_name: str | None = None) -> list[Check]:
     """What a service checks before it serves; raises CalsError listing every failed check.
 
     A missing Nuclio function is only a warning: the loop runs without it, but annotators then have

@@ -31,7 +31,7 @@ DEFAULTS: dict[str, tuple[str, Any, type]] = {
     "LABELLED": ("CALS_SAMPLER_LABELLED", None, str),  # COCO file for the pose strategy's shape space
     "DETECTOR": ("CALS_DETECTOR", None, str),  # person detector for frames without boxes
     "BIND": ("CALS_SAMPLER_BIND", "0.0.0.0:8090", str),  # gunicorn address for `sampler serve`
-    "FUNCTION_NAME": ("CALS_FUNCTION_NAME", "cals-spine-pose", str),  # Nuclio function the start-up check seeks
+    "FUNCTION_NAME": ("CALS_FUNCTION_NAME", None, str),  # Nuclio function for the start-up check (None: CPU or GPU build)
 }
 REQUIRED = ("API_TOKEN", "REGISTRY")
 

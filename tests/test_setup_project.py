@@ -10,12 +10,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cals import env_file
 from cals.cli import main
 from cals.cvat.pool import skeleton_point_index
 from cals.cvat.project_setup import label_problems
-from cals.startup_checks import check_function, check_label, check_writable
+from cals.startup_checks import FUNCTIONS, check_function, check_label, check_webhook, check_writable
 from tests.trainer_helpers import make_task, serve
 from trainer import create_app
 from trainer.config import DEFAULTS as TRAINER_DEFAULTS
@@ -31,6 +32,14 @@ def env_path(tmp_path, cvat_server) -> Path:
                     f"CALS_CVAT_PASSWORD={cvat_server.password}\nCALS_PROJECT_NAME=cals-{uuid.uuid4().hex[:8]}\n"
                     "CALS_PROJECT_ID=\nCALS_WEBHOOK_SECRET=\n")
     return path
+
+
+@pytest.fixture
+def test_server(cvat_server):
+    """The in-process CVAT, for what only it can fake (deploying a Nuclio function)."""
+    if cvat_server.server is None:
+        pytest.skip("deploys a Nuclio function into the CVAT test server")
+    return cvat_server.server
 
 
 @pytest.fixture(autouse=True)
@@ -110,6 +119,16 @@ def test_setup_refuses_to_edit_a_different_skeleton(env_path, cvat_client, schem
     assert "CALS_WEBHOOK_SECRET=\n" in env_path.read_text()
 
 
+def test_check_webhook_says_why_cvat_could_not_deliver(env_path, cvat_client):
+    """Nothing listens at the target: the delivery fails as it does behind CVAT's smokescreen proxy."""
+    assert setup(env_path, "--trainer-url", "http://127.0.0.1:9") == 0
+    project_id = int(env_file.read(env_path)["CALS_PROJECT_ID"])
+    result = check_webhook(cvat_client, project_id, "http://127.0.0.1:9/webhooks/cvat")
+    assert not result.ok and "SMOKESCREEN_OPTS=--allow-range" in result.message
+    missing = check_webhook(cvat_client, project_id, "http://elsewhere:8010/webhooks/cvat")
+    assert not missing.ok and "run make setup-project" in missing.message
+
+
 def test_setup_reports_an_unknown_project_id(env_path, capsys):
     env_file.store(env_path, "CALS_PROJECT_ID", "999999")
     assert setup(env_path) == 1
@@ -122,13 +141,13 @@ def test_setup_reports_wrong_credentials(env_path, capsys):
     assert "refused the credentials" in capsys.readouterr().err
 
 
-def test_check_passes_once_trainer_runs_with_the_stored_secret(env_path, cvat_server, cvat_client, synthetic, tmp_path,
-                                                               capsys):
+def test_check_passes_once_trainer_runs_with_the_stored_secret(env_path, cvat_server, test_server, cvat_client,
+                                                               synthetic, tmp_path, capsys):
     """The webhook setup registered reaches the real trainer, which accepts CVAT's signature and
     queues a completed job of the project."""
     assert setup(env_path, "--trainer-url", "http://127.0.0.1:1") == 0  # nothing listens there yet
     env = env_file.read(env_path)
-    cvat_server.server.deploy_function(FUNCTION_YAML.read_text())
+    test_server.deploy_function(FUNCTION_YAML.read_text())
     try:
         with serve(create_app(trainer_config(env, tmp_path))) as trainer_url:
             env_file.store(env_path, "CALS_TRAINER_URL", trainer_url)
@@ -154,7 +173,7 @@ def test_check_passes_once_trainer_runs_with_the_stored_secret(env_path, cvat_se
             assert main(["check", "--env-file", str(env_path)]) == 1
             assert "[FAIL] webhook" in capsys.readouterr().out
     finally:
-        cvat_server.server.remove_function("cals-spine-pose")
+        test_server.remove_function("cals-spine-pose")
 
 
 def test_check_names_what_is_missing(env_path, cvat_client, schema, tmp_path, capsys):
@@ -163,7 +182,7 @@ def test_check_names_what_is_missing(env_path, cvat_client, schema, tmp_path, ca
     assert main(["check", "--env-file", str(env_path), "--no-ping"]) == 1
     out = capsys.readouterr().out
     assert "[ok] label" in out
-    assert "[FAIL] function: function 'cals-spine-pose' is not deployed" in out
+    assert "[FAIL] function: function 'cals-spine-pose' or 'cals-spine-pose-gpu' is not deployed" in out
     # a label someone changed by hand: the sampler could not read that project
     other = cvat_client.projects.create({"name": "other", "labels": [{"name": schema.label, "type": "points"}]})
     assert not check_label(cvat_client, other.id, schema).ok
@@ -171,17 +190,25 @@ def test_check_names_what_is_missing(env_path, cvat_client, schema, tmp_path, ca
     assert check_label(cvat_client, project_id, schema).ok
 
 
-def test_check_function_matches_the_schema(cvat_server, cvat_client, schema):
-    cvat_server.server.deploy_function(FUNCTION_YAML.read_text())
+def test_check_function_matches_the_schema(test_server, cvat_client, schema):
+    gpu = FUNCTION_YAML.with_name("function-gpu.yaml")
+    assert FUNCTIONS == tuple(yaml.safe_load(f.read_text())["metadata"]["name"] for f in (FUNCTION_YAML, gpu))
+    test_server.deploy_function(gpu.read_text())
+    try:
+        assert check_function(cvat_client, None, schema).ok  # whichever build is deployed
+        assert not check_function(cvat_client, "cals-spine-pose", schema).ok
+    finally:
+        test_server.remove_function("cals-spine-pose-gpu")
+    test_server.deploy_function(FUNCTION_YAML.read_text())
     try:
         assert check_function(cvat_client, "cals-spine-pose", schema).ok
         assert not check_function(cvat_client, "cals-spine-pose-gpu", schema).ok
         fewer = FUNCTION_YAML.read_text().replace('"name": "hip",', '"name": "pelvis",')
-        cvat_server.server.deploy_function(fewer)
-        result = check_function(cvat_client, "cals-spine-pose", schema)
+        test_server.deploy_function(fewer)
+        result = check_function(cvat_client, None, schema)
         assert not result.ok and "redeploy" in result.message
     finally:
-        cvat_server.server.remove_function("cals-spine-pose")
+        test_server.remove_function("cals-spine-pose")
 
 
 def test_check_writable(tmp_path):

@@ -41,7 +41,7 @@ def test_starts_when_all_is_right_and_warns_about_the_function(service, service_
     with caplog.at_level(logging.INFO):
         assert start(service) == 0
     assert service_env == [service]
-    assert "function 'cals-spine-pose' is not deployed" in caplog.text
+    assert "function 'cals-spine-pose' or 'cals-spine-pose-gpu' is not deployed" in caplog.text
 
 
 @pytest.mark.parametrize("service", ["trainer", "sampler"])

@@ -29,7 +29,7 @@ DEFAULTS: dict[str, str | None] = {
     "EFFORT_TOLERANCE": "0.5", "SAMPLER_URL": None, "TRAINER_BIND": "0.0.0.0:8010",
     "WORKER": "1", "WORKER_POLL_SECONDS": "5",
     "PROJECT_ID": None,  # when set, the start-up check verifies this project's skeleton label
-    "FUNCTION_NAME": "cals-spine-pose",  # the Nuclio function the start-up check looks for
+    "FUNCTION_NAME": None,  # the Nuclio function the start-up check looks for (default: the CPU or GPU build)
 }
 
 
@@ -47,7 +47,7 @@ class TrainerSettings:
     worker: bool
     worker_poll_seconds: float
     project_id: int | None
-    function_name: str
+    function_name: str | None
 
 
 def raw_config(overrides: Mapping[str, Any] | None = None,
@@ -88,7 +88,7 @@ def load(config: Mapping[str, Any]) -> TrainerSettings:
         bind=str(config["TRAINER_BIND"]), worker=str(config["WORKER"]).lower() not in ("0", "false", "no"),
         worker_poll_seconds=_number(config, "WORKER_POLL_SECONDS", 0.01),
         project_id=int(_number(config, "PROJECT_ID", 1)) if _opt(config, "PROJECT_ID") else None,
-        function_name=str(config["FUNCTION_NAME"]))
+        function_name=_opt(config, "FUNCTION_NAME"))
 
 
 def _opt(config: Mapping[str, Any], key: str) -> str | None:
