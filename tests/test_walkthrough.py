@@ -1,0 +1,126 @@
+"""The README's "From a COCO dataset to round 3", command by command, against the CVAT test server.
+
+What docker compose would run is served in-process over real HTTP: the trainer and the sampler,
+configured from the same deploy/.env the commands write (the initial model is the session's small
+trained model instead of the function's RTMPose-m). The annotator is simulated: the ground truth
+of a round's frames is imported into its task and job 1 is set to completed, as in CVAT's UI.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+import sampler
+import trainer
+from cals import env_file
+from cals.cli import main
+from cals.cvat.client import CvatSettings
+from cals.cvat.rounds import round_tasks
+from cals.registry import Registry
+from tests.test_coco_import import coco17
+from tests.trainer_helpers import HttpClient, ground_truth, running, serve
+
+ROUND, JOB = 10, 5  # a first job of 5 frames puts 1 in the validation split (CALS_VAL_FRACTION 0.2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def services(env: dict[str, str], registry: Path, data: Path, cvat_server):
+    """The trainer's and sampler's settings as compose derives them from deploy/.env."""
+    ours = {k[5:]: v for k, v in env.items() if k.startswith("CALS_") and k[5:] in trainer.config.DEFAULTS}
+    trainer_cfg = {**ours, "REGISTRY": str(registry), "DATA": str(data), "TRAIN_ITERS": "20",
+                   "PROMOTE_MARGIN": "1.0", "WORKER_POLL_SECONDS": "0.2", "CVAT_POLL_SECONDS": "0.05"}
+    sampler_cfg = {"API_TOKEN": env["CALS_API_TOKEN"], "REGISTRY": str(registry), "DATA": str(data),
+                   "PROJECT_ID": int(env["CALS_PROJECT_ID"]), "ROUND_SIZE": ROUND, "JOB_SIZE": JOB,
+                   "AUTO_OPEN": True, "STRATEGY": "least_confidence",
+                   "CVAT": CvatSettings(cvat_server.url, cvat_server.user, cvat_server.password, poll_seconds=0.05)}
+    return trainer_cfg, sampler_cfg
+
+
+def annotate_and_complete_job_1(cvat_client, task, frames: Path, tmp_path: Path):
+    """The annotator fixes the round's frames (ground truth in) and completes its first job."""
+    names = [Path(f.name).name for f in task.get_frames_info()]
+    truth = tmp_path / f"truth-{task.id}.json"
+    truth.write_text(json.dumps(ground_truth(frames, names)))
+    task.import_annotations("COCO Keypoints 1.0", truth)
+    job = min(task.get_jobs(), key=lambda j: j.start_frame)
+    job.update({"state": "completed"})
+    return job
+
+
+def wait_for_round(cvat_client, project_id: int, number: int, urls: tuple[str, str], timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tasks = round_tasks(cvat_client, project_id)
+        if number in tasks and tasks[number].size == ROUND:
+            return tasks[number]
+        time.sleep(0.5)
+    trainer_url, sampler_url = urls
+    raise AssertionError(f"round {number} was not opened within {timeout} s; trainer runs: "
+                         f"{HttpClient(trainer_url).get('/runs').get_json()}; sampler jobs: "
+                         f"{HttpClient(sampler_url).get('/jobs').get_json()}")
+
+
+@pytest.mark.slow
+def test_from_a_coco_dataset_to_round_3(cvat_server, cvat_client, schema, trained, tmp_path, capsys):
+    from cals.synth import generate_dataset
+
+    frames = tmp_path / "coco"
+    generate_dataset(frames, 36, seed=31, progress=False, workers=1)
+    env = tmp_path / ".env"
+    shutil.copy(Path(__file__).parents[1] / "deploy" / ".env.example", env)
+    trainer_port = free_port()
+    for key, value in {"CALS_CVAT_URL": cvat_server.url, "CALS_CVAT_USER": cvat_server.user,
+                       "CALS_CVAT_PASSWORD": cvat_server.password, "CALS_PROJECT_NAME": f"walk-{trainer_port}",
+                       "CALS_TRAINER_URL": f"http://127.0.0.1:{trainer_port}"}.items():
+        env_file.store(env, key, value)
+
+    # 3. project, label, webhook; 4. the pool from a COCO-17 file
+    assert main(["setup-project", "--env-file", str(env)]) == 0
+    assert main(["import-coco", "--annotations", str(coco17(frames, schema, tmp_path)), "--images",
+                 str(frames / "images"), "--out", str(tmp_path / "pool")]) == 0
+    assert main(["pool-task", "--data", str(tmp_path / "pool"), "--env-file", str(env)]) == 0
+    values = env_file.read(env)
+    project_id = int(values["CALS_PROJECT_ID"])
+
+    # 5./6. the initial model in the registry; trainer and sampler up
+    registry = Path(shutil.copytree(trained[0].root, tmp_path / "registry"))
+    trainer_cfg, sampler_cfg = services(values, registry, tmp_path / "data", cvat_server)
+    with serve(sampler.create_app(sampler_cfg)) as sampler_url:
+        trainer_app = trainer.create_app({**trainer_cfg, "SAMPLER_URL": sampler_url})
+        with running(make_server("127.0.0.1", trainer_port, trainer_app, threaded=True)):
+            # 7. round 1 through the sampler service
+            capsys.readouterr()
+            assert main(["round", "--env-file", str(env), "--sampler-url", sampler_url]) == 0
+            first = json.loads(capsys.readouterr().out)
+            assert first["number"] == 1 and len(first["frames"]) == ROUND and len(first["jobs"]) == ROUND // JOB
+
+            # rounds 2 and 3 open by themselves: job completed -> trainer -> promotion -> sampler
+            urls = (f"http://127.0.0.1:{trainer_port}", sampler_url)
+            for number in (2, 3):
+                previous = wait_for_round(cvat_client, project_id, number - 1, urls)
+                annotate_and_complete_job_1(cvat_client, previous, frames, tmp_path)
+                wait_for_round(cvat_client, project_id, number, urls)
+            capsys.readouterr()
+            assert main(["round", "--env-file", str(env), "--sampler-url", sampler_url]) == 0
+            again = json.loads(capsys.readouterr().out)
+        trainer_app.extensions["cals_trainer"].worker.stop(30)
+
+    assert again["number"] == 3 and again["created"] is False  # the same model gives the same round back
+    tasks = round_tasks(cvat_client, project_id)
+    assert sorted(tasks) == [1, 2, 3]
+    seen = [{Path(f.name).name for f in tasks[n].get_frames_info()} for n in (1, 2, 3)]
+    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])  # no frame labelled twice
+    reg = Registry(registry)
+    history = [v for v in reg.list() if v.meta.get("promotion", {}).get("promoted")]
+    assert len(history) == 2 and reg.current().id == history[-1].id  # one promoted model per completed job
