@@ -93,3 +93,25 @@ def test_env_example_defaults_match_the_code():
     expected["CALS_AUTO_OPEN"] = "0"
     wrong = {k: (documented[k], v) for k, v in expected.items() if k in documented and documented[k] != v}
     assert wrong == {}, "documented vs code default: " + str(wrong)
+
+
+def test_make_targets_run_services_with_the_env_file_under_the_shell(tmp_path):
+    """`make trainer` / `make sampler` run `python -m cals.env_file deploy/.env ...`: file values, shell wins."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / ".env"
+    path.write_text("# settings\nCALS_ROUND_SIZE=20\nCALS_JOB_SIZE=5\nCALS_PROJECT_ID=\n")
+    show = "import os; print(os.environ.get('CALS_ROUND_SIZE'), os.environ.get('CALS_JOB_SIZE'), " \
+           "os.environ.get('CALS_PROJECT_ID', 'unset'))"
+    env = {**os.environ, "CALS_JOB_SIZE": "7"}
+    env.pop("CALS_ROUND_SIZE", None)
+    env.pop("CALS_PROJECT_ID", None)
+    done = subprocess.run([sys.executable, "-m", "cals.env_file", str(path), sys.executable, "-c", show],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["20", "7", "unset"]  # empty values stay unset
+    missing = subprocess.run([sys.executable, "-m", "cals.env_file", str(tmp_path / "none"), sys.executable, "-c",
+                              show], env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 0 and missing.stdout.split() == ["None", "7", "unset"]  # no file: the shell only
