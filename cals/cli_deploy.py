@@ -65,19 +65,20 @@ def cmd_setup_project(args) -> None:
     if generated and not args.env_file:
         raise CalsError(f"set {' and '.join(generated)}, or pass --env-file to store generated ones")
     env.update(generated)
-    project_id = int(env["CALS_PROJECT_ID"]) if env.get("CALS_PROJECT_ID") else None
+    project_id = _project_id(env)
     name = args.name or env.get("CALS_PROJECT_NAME") or DEFAULT_PROJECT_NAME
     target = webhook_url(args.trainer_url or env.get("CALS_TRAINER_URL") or DEFAULT_TRAINER_URL)
     with connect(cvat) as client:
         project, step = ensure_project(client, schema, project_id=project_id, name=name)
         print(f"{step} ({project.name!r}, label {schema.label!r} with {schema.num_keypoints} points)")
         print(f"{ensure_webhook(client, project.id, target, env['CALS_WEBHOOK_SECRET'])} (update:job -> {target})")
-    if args.env_file:
-        values = {"CALS_PROJECT_ID": str(project.id), **generated}
+    if args.env_file:  # what CVAT now depends on, so compose hands the services the same values
+        values = {"CALS_PROJECT_ID": str(project.id), "CALS_WEBHOOK_SECRET": env["CALS_WEBHOOK_SECRET"],
+                  "CALS_API_TOKEN": env["CALS_API_TOKEN"]}
         written = [k for k, v in values.items() if env_file.store(args.env_file, k, v)]
         print(f"wrote {', '.join(written)} to {args.env_file}" if written else f"{args.env_file} is up to date")
-        if "CALS_WEBHOOK_SECRET" in generated:
-            print("restart the trainer so it verifies with the new secret (docker compose ... up -d)")
+        if written:
+            print("(re)start the trainer and sampler so they use these values (docker compose ... up -d)")
 
 
 def cmd_check(args) -> None:
@@ -89,12 +90,12 @@ def cmd_check(args) -> None:
     checks = [result]
     if client is not None:
         with client:
-            project_id = env.get("CALS_PROJECT_ID")
+            project_id = _project_id(env)
             if project_id:
-                checks.append(check_label(client, int(project_id), schema))
+                checks.append(check_label(client, project_id, schema))
                 if not args.no_ping:
                     target = webhook_url(env.get("CALS_TRAINER_URL") or DEFAULT_TRAINER_URL)
-                    checks.append(check_webhook(client, int(project_id), target))
+                    checks.append(check_webhook(client, project_id, target))
             checks.append(check_function(client, env.get("CALS_FUNCTION_NAME") or None, schema))
     for check in checks:
         print(check)
@@ -112,11 +113,12 @@ def cmd_pool_task(args) -> None:
     from cals.data.coco import load_dataset
 
     env, cvat, schema = _settings(args)
-    if not env.get("CALS_PROJECT_ID"):
+    project_id = _project_id(env)
+    if project_id is None:
         raise CalsError("set CALS_PROJECT_ID (make setup-project writes it to deploy/.env)")
     dataset = load_dataset(args.data, schema)
     with connect(cvat) as client:
-        task = create_pool_task(client, int(env["CALS_PROJECT_ID"]), dataset,
+        task = create_pool_task(client, project_id, dataset,
                                 name=args.name or env.get("CALS_POOL_TASK") or "pool")
     people = len(dataset.coco["annotations"])
     print(f"task {task.id} {task.name!r}: {len(dataset.coco['images'])} frames, {people} labelled people")
@@ -130,7 +132,7 @@ def cmd_round(args) -> None:
         raise CalsError("set CALS_API_TOKEN (make setup-project writes it to deploy/.env)")
     url = args.sampler_url or f"http://127.0.0.1:{env.get('CALS_SAMPLER_PORT') or 8091}"
     api = SamplerApi(url, env["CALS_API_TOKEN"])
-    body = {k: v for k, v in {"project_id": args.project or _int(env.get("CALS_PROJECT_ID")), "size": args.size,
+    body = {k: v for k, v in {"project_id": args.project or _project_id(env), "size": args.size,
                               "job_size": args.job_size, "strategy": args.strategy}.items() if v is not None}
     job = api.open_round(body)
     print(f"sampler job {job['id']}: scoring the pool and opening the round ...", file=sys.stderr)
@@ -139,5 +141,10 @@ def cmd_round(args) -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "ranking"}, indent=2))
 
 
-def _int(value: str | None) -> int | None:
-    return int(value) if value else None
+def _project_id(env: dict[str, str]) -> int | None:
+    value = env.get("CALS_PROJECT_ID")
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise CalsError(f"CALS_PROJECT_ID must be a CVAT project id (a positive integer), got {value!r}")
+    return int(value)

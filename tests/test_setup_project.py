@@ -216,3 +216,17 @@ def test_check_writable(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     result = check_writable(tmp_path / "file" / "registry", "CALS_REGISTRY")
     assert not result.ok and "is not writable" in result.message and "file/registry" in result.message
+
+
+def test_secrets_from_the_shell_are_written_where_compose_reads_them(env_path, monkeypatch, capsys):
+    """docker compose's env_file sees only the file: secrets CVAT now signs with must be in it."""
+    monkeypatch.setenv("CALS_WEBHOOK_SECRET", "from-the-shell-" + "x" * 20)
+    assert setup(env_path) == 0
+    assert env_file.read(env_path)["CALS_WEBHOOK_SECRET"] == "from-the-shell-" + "x" * 20
+    assert "start the trainer and sampler" in capsys.readouterr().out
+
+
+def test_a_malformed_project_id_is_named(env_path, capsys):
+    env_file.store(env_path, "CALS_PROJECT_ID", "seven")
+    assert setup(env_path) == 1
+    assert "CALS_PROJECT_ID must be a CVAT project id" in capsys.readouterr().err
