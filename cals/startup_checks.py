@@ -12,8 +12,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cals.cvat.client import CvatConnectionError, CvatSettings, connect
-from cals.cvat.project_setup import find_webhook, label_problems, ping_webhook, skeleton_sublabels
+from cals.cvat.client import CvatSettings, connect
+from cals.cvat.project_setup import SetupError, find_project, find_webhook, label_problems, ping_webhook
 from cals.errors import CalsError
 from cals.schema import Schema
 
@@ -36,7 +36,7 @@ def check_cvat(settings: CvatSettings) -> tuple[Check, object | None]:
     """CVAT reachable and the credentials accepted; returns the logged-in client when they are."""
     try:
         client = connect(settings)
-    except (CvatConnectionError, CalsError) as exc:
+    except CalsError as exc:  # unreachable, refused, or a malformed setting
         return Check("cvat", False, f"{exc} (CALS_CVAT_URL, CALS_CVAT_USER/PASSWORD or CALS_CVAT_TOKEN)"), None
     about = client.api_client.server_api.retrieve_about()[0]
     return Check("cvat", True, f"{settings.url} (CVAT {about.version}) accepts {settings.user or 'the token'}"), client
@@ -44,12 +44,10 @@ def check_cvat(settings: CvatSettings) -> tuple[Check, object | None]:
 
 def check_label(client, project_id: int, schema: Schema) -> Check:
     """The project has the schema's skeleton label, point for point."""
-    from cvat_sdk.api_client.exceptions import NotFoundException
-
     try:
-        project = client.projects.retrieve(project_id)
-    except NotFoundException:
-        return Check("label", False, f"CVAT has no project {project_id} (CALS_PROJECT_ID); run make setup-project")
+        project = find_project(client, project_id=project_id)
+    except SetupError as exc:
+        return Check("label", False, f"{exc}; run make setup-project")
     problems = label_problems(project.get_labels(), schema)
     if problems:
         return Check("label", False, f"project {project_id}: {'; '.join(problems)} (make setup-project adds a "

@@ -11,7 +11,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cals import preannotations
 from cals.cvat.client import CvatSettings, connect
@@ -19,7 +19,7 @@ from cals.cvat.export import ExportedJob, export_job
 from cals.cvat.trigger import JobTrigger
 from cals.effort import DEFAULT_TOLERANCE, correction_effort
 from cals.errors import CalsError
-from cals.fine_tune import fine_tune_round
+from cals.fine_tune import PhaseCallback as Report, fine_tune_round
 from cals.labelled_set import DEFAULT_VAL_FRACTION, LabelledSet
 from cals.sampler_api import NotifyError, notify_promoted
 from cals.promotion import DEFAULT_MARGIN, DEFAULT_METRIC
@@ -28,7 +28,6 @@ from cals.run_queue import Run
 from cals.schema import Schema
 
 log = logging.getLogger(__name__)
-Report = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)

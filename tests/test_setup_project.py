@@ -19,7 +19,7 @@ from cals.cvat.project_setup import label_problems
 from cals.startup_checks import FUNCTIONS, check_function, check_label, check_webhook, check_writable
 from tests.trainer_helpers import make_task, serve
 from trainer import create_app
-from trainer.config import DEFAULTS as TRAINER_DEFAULTS
+from trainer.config import raw_config
 
 FUNCTION_YAML = Path(__file__).parents[1] / "serverless" / "spine-pose" / "nuclio" / "function.yaml"
 
@@ -64,8 +64,7 @@ def hooks_of(client, project_id: int) -> list:
 
 def trainer_config(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """The trainer's settings as docker compose builds them from the same env file."""
-    ours = {k[len("CALS_"):]: v for k, v in env.items() if k.startswith("CALS_") and k[len("CALS_"):] in TRAINER_DEFAULTS}
-    return {**ours, "REGISTRY": str(tmp_path / "registry"), "DATA": str(tmp_path / "data"), "WORKER": "0"}
+    return {**raw_config(env=env), "REGISTRY": str(tmp_path / "registry"), "DATA": str(tmp_path / "data"), "WORKER": "0"}
 
 
 def test_setup_creates_project_label_and_webhook_and_stores_secrets(env_path, cvat_client, schema, capsys):

@@ -37,8 +37,7 @@ def free_port() -> int:
 
 def services(env: dict[str, str], registry: Path, data: Path, cvat_server):
     """The trainer's and sampler's settings as compose derives them from deploy/.env."""
-    ours = {k[5:]: v for k, v in env.items() if k.startswith("CALS_") and k[5:] in trainer.config.DEFAULTS}
-    trainer_cfg = {**ours, "REGISTRY": str(registry), "DATA": str(data), "TRAIN_ITERS": "20",
+    trainer_cfg = {**trainer.config.raw_config(env=env), "REGISTRY": str(registry), "DATA": str(data), "TRAIN_ITERS": "20",
                    "PROMOTE_MARGIN": "1.0", "WORKER_POLL_SECONDS": "0.2", "CVAT_POLL_SECONDS": "0.05"}
     sampler_cfg = {"API_TOKEN": env["CALS_API_TOKEN"], "REGISTRY": str(registry), "DATA": str(data),
                    "PROJECT_ID": int(env["CALS_PROJECT_ID"]), "ROUND_SIZE": ROUND, "JOB_SIZE": JOB,

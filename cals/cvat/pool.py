@@ -61,9 +61,13 @@ class CvatPool:
         return self.task.get_frame(int(item.ref), quality="original").read()
 
 
+def project_tasks(client, project_id: int) -> list:
+    return [t for t in client.tasks.list() if t.project_id == project_id]
+
+
 def find_task(client, project_id: int, name: str):
     """The task called `name` in the project; a clear error when there is none or several."""
-    tasks = [t for t in client.tasks.list() if t.project_id == project_id]
+    tasks = project_tasks(client, project_id)
     found = [t for t in tasks if t.name == name]
     if len(found) != 1:
         have = sorted(t.name for t in tasks)

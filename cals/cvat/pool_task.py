@@ -6,11 +6,9 @@ pre-annotations. Refuses to touch an existing pool task: its frames may already 
 """
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
-from pathlib import Path
 
+from cals.cvat.pool import project_tasks
 from cals.cvat.rounds import COCO_FORMAT
 from cals.data.coco import Dataset
 from cals.errors import CalsError
@@ -20,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def create_pool_task(client, project_id: int, dataset: Dataset, *, name: str = "pool"):
     """Create task `name` in the project with the dataset's images and its people as skeletons."""
-    existing = [t for t in client.tasks.list() if t.project_id == project_id and t.name == name]
+    existing = [t for t in project_tasks(client, project_id) if t.name == name]
     if existing:
         raise CalsError(f"project {project_id} already has a task named {name!r} (task {existing[0].id}); "
                         "the pool is uploaded once: delete that task first, or use another CALS_POOL_TASK")
@@ -31,10 +29,7 @@ def create_pool_task(client, project_id: int, dataset: Dataset, *, name: str = "
     task = client.tasks.create_from_data({"name": name, "project_id": project_id}, images)
     try:
         if dataset.coco["annotations"]:
-            with tempfile.TemporaryDirectory(prefix="cals-pool-") as tmp:
-                ann = Path(tmp) / "annotations.json"
-                ann.write_text(json.dumps(dataset.coco))
-                task.import_annotations(COCO_FORMAT, ann)
+            task.import_annotations(COCO_FORMAT, dataset.ann_file)
     except BaseException:
         client.tasks.remove_by_ids([task.id])
         log.warning("deleted pool task %d after its annotations failed to import", task.id)

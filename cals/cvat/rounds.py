@@ -25,6 +25,7 @@ import numpy as np
 from cvat_sdk.api_client import models
 
 from cals import preannotations
+from cals.cvat.pool import project_tasks
 from cals.errors import CalsError
 from cals.pools import Pool, PoolItem
 from cals.ranking import Ranked, rank
@@ -96,9 +97,9 @@ def open_round(client, spec: RoundSpec, pool: Pool, scorer: Scorer, strategy: St
 def round_tasks(client, project_id: int) -> dict[int, object]:
     """Round number → task, for the project's tasks named "round N"."""
     out = {}
-    for task in client.tasks.list():
+    for task in project_tasks(client, project_id):
         m = ROUND_NAME.match(task.name or "")
-        if task.project_id == project_id and m:
+        if m:
             out[int(m.group(1))] = task
     return out
 
