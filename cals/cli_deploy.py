@@ -13,7 +13,7 @@ from cals import env_file
 from cals.errors import CalsError
 
 DEFAULT_PROJECT_NAME = "CALS spine"
-DEFAULT_TRAINER_URL = "http://cals-trainer:8010"  # the trainer as CVAT's webhook worker reaches it
+DEFAULT_TRAINER_URL = "http://trainer.cals.internal:8010"  # the trainer as CVAT's webhook worker reaches it (compose alias)
 
 
 def add_parsers(sub) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cals.cvat.client import CvatSettings, connect
+from cals.cvat.version import server_version
 from cals.cvat.project_setup import SetupError, find_project, find_webhook, label_problems, ping_webhook
 from cals.errors import CalsError
 from cals.schema import Schema
@@ -38,8 +39,8 @@ def check_cvat(settings: CvatSettings) -> tuple[Check, object | None]:
         client = connect(settings)
     except CalsError as exc:  # unreachable, refused, or a malformed setting
         return Check("cvat", False, f"{exc} (CALS_CVAT_URL, CALS_CVAT_USER/PASSWORD or CALS_CVAT_TOKEN)"), None
-    about = client.api_client.server_api.retrieve_about()[0]
-    return Check("cvat", True, f"{settings.url} (CVAT {about.version}) accepts {settings.user or 'the token'}"), client
+    version = server_version(client, settings.url)
+    return Check("cvat", True, f"{settings.url} (CVAT {version}) accepts {settings.user or 'the token'}"), client
 
 
 def check_label(client, project_id: int, schema: Schema) -> Check:
@@ -78,8 +79,7 @@ def check_function(client, name: str | None, schema: Schema) -> Check:
         _, response = client.api_client.lambda_api.list_functions(_parse_response=False)
         functions = json.loads(response.data)
     except Exception as exc:  # noqa: BLE001 - CVAT answers 5xx when its serverless part is absent
-        status = getattr(exc, "status", None)
-        return Check("function", False, f"CVAT cannot list serverless functions (HTTP {status}): is CVAT "
+        return Check("function", False, f"CVAT cannot list serverless functions ({_http_status(exc)}): is CVAT "
                                         "running with components/serverless/docker-compose.serverless.yml?")
     wanted = [name] if name else list(FUNCTIONS)
     found = next((f for n in wanted for f in functions if f.get("id") == n), None)
@@ -94,6 +94,14 @@ def check_function(client, name: str | None, schema: Schema) -> Check:
         return Check("function", False, f"function {name!r} does not return skeleton {schema.label!r} with the "
                                         "schema's points; redeploy it from this checkout (make deploy-function)")
     return Check("function", True, f"{name!r} is deployed and returns the schema's skeleton")
+
+
+def _http_status(exc: Exception) -> str:
+    """CVAT answers 503 without Nuclio; cvat-sdk's retries turn that into urllib3's MaxRetryError."""
+    status = getattr(exc, "status", None)
+    if status is None and "503" in str(getattr(exc, "reason", "")):
+        status = 503
+    return f"HTTP {status}" if status else type(exc).__name__
 
 
 def check_webhook(client, project_id: int, target_url: str) -> Check:

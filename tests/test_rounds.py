@@ -6,6 +6,7 @@ import pytest
 from cvat_sdk.api_client import models
 
 from cals import preannotations
+from cals.cvat.coco_upload import import_coco
 from cals.cvat.pool import CvatPool
 from cals.cvat.rounds import RoundSpec, open_round, round_tasks
 from cals.errors import CalsError
@@ -106,9 +107,7 @@ def make_pool_task(client, project, pool_root, schema, n, tmp_path, *, label=Tru
     task = client.tasks.create_from_data(models.TaskWriteRequest(name="pool", project_id=project.id),
                                          [pool_root / "images" / im["file_name"] for im in images])
     if label:
-        path = tmp_path / "body.json"
-        path.write_text(json.dumps({**coco, "images": images, "annotations": anns}))
-        task.import_annotations("COCO Keypoints 1.0", path)
+        import_coco(task, {**coco, "images": images, "annotations": anns})
     return task, {im["file_name"]: [a for a in anns if a["image_id"] == im["id"]] for im in images}
 
 

@@ -22,6 +22,7 @@ from trainer import create_app
 from trainer.config import raw_config
 
 FUNCTION_YAML = Path(__file__).parents[1] / "serverless" / "spine-pose" / "nuclio" / "function.yaml"
+ENV_EXAMPLE = Path(__file__).parents[1] / "deploy" / ".env.example"
 
 
 @pytest.fixture
@@ -68,7 +69,8 @@ def trainer_config(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 
 
 def test_setup_creates_project_label_and_webhook_and_stores_secrets(env_path, cvat_client, schema, capsys):
-    assert setup(env_path, "--trainer-url", "http://cals-trainer:8010") == 0
+    trainer_url = env_file.read(ENV_EXAMPLE)["CALS_TRAINER_URL"]  # the address compose gives the trainer
+    assert setup(env_path, "--trainer-url", trainer_url) == 0
     env = env_file.read(env_path)
     project = cvat_client.projects.retrieve(int(env["CALS_PROJECT_ID"]))
     assert project.name == env["CALS_PROJECT_NAME"]
@@ -77,11 +79,20 @@ def test_setup_creates_project_label_and_webhook_and_stores_secrets(env_path, cv
     # the sampler and the trainer map every CVAT point to a schema point by name
     assert sorted(skeleton_point_index(labels, schema).values()) == list(range(schema.num_keypoints))
     (hook,) = hooks_of(cvat_client, project.id)
-    assert hook.target_url == "http://cals-trainer:8010/webhooks/cvat"
+    assert hook.target_url == f"{trainer_url}/webhooks/cvat"
     assert [str(e.value) for e in hook.events] == ["update:job"] and hook.is_active
     assert len(env["CALS_WEBHOOK_SECRET"]) >= 32 and len(env["CALS_API_TOKEN"]) >= 32
     assert env["CALS_WEBHOOK_SECRET"] != env["CALS_API_TOKEN"]
     assert "project" in capsys.readouterr().out
+
+
+def test_a_trainer_address_cvat_would_refuse_is_named_before_anything_changes(env_path, cvat_client, capsys):
+    """CVAT refuses webhook targets like http://cals-trainer:8010 ("Enter a valid URL."): say so up front."""
+    assert setup(env_path, "--trainer-url", "http://cals-trainer:8010") != 0
+    err = capsys.readouterr().err
+    assert "'cals-trainer' has no dot" in err and "CALS_TRAINER_URL" in err
+    name = env_file.read(env_path)["CALS_PROJECT_NAME"]
+    assert not [p for p in cvat_client.projects.list() if p.name == name]
 
 
 def test_setup_again_changes_nothing(env_path, cvat_client):

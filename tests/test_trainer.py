@@ -96,7 +96,7 @@ def completed_delivery(cvat_client, cvat_server, schema, frames, tmp_path, webho
     task = make_task(cvat_client, project.id, frames, ["000000.jpg", "000001.jpg"], tmp_path)
     (job,) = task.get_jobs()
     job.update({"state": "completed"})
-    (delivery,) = webhook_receiver.wait_for(1)
+    delivery = webhook_receiver.wait_for_job("completed")
     yield delivery, job
     cvat_client.projects.remove_by_ids([project.id])
 
@@ -134,6 +134,22 @@ def test_redelivered_event_queues_one_job_and_a_later_completion_queues_again(ap
     body = json.dumps(later).encode()
     response = client.post("/webhooks/cvat", data=body, headers=signed(body))
     assert response.get_json()["status"] == "queued" and queue.pending_jobs() == [job.id]
+
+
+def test_editing_a_completed_job_is_not_a_second_completion(app, completed_delivery, cvat_client,
+                                                            webhook_receiver):
+    """CVAT sends update:job for every annotation save; on a completed job only updated_date changed."""
+    delivery, job = completed_delivery
+    client = app.test_client()
+    assert client.post("/webhooks/cvat", data=delivery.body, headers=delivery.headers).status_code == 202
+    seen = len(webhook_receiver.deliveries)
+    cvat_client.jobs.retrieve(job.id).remove_annotations()
+    edit = webhook_receiver.wait_for(seen + 1)[seen]
+    assert edit.json["job"]["state"] == "completed"
+    assert set(edit.json.get("before_update") or {"updated_date": None}) == {"updated_date"}
+    response = client.post("/webhooks/cvat", data=edit.body, headers=edit.headers)
+    assert response.get_json()["status"] == "ignored"
+    assert app.extensions["cals_trainer"].queue.pending_jobs() == [job.id]
 
 
 def test_updates_that_do_not_reach_the_trigger_are_ignored(cvat_server, tmp_path):

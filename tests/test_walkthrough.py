@@ -21,6 +21,7 @@ import trainer
 from cals import env_file
 from cals.cli import main
 from cals.cvat.client import CvatSettings
+from cals.cvat.coco_upload import import_coco
 from cals.cvat.rounds import round_tasks
 from cals.registry import Registry
 from tests.test_coco_import import coco17
@@ -49,9 +50,7 @@ def services(env: dict[str, str], registry: Path, data: Path, cvat_server):
 def annotate_and_complete_job_1(cvat_client, task, frames: Path, tmp_path: Path):
     """The annotator fixes the round's frames (ground truth in) and completes its first job."""
     names = [Path(f.name).name for f in task.get_frames_info()]
-    truth = tmp_path / f"truth-{task.id}.json"
-    truth.write_text(json.dumps(ground_truth(frames, names)))
-    task.import_annotations("COCO Keypoints 1.0", truth)
+    import_coco(task, ground_truth(frames, names))
     job = min(task.get_jobs(), key=lambda j: j.start_frame)
     job.update({"state": "completed"})
     return job

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from werkzeug.serving import make_server
 
+from cals.cvat.coco_upload import import_coco
+
 COCO_KP = "COCO Keypoints 1.0"
 
 
@@ -34,9 +36,7 @@ def make_task(client, project_id: int, dataset: Path, names: list[str], tmp: Pat
     task = client.tasks.create_from_data(
         {"name": f"round-{uuid.uuid4().hex[:6]}", "project_id": project_id},
         [dataset / "images" / n for n in names], data_params={"job_file_mapping": jobs or [names]})
-    source = tmp / f"gt-{task.id}.json"
-    source.write_text(json.dumps(ground_truth(dataset, names)))
-    task.import_annotations(COCO_KP, source)
+    import_coco(task, ground_truth(dataset, names))
     return task
 
 

@@ -10,11 +10,15 @@ Environment (read by `CvatSettings.from_env`):
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from cals.cvat.version import check_supported, server_version
 from cals.errors import CalsError
+
+log = logging.getLogger(__name__)
 
 
 class CvatConnectionError(CalsError):
@@ -48,30 +52,40 @@ class CvatSettings:
 
 
 def connect(settings: CvatSettings):
-    """A logged-in `cvat_sdk.Client`; the caller closes it (it is a context manager)."""
+    """A logged-in `cvat_sdk.Client` for a supported CVAT; the caller closes it (it is a context manager).
+
+    cvat-sdk's own version check is off: it crashes on servers older than the SDK (see cvat/version.py),
+    which names the release instead and refuses only those that cannot work.
+    """
     from cvat_sdk import Client, Config
     from cvat_sdk.api_client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    client = None
+    url = settings.url.rstrip("/")
+    client = Client(url, config=Config(status_check_period=settings.poll_seconds), check_server_version=False)
     try:
-        client = Client(settings.url.rstrip("/"), config=Config(status_check_period=settings.poll_seconds))
-        if settings.token:
-            from cvat_sdk.core.client import AccessTokenCredentials
-
-            client.login(AccessTokenCredentials(settings.token))
-            client.users.retrieve_current_user()
-        else:
-            client.login((settings.user, settings.password))
+        log.info(check_supported(server_version(client, url), url))
+        _login(client, settings)
     except ApiException as exc:
-        if client is not None:
-            client.close()
+        client.close()
         if exc.status in (400, 401, 403):
             raise CvatConnectionError(f"CVAT at {settings.url} refused the credentials of "
                                       f"{settings.user or 'the access token'} (HTTP {exc.status})") from None
         raise CvatConnectionError(f"CVAT at {settings.url} answered HTTP {exc.status}: {exc.reason}") from None
     except (HTTPError, OSError) as exc:
-        if client is not None:
-            client.close()
+        client.close()
         raise CvatConnectionError(f"CVAT at {settings.url} is unreachable: {exc}") from None
+    except BaseException:
+        client.close()
+        raise
     return client
+
+
+def _login(client, settings: CvatSettings) -> None:
+    if settings.token:
+        from cvat_sdk.core.client import AccessTokenCredentials
+
+        client.login(AccessTokenCredentials(settings.token))
+        client.users.retrieve_current_user()
+    else:
+        client.login((settings.user, settings.password))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from cals.cvat.pool import project_tasks
-from cals.cvat.rounds import COCO_FORMAT
+from cals.cvat.coco_upload import import_coco
 from cals.data.coco import Dataset
 from cals.errors import CalsError
 
@@ -29,7 +29,7 @@ def create_pool_task(client, project_id: int, dataset: Dataset, *, name: str = "
     task = client.tasks.create_from_data({"name": name, "project_id": project_id}, images)
     try:
         if dataset.coco["annotations"]:
-            task.import_annotations(COCO_FORMAT, dataset.ann_file)
+            import_coco(task, dataset.coco)
     except BaseException:
         client.tasks.remove_by_ids([task.id])
         log.warning("deleted pool task %d after its annotations failed to import", task.id)

@@ -6,8 +6,11 @@ skeleton could lose work. A label that differs from the schema is an error that 
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from cvat_sdk.api_client import models
 
@@ -104,7 +107,46 @@ def _label_request(schema: Schema) -> models.PatchedLabelRequest:
 
 
 def webhook_url(trainer_url: str) -> str:
-    return trainer_url.rstrip("/") + WEBHOOK_PATH
+    """The trainer's webhook address, refused here when CVAT would refuse it (see `url_problem`)."""
+    url = trainer_url.rstrip("/") + WEBHOOK_PATH
+    problem = url_problem(url)
+    if problem:
+        raise SetupError(f"CVAT will not take {url} as a webhook target: {problem}. Set CALS_TRAINER_URL to an "
+                         "address CVAT's webhook worker reaches by an IP, localhost or a dotted name (the compose "
+                         "file gives the trainer the alias trainer.cals.internal on CVAT's network)")
+    return url
+
+
+# CVAT keeps `target_url` in a Django URLField, whose validator takes an IP address, `localhost` or a
+# dotted host name whose last label is alphabetic (or punycode); "cals-trainer" alone is refused with
+# "Enter a valid URL.".
+_LABEL = r"[a-z0-9\u00a1-\uffff](?:[a-z0-9\u00a1-\uffff-]{0,61}[a-z0-9\u00a1-\uffff])?"
+_TLD = r"(?:[a-z\u00a1-\uffff-]{2,63}|xn--[a-z0-9]{1,59})"
+_DOTTED = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\.(?!-){_TLD}(?<!-)\.?$", re.IGNORECASE)
+
+
+def url_problem(url: str) -> str | None:
+    """Why CVAT's URL validation refuses `url`, or None when it accepts it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError as exc:
+        return f"malformed address ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "it needs an http:// or https:// address"
+    host = parts.hostname or ""
+    if not host:
+        return "it has no host name"
+    if host == "localhost" or _DOTTED.match(host):
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if "." not in host:
+        return f"the host name {host!r} has no dot (CVAT takes an IP, localhost or a dotted name)"
+    return f"{host!r} does not end in an alphabetic top-level name"
 
 
 def find_webhook(client, project_id: int, target_url: str):

@@ -19,9 +19,11 @@ class CvatTestServer:
     """The app served from a background thread on 127.0.0.1 (port 0 picks a free one)."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, user: str = "admin",
-                 password: str = "admin", extra_users: dict[str, str] | None = None) -> None:
+                 password: str = "admin", extra_users: dict[str, str] | None = None,
+                 version: str | None = None) -> None:
         self.user, self.password = user, password
-        self.app = create_app({"CVAT_USERS": {user: password, **(extra_users or {})}})
+        config = {"CVAT_USERS": {user: password, **(extra_users or {})}}
+        self.app = create_app({**config, "CVAT_VERSION": version} if version else config)
         self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True)
         self.host = host
         self.port = self._server.server_port

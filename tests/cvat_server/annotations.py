@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from .errors import bad_request, json_body, not_found
+from .jobs import annotations_changed
 from .state import Label, Store, Task, current_store, now
 
 bp = Blueprint("annotations", __name__)
@@ -101,6 +102,7 @@ def _save(sc: Scope, shapes: list[dict[str, Any]]) -> None:
         sc.store.shapes[sc.task.id] = shapes
         sc.store.versions[sc.task.id] = sc.store.versions.get(sc.task.id, 0) + 1
         sc.task.updated = now()
+    annotations_changed(sc.store, sc.task.id, sc.first, sc.last)
 
 
 def replace_shapes(sc: Scope, new: list[dict[str, Any]], *, keep_existing: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify
+from packaging.version import Version
 
 from . import (annotations, auth, background, datasets, errors, jobs, labels, lambda_functions, projects,
                tasks, webhooks)
@@ -21,13 +22,12 @@ server_bp = Blueprint("server", __name__)
 def about():
     from flask import current_app
 
-    return jsonify({
-        "name": "Computer Vision Annotation Tool",
-        "description": "CVAT-compatible test server of CALS (tests/cvat_server)",
-        "version": current_app.config["CVAT_VERSION"],
-        "logo_url": "",
-        "subtitle": "test server",
-    })
+    version = current_app.config["CVAT_VERSION"]
+    about = {"name": "Computer Vision Annotation Tool",
+             "description": "CVAT-compatible test server of CALS (tests/cvat_server)", "version": version}
+    if Version(version) >= Version("2.24"):  # CVAT 2.23.1 answers without these two (checked)
+        about.update(logo_url="", subtitle="test server")
+    return jsonify(about)
 
 
 @server_bp.get("/api/server/annotation/formats")

@@ -167,6 +167,24 @@ def _skeleton(ann: dict[str, Any], label: Label, names: list[str], frame: int) -
     return shape
 
 
+# What datumaro's COCO person-keypoints reader (CVAT's importer) parses from every annotation, with the
+# types it accepts; a missing one fails the import with "Missing annotation field '<name>'".
+_REQUIRED = (("id", int), ("image_id", int), ("category_id", int), ("iscrowd", int),
+             ("keypoints", list), ("segmentation", (list, dict)))
+
+
+def _require_fields(ann: Any) -> None:
+    if not isinstance(ann, dict):
+        raise CocoError(f"annotation {ann!r} is not an object")
+    for name, kind in _REQUIRED:
+        if name not in ann:
+            raise CocoError(f"Missing annotation field '{name}'")
+        if not isinstance(ann[name], kind) or isinstance(ann[name], bool):
+            raise CocoError(f"annotation {ann.get('id')!r}: field '{name}' has the wrong type")
+    if not ann["segmentation"] and not (isinstance(ann.get("bbox"), list) and len(ann["bbox"]) == 4):
+        raise CocoError(f"annotation {ann['id']!r}: Bbox has wrong value count, expected 4 values")
+
+
 def import_shapes(document: dict[str, Any], labels: list[Label],
                   frame_names: dict[str, int]) -> list[dict[str, Any]]:
     """Skeleton shapes (CVAT JSON, without ids) for every keypoint annotation of the document."""
@@ -175,8 +193,7 @@ def import_shapes(document: dict[str, Any], labels: list[Label],
     categories = _category_labels(document, labels)
     shapes = []
     for ann in document["annotations"]:
-        if "keypoints" not in ann:
-            continue
+        _require_fields(ann)
         if ann.get("category_id") not in categories:
             raise CocoError(f"annotation {ann.get('id')!r}: category {ann.get('category_id')!r} "
                             "has no label of that name in the task")

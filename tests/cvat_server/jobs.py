@@ -62,8 +62,21 @@ def _apply_update(job: Job, body: dict) -> None:
 
 
 def before_update(old: dict, new: dict) -> dict:
-    """CVAT's `before_update`: old values of the serialized fields the save changed."""
-    return {k: v for k, v in old.items() if new.get(k) != v and k not in ("updated_date", "labels")}
+    """CVAT's `before_update`: old values of the serialized fields the save changed (CVAT 2.23
+    lists `updated_date` too)."""
+    return {k: v for k, v in old.items() if new.get(k) != v and k != "labels"}
+
+
+def annotations_changed(store: Store, task_id: int, first: int, last: int) -> None:
+    """Like CVAT, a change to a job's annotations saves the job: `update:job` with only
+    `updated_date` in `before_update` (consumers must not take it for a state change)."""
+    for job in [j for j in store.jobs.values() if j.task_id == task_id and j.start_frame <= last
+                and j.stop_frame >= first]:
+        with store.lock:
+            old = serialize.job(store, job)
+            job.updated = now()
+            data = serialize.job(store, job)
+        webhooks.trigger(store, "update:job", "job", data, {"updated_date": old["updated_date"]}, g.user)
 
 
 @bp.patch("/api/jobs/<int:job_id>")
@@ -72,12 +85,14 @@ def update_job(job_id: int):
     job = get_job(store, job_id)
     body = _validated_update(store, json_body())
     with store.lock:
-        old = serialize.job(store, job)
+        old, old_updated = serialize.job(store, job), job.updated
         _apply_update(job, body)
+        job.updated = now()
         changed = before_update(old, serialize.job(store, job))
-        if changed:
-            job.updated = now()
+        if set(changed) != {"updated_date"}:
             store.tasks[job.task_id].updated = job.updated
+        else:
+            job.updated, changed = old_updated, {}
     data = serialize.job(store, job)
     if changed:
         webhooks.trigger(store, "update:job", "job", data, changed, g.user)

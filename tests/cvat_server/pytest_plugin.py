@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from cvat_sdk import Client, Config
+from cvat_sdk import Client
 
 from . import CvatTestServer
 
@@ -44,10 +44,18 @@ class CvatEndpoint:
         return urlsplit(self.url).port
 
     def make_client(self) -> Client:
-        """A logged-in client; polls background requests quickly against the test server."""
-        client = Client(self.url, config=Config(status_check_period=2 if self.real else 0.05))
-        client.login((self.user, self.password))
-        return client
+        """A logged-in client made the way the product makes one (any supported CVAT release);
+        polls background requests quickly against the test server."""
+        from cals.cvat.client import CvatSettings, connect
+
+        return connect(CvatSettings(self.url, self.user, self.password, poll_seconds=1 if self.real else 0.05))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that reaches a CVAT is marked `cvat`, so `pytest -m cvat` runs them against a real one."""
+    for item in items:
+        if "cvat_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cvat)
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +117,20 @@ class WebhookReceiver:
         with self._arrived:
             self.deliveries.append(delivery)
             self._arrived.notify_all()
+
+    def wait_for_job(self, state: str, timeout: float = 15.0) -> Delivery:
+        """The first `update:job` delivery whose job is in `state`; CVAT also sends one for every
+        annotation change (only `updated_date` in `before_update`), which this skips."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while True:
+                found = [d for d in self.deliveries if (d.json.get("job") or {}).get("state") == state]
+                if found:
+                    return found[0]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"no update:job delivery with state {state!r} among {len(self.deliveries)}")
+                self._arrived.wait(left)
 
     def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[Delivery]:
         """Block until `count` deliveries arrived; fail the test after `timeout` seconds."""

@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -68,9 +69,23 @@ def trigger(store: Store, event: str, resource: str, data: dict, before: dict, s
             threading.Thread(target=_deliver, args=(hook, payload), daemon=True).start()
 
 
+def _valid_url(url: str) -> bool:
+    """CVAT's target_url is a Django URLField: an IP, localhost, or a dotted name ending in letters."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https", "ftp", "ftps") or not host:
+        return False
+    if host == "localhost" or host.replace(".", "").isdigit() or ":" in host:
+        return True
+    tld = host.rstrip(".").rsplit(".", 1)
+    return len(tld) == 2 and len(tld[1]) >= 2 and (tld[1].isalpha() or tld[1].startswith("xn--"))
+
+
 def _validated(store: Store, body: dict, partial: bool) -> dict:
     if not partial and not body.get("target_url"):
         raise bad_request("This field is required.", "target_url")
+    if "target_url" in body and not _valid_url(str(body["target_url"])):
+        raise bad_request("Enter a valid URL.", "target_url")
     kind = body.get("type", "project" if not partial else None)
     if kind is not None and kind != "project":
         raise bad_request("Only project webhooks are supported by the CALS test server.", "type")

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# make test-real-cvat: the CVAT-facing tests (pytest -m cvat) against a real CVAT instead of the
+# in-process stand-in. With CVAT_URL/CVAT_USER/CVAT_PASSWORD set, against that CVAT; otherwise it
+# sets up (once), starts and afterwards stops the no-Docker CVAT of REALCVAT (default ../shared/realcvat),
+# with CVAT's lambda manager pointed at the Nuclio dashboard stand-in the tests serve on CVAT_NUCLIO_PORT.
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+REALCVAT=${REALCVAT:-../shared/realcvat}
+export CVAT_NUCLIO_HOST=${CVAT_NUCLIO_HOST:-127.0.0.1} CVAT_NUCLIO_PORT=${CVAT_NUCLIO_PORT:-8070}
+export CVAT_NUCLIO_INVOKE_METHOD=${CVAT_NUCLIO_INVOKE_METHOD:-dashboard}
+export CVAT_WEBHOOK_HOST=${CVAT_WEBHOOK_HOST:-127.0.0.1}
+
+if [ -z "${CVAT_URL:-}" ]; then
+    if [ ! -f "$REALCVAT/setup.sh" ]; then
+        echo "test-real-cvat: no CVAT_URL and no $REALCVAT/setup.sh: nothing to test against" >&2
+        exit 2
+    fi
+    t0=$(date +%s)
+    bash "$REALCVAT/setup.sh"
+    bash "$REALCVAT/start.sh"
+    trap 'bash "$REALCVAT/stop.sh" || true' EXIT
+    . "$REALCVAT/env.sh"
+    echo "test-real-cvat: CVAT ready in $(( $(date +%s) - t0 )) s"
+fi
+echo "test-real-cvat: CVAT-facing tests against $CVAT_URL (webhooks to $CVAT_WEBHOOK_HOST," \
+     "Nuclio dashboard on $CVAT_NUCLIO_HOST:$CVAT_NUCLIO_PORT)"
+"$PY" -m pytest -q -m cvat "$@"
