@@ -60,7 +60,8 @@ def wait_for_round(cvat_client, project_id: int, number: int, urls: tuple[str, s
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         tasks = round_tasks(cvat_client, project_id)
-        if number in tasks and tasks[number].size == ROUND:
+        # a task whose data is still uploading has no `size` yet (CVAT 2.23 omits the field)
+        if number in tasks and getattr(tasks[number], "size", None) == ROUND:
             return tasks[number]
         time.sleep(0.5)
     trainer_url, sampler_url = urls

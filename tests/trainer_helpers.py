@@ -83,8 +83,12 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
 
 @contextmanager
 def damaging_proxy(upstream: str, damaged_body: bytes) -> Iterator[str]:
-    """An HTTP proxy to `upstream` that answers every dataset download with `damaged_body`."""
+    """An HTTP proxy to `upstream` that answers every dataset download with `damaged_body`.
+
+    Downloads are `/dataset/download?rq_id=` (CVAT >= 2.24) or `/dataset?action=download` (2.23); CVAT
+    names them by absolute `result_url`s, which are rewritten to lead back through the proxy."""
     target = urlsplit(upstream)
+    origin = f"{target.scheme}://{target.netloc}".encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -97,8 +101,11 @@ def damaging_proxy(upstream: str, damaged_body: bytes) -> Iterator[str]:
             conn.request(self.command, self.path, body=body, headers=headers)
             response = conn.getresponse()
             data = response.read()
-            if "/dataset/download" in self.path and response.status == 200:
+            if "/dataset" in self.path and "download" in self.path and response.status == 200:
                 data = damaged_body
+            elif "json" in (response.getheader("Content-Type") or ""):
+                host, port = self.server.server_address[:2]
+                data = data.replace(origin, f"http://{host}:{port}".encode())
             self.send_response(response.status)
             for key, value in response.getheaders():
                 if key.lower() not in ("content-length", "transfer-encoding", "connection"):

@@ -125,7 +125,7 @@ def _frame_lookup(frame_names: dict[str, int]):
         for key, table in ((str(path), frame_names), (path.name, frame_names), (path.stem, by_stem)):
             if key in table:
                 return table[key]
-        raise CocoError(f"could not match item {file_name!r} with any task frame")
+        raise CocoError(f"Could not match item id: {path.stem!r} with any task frame")
 
     return find
 

@@ -30,7 +30,8 @@ def check_format(name: str | None) -> None:
 
 def _import(sc: Scope, name: str, data: bytes, fields: dict) -> None:
     document = coco.read_document(name, data)
-    frame_names = {f.name: i for i, f in enumerate(sc.task.frames)}
+    # like CVAT, a job matches only its own frames: an image of another job fails the import
+    frame_names = {f.name: i for i, f in enumerate(sc.task.frames) if sc.contains(i)}
     found = coco.import_shapes(document, sc.labels, frame_names)
     labels = all_labels(sc)
     shapes = [normalize_shape(sc, s, labels) for s in found if sc.contains(s["frame"])]
