@@ -24,4 +24,7 @@ if [ -z "${CVAT_URL:-}" ]; then
 fi
 echo "test-real-cvat: CVAT-facing tests against $CVAT_URL (webhooks to $CVAT_WEBHOOK_HOST," \
      "Nuclio dashboard on $CVAT_NUCLIO_HOST:$CVAT_NUCLIO_PORT)"
-"$PY" -m pytest -q -m cvat "$@"
+# The harness's OPA stand-in re-activates its policy bundle every few seconds, and CVAT answers 500
+# ("KeyError: 'result'" in its log) to a permission check that lands in that instant: a test failing
+# with CVAT's HTTP 500 is run once more, and the rerun is reported (R in the summary).
+"$PY" -m pytest -q -m cvat --reruns 1 --only-rerun "Status Code: 500" "$@"

@@ -45,3 +45,55 @@ def project(cvat_client, schema):
                                            "labels": [schema.cvat_label()]})
     yield created
     cvat_client.projects.remove_by_ids([created.id])
+
+
+class FunctionList:
+    """Nuclio functions where CVAT lists them: the stand-in's own list, or, for a real CVAT, the
+    Nuclio-dashboard stand-in it was started against (CVAT_NUCLIO_PORT). Listed, not invoked."""
+
+    def __init__(self, server=None, dashboard=None) -> None:
+        self._server, self._dashboard = server, dashboard
+
+    def deploy(self, spec_yaml: str) -> str:
+        """Make a function (its function.yaml text) appear in CVAT's list, as nuctl deploy does."""
+        if self._server is not None:
+            return self._server.deploy_function(spec_yaml)
+        import yaml
+
+        from tests.nuclio_dashboard import NuclioFunction
+
+        function = NuclioFunction(config=yaml.safe_load(spec_yaml), handler=_not_invoked)
+        self._dashboard.functions[function.name] = function
+        return function.name
+
+    def remove(self, name: str) -> None:
+        if self._server is not None:
+            self._server.remove_function(name)
+        else:
+            self._dashboard.functions.pop(name, None)
+
+
+def _not_invoked(context, event):
+    raise AssertionError("this function is listed only")
+
+
+@pytest.fixture
+def nuclio(cvat_server):
+    """No function deployed, and `deploy`/`remove` to change that, on the stand-in or a real CVAT."""
+    if cvat_server.server is not None:
+        yield FunctionList(server=cvat_server.server)
+        return
+    import os
+    import socket
+
+    from tests.nuclio_dashboard import NuclioDashboard
+
+    port = int(os.environ.get("CVAT_NUCLIO_PORT", 8070))
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            pytest.skip(f"127.0.0.1:{port} is taken: the Nuclio-dashboard stand-in must listen where the real "
+                        "CVAT's CVAT_NUCLIO_PORT points")
+    with NuclioDashboard([], port=port) as dashboard:
+        yield FunctionList(dashboard=dashboard)

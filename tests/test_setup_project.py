@@ -35,14 +35,6 @@ def env_path(tmp_path, cvat_server) -> Path:
     return path
 
 
-@pytest.fixture
-def test_server(cvat_server):
-    """The in-process CVAT, for what only it can fake (deploying a Nuclio function)."""
-    if cvat_server.server is None:
-        pytest.skip("deploys a Nuclio function into the CVAT test server")
-    return cvat_server.server
-
-
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch):
     for key in ("CALS_PROJECT_ID", "CALS_WEBHOOK_SECRET", "CALS_API_TOKEN", "CALS_PROJECT_NAME", "CALS_TRAINER_URL",
@@ -151,13 +143,13 @@ def test_setup_reports_wrong_credentials(env_path, capsys):
     assert "refused the credentials" in capsys.readouterr().err
 
 
-def test_check_passes_once_trainer_runs_with_the_stored_secret(env_path, cvat_server, test_server, cvat_client,
+def test_check_passes_once_trainer_runs_with_the_stored_secret(env_path, cvat_server, nuclio, cvat_client,
                                                                synthetic, tmp_path, capsys):
     """The webhook setup registered reaches the real trainer, which accepts CVAT's signature and
     queues a completed job of the project."""
     assert setup(env_path, "--trainer-url", "http://127.0.0.1:1") == 0  # nothing listens there yet
     env = env_file.read(env_path)
-    test_server.deploy_function(FUNCTION_YAML.read_text())
+    nuclio.deploy(FUNCTION_YAML.read_text())
     try:
         with serve(create_app(trainer_config(env, tmp_path))) as trainer_url:
             env_file.store(env_path, "CALS_TRAINER_URL", trainer_url)
@@ -183,10 +175,10 @@ def test_check_passes_once_trainer_runs_with_the_stored_secret(env_path, cvat_se
             assert main(["check", "--env-file", str(env_path)]) == 1
             assert "[FAIL] webhook" in capsys.readouterr().out
     finally:
-        test_server.remove_function("cals-spine-pose")
+        nuclio.remove("cals-spine-pose")
 
 
-def test_check_names_what_is_missing(env_path, cvat_client, schema, tmp_path, capsys):
+def test_check_names_what_is_missing(env_path, cvat_client, schema, nuclio, tmp_path, capsys):
     assert setup(env_path) == 0
     project_id = int(env_file.read(env_path)["CALS_PROJECT_ID"])
     assert main(["check", "--env-file", str(env_path), "--no-ping"]) == 1
@@ -200,25 +192,25 @@ def test_check_names_what_is_missing(env_path, cvat_client, schema, tmp_path, ca
     assert check_label(cvat_client, project_id, schema).ok
 
 
-def test_check_function_matches_the_schema(test_server, cvat_client, schema):
+def test_check_function_matches_the_schema(nuclio, cvat_client, schema):
     gpu = FUNCTION_YAML.with_name("function-gpu.yaml")
     assert FUNCTIONS == tuple(yaml.safe_load(f.read_text())["metadata"]["name"] for f in (FUNCTION_YAML, gpu))
-    test_server.deploy_function(gpu.read_text())
+    nuclio.deploy(gpu.read_text())
     try:
         assert check_function(cvat_client, None, schema).ok  # whichever build is deployed
         assert not check_function(cvat_client, "cals-spine-pose", schema).ok
     finally:
-        test_server.remove_function("cals-spine-pose-gpu")
-    test_server.deploy_function(FUNCTION_YAML.read_text())
+        nuclio.remove("cals-spine-pose-gpu")
+    nuclio.deploy(FUNCTION_YAML.read_text())
     try:
         assert check_function(cvat_client, "cals-spine-pose", schema).ok
         assert not check_function(cvat_client, "cals-spine-pose-gpu", schema).ok
         fewer = FUNCTION_YAML.read_text().replace('"name": "hip",', '"name": "pelvis",')
-        test_server.deploy_function(fewer)
+        nuclio.deploy(fewer)
         result = check_function(cvat_client, None, schema)
         assert not result.ok and "redeploy" in result.message
     finally:
-        test_server.remove_function("cals-spine-pose")
+        nuclio.remove("cals-spine-pose")
 
 
 def test_check_writable(tmp_path):

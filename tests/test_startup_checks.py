@@ -34,7 +34,7 @@ def start(service: str) -> int:
 
 
 @pytest.mark.parametrize("service", ["trainer", "sampler"])
-def test_starts_when_all_is_right_and_warns_about_the_function(service, service_env, cvat_client, schema,
+def test_starts_when_all_is_right_and_warns_about_the_function(service, service_env, cvat_client, schema, nuclio,
                                                                 monkeypatch, caplog):
     project, _ = ensure_project(cvat_client, schema, name=f"startup-{service}")
     monkeypatch.setenv("CALS_PROJECT_ID", str(project.id))
