@@ -42,17 +42,24 @@ class RoundOutcome:
 
 def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, registry: Registry, *,
                     config: str = "cpu", iters: int | None = None, margin: float = DEFAULT_MARGIN,
-                    metric: str = DEFAULT_METRIC, on_progress: PhaseCallback | None = None) -> RoundOutcome:
-    """Train a candidate (from the current version when there is one), evaluate, maybe promote."""
+                    metric: str = DEFAULT_METRIC, on_progress: PhaseCallback | None = None,
+                    work_dir: str | os.PathLike | None = None) -> RoundOutcome:
+    """Train a candidate (from the current version when there is one), evaluate, maybe promote.
+
+    `work_dir`: where training writes its scratch files (default: a temp dir); the trainer gives
+    each run its own folder so a killed run's files can be found and removed at the next start.
+    """
     from cals.model.train import train
 
     report = on_progress or (lambda phase, info: None)
+    if work_dir is not None:
+        os.makedirs(work_dir, exist_ok=True)
     current = registry.current()
     config = _architecture(current, config)
     report("training", {})
     with watch_training(lambda state: report("training", state)):
         candidate = train(train_root, registry, config=config, iters=iters,
-                          init=current.id if current else None, progress=False)
+                          init=current.id if current else None, progress=False, work_dir=work_dir)
     report("evaluating", {"version": candidate.id})
     decision, cand_metrics, cur_metrics = evaluate_and_decide(
         registry, candidate, current, val_root, margin=margin, metric=metric)

@@ -9,7 +9,8 @@ Each image entry carries its CVAT origin (`cvat`: task, job, frame name) and a `
 (one item per export that touched it). A frame is keyed by task id + frame name (CVAT keeps frame
 names unique within a task); re-exporting it replaces its annotations (the latest labels win) and
 never moves it between splits, so the validation split is fixed and only grows. Each split's file
-is replaced atomically, so a crash leaves the old or the new state, never a mix.
+is replaced atomically, so a crash leaves the old or the new state, never a mix; images a killed
+merge copied before the switch are removed by `clean` (the trainer calls it at start).
 """
 from __future__ import annotations
 
@@ -66,6 +67,24 @@ class LabelledSet:
     def sizes(self) -> dict[str, dict[str, int]]:
         return {s: {"images": len(c["images"]), "annotations": len(c["annotations"])}
                 for s, c in ((s, self.load(s)) for s in SPLITS)}
+
+    def clean(self) -> list[Path]:
+        """Remove what a merge killed mid-way left: images no split's annotations.json refers to
+        (copied before the JSON switched) and half-written annotations.json.tmp files.
+
+        Call only while no merge runs (the trainer does at start, before its worker runs).
+        """
+        leftovers = []
+        for split in SPLITS:
+            root = self.split_root(split)
+            kept = {im["file_name"] for im in self.load(split)["images"]}
+            leftovers += [p for p in (root / IMAGES).glob("*") if p.is_file() and p.name not in kept]
+            leftovers += list(root.glob("*.tmp"))
+        for path in leftovers:
+            path.unlink()
+        if leftovers:
+            log.warning("labelled set %s: removed %d leftovers of an interrupted merge", self.root, len(leftovers))
+        return leftovers
 
     def merge(self, exports: list[ExportedJob], *, run_id: str | int) -> MergeReport:
         """Add or replace the frames of `exports`; images are copied before the JSON switches."""

@@ -6,6 +6,7 @@ Layout under the root::
     current.json                      {"id": ..., "promoted_at": ...}
     history.jsonl                     one promote/rollback event per line
     .lock                             flock'ed by writers around every change
+    .staging.lock                     flock'ed shared while a version is staged (see clean_staging)
     .tmp-*/                           versions being written (invisible to readers)
 
 Why it is safe with a reader (the Nuclio function) and a writer (the trainer) in different
@@ -111,23 +112,45 @@ class Registry:
         _check_new_version(files, meta)
         if parent is not None:
             self.get(parent)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
-        try:
-            hashes = {name: _copy_synced(Path(src), tmp / name) for name, src in files.items()}
-            with self._locked():
-                version_id = self._next_id()
-                record = {**meta, "id": version_id, "parent": parent, "created_at": _now(),
-                          "files": {name: {"sha256": h} for name, h in hashes.items()}}
-                _write_json_synced(tmp / _META, record)
-                _fsync_dir(tmp)
-                self._adopt(tmp, *tmp.iterdir())
-                os.rename(tmp, self.versions_dir / version_id)
-                _fsync_dir(self.versions_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with self._staging(exclusive=False):
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+            try:
+                hashes = {name: _copy_synced(Path(src), tmp / name) for name, src in files.items()}
+                with self._locked():
+                    version_id = self._next_id()
+                    record = {**meta, "id": version_id, "parent": parent, "created_at": _now(),
+                              "files": {name: {"sha256": h} for name, h in hashes.items()}}
+                    _write_json_synced(tmp / _META, record)
+                    _fsync_dir(tmp)
+                    self._adopt(tmp, *tmp.iterdir())
+                    os.rename(tmp, self.versions_dir / version_id)
+                    _fsync_dir(self.versions_dir)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         log.info("registered %s (parent %s, files %s)", version_id, parent, sorted(files))
         return self.get(version_id)
+
+    def clean_staging(self) -> list[Path]:
+        """Remove what writers killed mid-way left: `.tmp-*` version dirs and `.*.tmp` json files.
+
+        Versions and current.json are never touched. A writer holds `.staging.lock` shared while it
+        stages, so this (exclusive, non-blocking) removes nothing while any process is writing; it
+        then simply does nothing and returns [].
+        """
+        try:
+            with self._staging(exclusive=True), self._locked():
+                leftovers = [*self.root.glob(".tmp-*"), *self.root.glob(".*.tmp"),
+                             *self.versions_dir.glob("*/.*.tmp")]
+                for path in leftovers:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+        except BlockingIOError:
+            log.info("registry %s: a version is being written; leftovers are cleaned next time", self.root)
+            return []
+        if leftovers:
+            log.warning("registry %s: removed leftovers of interrupted writes: %s", self.root,
+                        [p.name for p in leftovers])
+        return leftovers
 
     def update_meta(self, version_id: str, **fields: Any) -> Version:
         """Merge `fields` into a version's meta.json (e.g. metrics after evaluation), atomically."""
@@ -237,6 +260,17 @@ class Registry:
         if self._owner is not None:
             for path in paths:
                 os.chown(path, *self._owner)
+
+    @contextlib.contextmanager
+    def _staging(self, *, exclusive: bool) -> Iterator[None]:
+        """Writers stage under a shared flock; `clean_staging` needs it exclusive (never waits)."""
+        with open(self.root / ".staging.lock", "a") as f:
+            self._adopt(self.root / ".staging.lock")
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

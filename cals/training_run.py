@@ -15,7 +15,7 @@ from typing import Any
 
 from cals import preannotations
 from cals.cvat.client import CvatSettings, connect
-from cals.cvat.export import ExportedJob, export_job
+from cals.cvat.export import ExportedJob, JobGone, export_job
 from cals.cvat.trigger import JobTrigger
 from cals.effort import DEFAULT_TOLERANCE, correction_effort
 from cals.errors import CalsError
@@ -58,10 +58,36 @@ class RunSettings:
 
 
 def execute(run: Run, settings: RunSettings, report: Report) -> dict[str, Any]:
-    """Do `run`; returns its result document. Raises CalsError (or a training error) on failure."""
+    """Do `run`; returns its result document. Raises CalsError (or a training error) on failure.
+
+    All of the run's scratch files (exports, training work dir) are under `runs/run-<id>/`, removed
+    when the run ends either way; `clean_leftovers` removes those of a killed run at start.
+    """
     workdir = settings.data_root / "runs" / f"run-{run.id}"
-    exports = export_all(run.targets, settings, workdir, report)
-    result: dict[str, Any] = {"jobs": [e.job_id for e in exports],
+    try:
+        return _execute(run, settings, report, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def clean_leftovers(settings: RunSettings) -> list[Path]:
+    """Remove what runs killed mid-way left: their `runs/run-<id>/` folders, the registry's staging
+    dirs and half-merged labelled-set files. Versions, `current` and merged labels are kept.
+
+    The caller makes sure no run is executing (the worker calls it at start, before it claims one).
+    """
+    runs = sorted((settings.data_root / "runs").glob("run-*"))
+    for folder in runs:
+        shutil.rmtree(folder, ignore_errors=True)
+    removed = [*runs, *settings.registry.clean_staging(), *settings.labelled_set.clean()]
+    if runs:
+        log.warning("removed the work folders of interrupted runs: %s", [p.name for p in runs])
+    return removed
+
+
+def _execute(run: Run, settings: RunSettings, report: Report, workdir: Path) -> dict[str, Any]:
+    exports, skipped = export_all(run.targets, settings, workdir, report)
+    result: dict[str, Any] = {"jobs": [e.job_id for e in exports], "skipped": skipped,
                               "effort": {str(e.job_id): job_effort(e, settings) for e in exports}}
     report("merging", {"jobs": len(exports)})
     labelled = settings.labelled_set
@@ -69,29 +95,39 @@ def execute(run: Run, settings: RunSettings, report: Report) -> dict[str, Any]:
     outcome = fine_tune_round(
         labelled.split_root("train"), labelled.split_root("val"), settings.registry,
         config=settings.config, iters=settings.iters, margin=settings.margin, metric=settings.metric,
-        on_progress=report)
+        on_progress=report, work_dir=workdir / "train")
     result["model"] = outcome.as_dict()
     result["metrics"] = {"candidate": outcome.candidate_metrics, "current": outcome.current_metrics}
     if outcome.promoted:
         result["notification"] = notify_sampler(settings, outcome.version.id, exports)
-    shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 
 def export_all(targets: dict[str, list[int]], settings: RunSettings, workdir: Path,
-               report: Report) -> list[ExportedJob]:
-    """Export every target job (tasks/projects: their jobs at the trigger) with one client."""
+               report: Report) -> tuple[list[ExportedJob], list[dict[str, Any]]]:
+    """Export every target job (tasks/projects: their jobs at the trigger) with one client.
+
+    A job CVAT no longer has (its task was deleted after the job was completed) is skipped and
+    returned as {"job", "reason"}, so one deletion does not cost the others' labels; any other
+    export failure still fails the run, and so does a run whose jobs are all gone.
+    """
     report("exporting", {})
     with connect(settings.cvat) as client:
         job_ids = resolve_jobs(client, targets, settings.trigger)
         if not job_ids:
             raise CalsError(f"no job to learn from in {targets} (jobs of tasks/projects count "
                             f"once they reach {settings.trigger})")
-        exports = []
+        exports, gone = [], []
         for done, job_id in enumerate(job_ids):
             report("exporting", {"jobs_done": done, "jobs_total": len(job_ids), "job": job_id})
-            exports.append(export_job(client, job_id, workdir, settings.schema))
-    return exports
+            try:
+                exports.append(export_job(client, job_id, workdir, settings.schema))
+            except JobGone as exc:
+                log.warning("skipping job %d: %s", job_id, exc)
+                gone.append({"job": job_id, "reason": str(exc)})
+    if not exports:
+        raise CalsError("every job of this run is gone from CVAT: " + "; ".join(g["reason"] for g in gone))
+    return exports, gone
 
 
 def resolve_jobs(client, targets: dict[str, list[int]], trigger: JobTrigger) -> list[int]:

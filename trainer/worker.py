@@ -1,8 +1,10 @@
 """The one background worker: claims a run from the queue, executes it, records the outcome.
 
 One thread per process (gunicorn runs one worker process), so one training at a time. At start
-it recovers runs a dead process left `running`. A run's failure is recorded on the run; the
-registry's current model changes only at the end of a successful round.
+it recovers runs a dead process left `running` and removes their leftover files (work folders,
+registry staging dirs, half-merged labelled-set images), before it claims any run. A run's
+failure is recorded on the run; the registry's current model changes only at the end of a
+successful round.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from flask import Flask
 
 from cals.errors import CalsError
 from cals.run_queue import Run, RunQueue
-from cals.training_run import RunSettings, execute
+from cals.training_run import RunSettings, clean_leftovers, execute
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,13 @@ class Worker:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
+        """Requeue runs a dead process left running and remove their leftovers, then start."""
         for run in self.queue.recover():
             log.warning("re-queued the work of an interrupted run as run %d", run.id)
+        try:
+            clean_leftovers(self.settings)
+        except Exception:  # noqa: BLE001 - leftovers cost disk space, not correctness: still serve
+            log.exception("could not remove the leftovers of interrupted runs")
         self._thread = threading.Thread(target=self._loop, name="cals-trainer-worker", daemon=True)
         self._thread.start()
 

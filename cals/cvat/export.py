@@ -27,6 +27,10 @@ class ExportError(CalsError):
     """A job could not be exported from CVAT, or its export is unusable."""
 
 
+class JobGone(ExportError):
+    """CVAT answers 404 for the job: it (its task) was deleted. A run skips it, see training_run."""
+
+
 @dataclass(frozen=True)
 class ExportedJob:
     """A job's final labels: COCO in schema order; `images` maps a frame name to its file."""
@@ -50,8 +54,8 @@ def export_job(client, job_id: int, workdir: str | os.PathLike, schema: Schema) 
         job = client.jobs.retrieve(int(job_id))
         job.export_dataset(COCO_KEYPOINTS, archive, include_images=True)
     except ApiException as exc:
-        raise ExportError(f"export of job {job_id} failed: CVAT answered HTTP {exc.status} "
-                          f"{exc.reason}") from None
+        kind = JobGone if exc.status == 404 else ExportError
+        raise kind(f"export of job {job_id} failed: CVAT answered HTTP {exc.status} {exc.reason}") from None
     except (BackgroundRequestException, OSError) as exc:
         raise ExportError(f"export of job {job_id} failed: {exc}") from None
     extract(archive, folder / "content")

@@ -7,7 +7,9 @@ the trainer. What makes it safe to call again and again:
 - frames already in any "round N" task of the project are excluded (read from CVAT each time);
 - the newest round opened with the same model version is returned instead of a new one;
 - callers in threads and processes serialise on a lock file per project;
-- any failure after the task exists deletes the task: no half-created round is left.
+- any failure after the task exists deletes the task: no half-created round is left;
+- a round killed half-way (SIGKILL, power loss) is cleaned up by the next call, never a person's
+  work (cvat/round_orphans.py).
 """
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ import numpy as np
 from cvat_sdk.api_client import models
 
 from cals import preannotations
+from cals.cvat.coco_upload import import_coco
 from cals.cvat.pool import project_tasks
+from cals.cvat.round_orphans import MARKER_COCO, clear_orphans, remove_marker, write_json, write_marker
 from cals.errors import CalsError
 from cals.pools import Pool, PoolItem
 from cals.ranking import Ranked, rank
@@ -36,7 +40,6 @@ from cals.strategies import PoolStrategy, Strategy
 
 log = logging.getLogger(__name__)
 ROUND_NAME = re.compile(r"^round (\d+)$")
-COCO_FORMAT = "COCO Keypoints 1.0"
 
 
 @dataclass
@@ -78,7 +81,7 @@ def open_round(client, spec: RoundSpec, pool: Pool, scorer: Scorer, strategy: St
     spec.check()
     folder = Path(data_dir) / "sampler" / "rounds" / f"project-{spec.project_id}"
     with _project_lock(folder):
-        rounds = round_tasks(client, spec.project_id)
+        rounds = clear_orphans(client, round_tasks(client, spec.project_id), folder)
         existing = _same_version_round(rounds, folder, scorer.predictor.version_id)
         if existing is not None:
             log.info("round %d (task %d) was already opened with %s; not opening another",
@@ -129,22 +132,26 @@ def _create(client, spec: RoundSpec, number: int, pool: Pool, scorer: Scorer, st
     items = _items_by_name(pool, set(names))
     with tempfile.TemporaryDirectory(prefix="cals-round-") as tmp:
         frames = _write_frames(pool, [items[n] for n in names], Path(tmp), scorer)
+        marker = {"number": number, "frames": names, "task_id": None}
+        write_marker(folder, marker)
         task = client.tasks.create(models.TaskWriteRequest(name=f"round {number}", project_id=spec.project_id))
         log.info("created task %d %r; uploading %d frames in %d jobs", task.id, task.name, len(names), len(jobs))
         try:
+            write_marker(folder, marker := {**marker, "task_id": task.id})
             task.upload_data([Path(tmp) / n for n in names], params={"job_file_mapping": jobs})
             _check_order(task, names)
             coco = round_coco(frames, scorer.predictor.schema)
-            ann = Path(tmp) / "preannotations.json"
-            ann.write_text(json.dumps(coco))
-            task.import_annotations(COCO_FORMAT, ann)
+            write_json(folder / MARKER_COCO, coco)
+            import_coco(task, coco)
+            write_marker(folder, {**marker, "imported": True})
             result = RoundResult(number, task.id, True, scorer.predictor.version_id, strategy.cache_id,
                                  names, jobs, [asdict(r) for r in chosen], str(folder))
-            _write_record(folder, result)
             preannotations.record(data_dir / "preannotations", task.id, coco)
+            _write_record(folder, result)  # last: the record is what makes the round complete
         except BaseException:
             _delete_task(client, task.id, folder)
             raise
+        remove_marker(folder)
         _reports(folder, result, frames, Path(tmp), scorer.predictor.schema)
     log.info("opened round %d as task %d with %d frames", number, task.id, len(names))
     return result
@@ -192,10 +199,7 @@ def _check_order(task, names: list[str]) -> None:
 
 
 def _write_record(folder: Path, result: RoundResult) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "round.json.tmp"
-    tmp.write_text(json.dumps({k: v for k, v in result.to_json().items() if k != "created"}, indent=2))
-    tmp.replace(folder / "round.json")
+    write_json(folder / "round.json", {k: v for k, v in result.to_json().items() if k != "created"})
 
 
 def _delete_task(client, task_id: int, folder: Path) -> None:
@@ -205,7 +209,10 @@ def _delete_task(client, task_id: int, folder: Path) -> None:
         log.warning("deleted half-created round task %d", task_id)
     except Exception as exc:  # noqa: BLE001 - the original error is what the caller must see
         log.error("could not delete half-created round task %d (%s); delete it in CVAT", task_id, exc)
+        (folder / "round.json").unlink(missing_ok=True)
+        return  # the marker stays: the next call finds the task and deletes it
     (folder / "round.json").unlink(missing_ok=True)
+    remove_marker(folder)
 
 
 @contextlib.contextmanager

@@ -71,8 +71,10 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cp
     if not dataset.coco["annotations"]:
         raise CalsError(f"{data_root}: no annotations to train on")
     mm_imports.setup()
-    with tempfile.TemporaryDirectory(prefix="cals-train-") as tmp:
-        work = Path(work_dir or tmp)
+    # a caller's work_dir (the trainer's run folder) is cleaned by the caller, also after a kill
+    scratch = contextlib.nullcontext(work_dir) if work_dir else tempfile.TemporaryDirectory(prefix="cals-train-")
+    with scratch as tmp:
+        work = Path(tmp)
         cfg = build_config(config, schema, data_root=Path(data_root).resolve(), epochs=epochs,
                            iters=iters, work_dir=work)
         if source is not None:

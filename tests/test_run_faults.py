@@ -1,0 +1,161 @@
+"""Faults on the CVAT and trainer side that must lose nothing and block nothing:
+a job deleted in CVAT before its run exports it fails only itself; a run killed mid-way leaves no
+work folder, registry staging dir or half-merged labels once the trainer starts again, and its
+requeued run succeeds."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cals.registry import Registry
+from cals.run_queue import RunQueue
+from tests.trainer_helpers import make_task, wait_for_run
+from trainer import create_app
+
+NAMES = [f"{i:06d}.jpg" for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> Path:
+    from cals.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("run-faults-frames")
+    generate_dataset(root, len(NAMES), seed=41, progress=False, workers=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def base_registry(frames, tmp_path_factory) -> Path:
+    """A promoted model of a few iterations: the current model each test starts from."""
+    from cals.model.train import train
+
+    registry = Registry(tmp_path_factory.mktemp("run-faults-registry"))
+    registry.promote(train(frames, registry, iters=5, progress=False).id, reason="test base")
+    return registry.root
+
+
+@pytest.fixture
+def config(cvat_server, base_registry, tmp_path) -> dict:
+    import shutil
+
+    registry = shutil.copytree(base_registry, tmp_path / "registry")
+    return {"CVAT_URL": cvat_server.url, "CVAT_USER": cvat_server.user, "CVAT_PASSWORD": cvat_server.password,
+            "CVAT_POLL_SECONDS": "0.05", "WEBHOOK_SECRET": "whsec-" + "f" * 24, "API_TOKEN": "token-faults",
+            "REGISTRY": str(registry), "DATA": str(tmp_path / "data"), "TRAIN_ITERS": "3",
+            "PROMOTE_MARGIN": "1.0", "WORKER_POLL_SECONDS": "0.1"}
+
+
+def post_run(client, jobs: list[int]) -> dict:
+    response = client.post("/train", json={"jobs": jobs}, headers={"Authorization": "Bearer token-faults"})
+    assert response.status_code == 202, response.get_json()
+    return wait_for_run(client, response.get_json()["id"], timeout=300)
+
+
+def test_a_job_deleted_in_cvat_is_skipped_and_the_others_are_learned(
+        cvat_client, project, frames, config, tmp_path):
+    kept = make_task(cvat_client, project.id, frames, NAMES[:3], tmp_path)
+    gone = make_task(cvat_client, project.id, frames, NAMES[3:], tmp_path)
+    (kept_job,), (gone_job,) = kept.get_jobs(), gone.get_jobs()
+    gone.remove()  # a job cannot be deleted alone in CVAT: deleting its task is how it disappears
+
+    app = create_app(config)
+    client = app.test_client()
+    try:
+        run = post_run(client, [kept_job.id, gone_job.id])
+        alone = post_run(client, [gone_job.id])
+    finally:
+        app.extensions["cals_worker"].stop(30)
+
+    assert run["state"] == "succeeded", run["error"]
+    assert run["result"]["jobs"] == [kept_job.id]
+    (skipped,) = run["result"]["skipped"]
+    assert skipped["job"] == gone_job.id and "HTTP 404" in skipped["reason"]
+    assert run["result"]["labelled_set"]["new_frames"] == 3 and run["result"]["model"]["version"]
+    assert alone["state"] == "failed"
+    assert "every job of this run is gone" in alone["error"] and f"job {gone_job.id}" in alone["error"]
+
+
+KILLED_RUN = """
+import json, os, signal, sys
+from pathlib import Path
+config, point = json.loads(sys.argv[1]), sys.argv[2]
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if point == "merge":  # images copied, annotations.json not yet switched
+    import cals.labelled_set
+    cals.labelled_set.write_coco = die
+else:  # a candidate version fully staged in the registry, not yet renamed into versions/
+    import cals.registry
+    real = os.rename
+    cals.registry.os.rename = lambda src, dst: die() if Path(dst).parent.name == "versions" else real(src, dst)
+from trainer import create_app
+create_app({**config, "WORKER": "0"}).extensions["cals_worker"].run_once()
+"""
+
+
+@pytest.mark.parametrize("point", ["merge", "register"])
+def test_a_killed_run_leaves_nothing_behind_and_its_retry_succeeds(
+        cvat_client, project, frames, config, tmp_path, point):
+    task = make_task(cvat_client, project.id, frames, NAMES[:3], tmp_path)
+    (job,) = task.get_jobs()
+    data, registry_root = Path(config["DATA"]), Path(config["REGISTRY"])
+    before = Registry(registry_root)
+    current, versions = before.current().id, [v.id for v in before.list()]
+    run = RunQueue(data / "queue.sqlite3").request_run({"jobs": [job.id]}, "test")
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_RUN), json.dumps(config), point],
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr.decode()[-3000:]
+    assert list((data / "runs").glob("run-*")), "the killed run should have left its work folder"
+    assert leftovers(data, registry_root), "the kill should have left staging files"
+
+    app = create_app(config)  # the trainer starts again: recover, clean, retry
+    client = app.test_client()
+    try:
+        old = client.get(f"/runs/{run.id}").get_json()
+        retry = next(r for r in client.get("/runs").get_json()["runs"]
+                     if r["trigger"] == f"retry of interrupted run {run.id}")
+        done = wait_for_run(client, retry["id"], timeout=300)
+    finally:
+        app.extensions["cals_worker"].stop(30)
+
+    assert old["state"] == "interrupted"
+    assert done["state"] == "succeeded", done["error"]
+    assert done["result"]["labelled_set"]["sizes"]["train"]["images"] + \
+        done["result"]["labelled_set"]["sizes"]["val"]["images"] == 3
+    assert leftovers(data, registry_root) == []
+    after = Registry(registry_root)
+    assert [v.id for v in after.list()][:len(versions)] == versions and len(after.list()) == len(versions) + 1
+    assert after.get(current).checkpoint.is_file()
+
+
+def leftovers(data: Path, registry_root: Path) -> list[Path]:
+    """Run folders, registry staging dirs/files and labelled-set files no annotations.json lists."""
+    found = [*(data / "runs").glob("run-*"), *registry_root.glob(".tmp-*"), *registry_root.glob(".*.tmp")]
+    for split in ("train", "val"):
+        root = data / "labelled" / split
+        doc = root / "annotations.json"
+        kept = {im["file_name"] for im in json.loads(doc.read_text())["images"]} if doc.is_file() else set()
+        found += [p for p in (root / "images").glob("*") if p.name not in kept]
+        found += list(root.glob("*.tmp"))
+    return found
+
+
+def test_registry_cleaning_waits_for_no_writer_and_keeps_versions(tmp_path):
+    registry = Registry(tmp_path / "registry")
+    source = tmp_path / "checkpoint.pth"
+    source.write_bytes(b"weights")
+    version = registry.promote(registry.add({"checkpoint.pth": source}, meta={}).id)
+    staged = registry.root / ".tmp-killed"
+    staged.mkdir()
+    (staged / "checkpoint.pth").write_bytes(b"half")
+    with registry._staging(exclusive=False):  # another process is staging a version right now
+        assert registry.clean_staging() == [] and staged.is_dir()
+    assert registry.clean_staging() == [staged] and not staged.exists()
+    assert registry.current().id == version.id and registry.get(version.id).checkpoint.read_bytes() == b"weights"
