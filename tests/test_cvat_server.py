@@ -281,6 +281,15 @@ def test_import_coco_keypoints_then_export_job_gives_same_points(cvat_client, pr
         assert archive.read("images/default/p3.png") == paths[3].read_bytes()
 
 
+def test_a_task_without_data_has_no_annotations_to_read(cvat_client, project):
+    """A round killed before its upload leaves such a task: CVAT refuses to read its annotations."""
+    task = cvat_client.tasks.create(models.TaskWriteRequest(name="no data yet", project_id=project.id))
+    with pytest.raises(exceptions.ApiException) as err:
+        task.get_annotations()
+    assert err.value.status == 400
+    assert cvat_client.jobs.list(task_id=task.id) == []
+
+
 def test_import_into_a_job_touches_only_its_frames(cvat_client, project, spine_label, tmp_path):
     names = ["q0.png", "q1.png"]
     paths = make_images(tmp_path, names)

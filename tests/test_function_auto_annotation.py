@@ -35,7 +35,7 @@ def spine_task(cvat_client, schema, synthetic, tmp_path):
     cvat_client.projects.remove_by_ids([project.id])
 
 
-def test_annotate_task_writes_scored_skeletons(cvat_client, spine_task, trained, schema):
+def test_annotate_task_writes_scored_skeletons(cvat_client, cvat_server, spine_task, trained, schema):
     task, gt = spine_task
     function = create(str(trained[0].root), str(DETECTOR), point_threshold=0.0)
     annotate_task(cvat_client, task.id, function, clear_existing=True)
@@ -50,9 +50,12 @@ def test_annotate_task_writes_scored_skeletons(cvat_client, spine_task, trained,
         assert labels[shape.label_id].name == schema.label and shape.type.value == "skeleton"
         names = [sublabel_names[e.label_id] for e in shape.elements]
         assert sorted(names) == sorted(schema.names)
-        assert 0 < shape.score <= 1  # the detector's score travels with the skeleton
-        scores = [e.score for e in shape.elements]
-        assert len(set(scores)) > 1 and all(0 <= s <= 1 for s in scores)  # per-point model scores
+        # CVAT 2.23 stores no scores (its shapes have no `score`); the stand-in answers as 2.80, which keeps them
+        assert "score" in shape or cvat_server.real
+        if "score" in shape:
+            assert 0 < shape.score <= 1  # the detector's score travels with the skeleton
+            scores = [e.score for e in shape.elements]
+            assert len(set(scores)) > 1 and all(0 <= s <= 1 for s in scores)  # per-point model scores
         points = dict(zip(names, (e.points for e in shape.elements)))
         pred = np.array([points[n] for n in schema.names])
         for ann in gt[frames[shape.frame]]:

@@ -14,7 +14,7 @@ import pytest
 
 from cals.registry import Registry
 from cals.run_queue import RunQueue
-from tests.trainer_helpers import make_task, wait_for_run
+from tests.trainer_helpers import generated_frames, make_task, small_current_model, wait_for_run
 from trainer import create_app
 
 NAMES = [f"{i:06d}.jpg" for i in range(6)]
@@ -22,21 +22,13 @@ NAMES = [f"{i:06d}.jpg" for i in range(6)]
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory) -> Path:
-    from cals.synth import generate_dataset
-
-    root = tmp_path_factory.mktemp("run-faults-frames")
-    generate_dataset(root, len(NAMES), seed=41, progress=False, workers=1)
-    return root
+    return generated_frames(tmp_path_factory.mktemp("run-faults-frames"), len(NAMES), seed=41)
 
 
 @pytest.fixture(scope="module")
 def base_registry(frames, tmp_path_factory) -> Path:
     """A promoted model of a few iterations: the current model each test starts from."""
-    from cals.model.train import train
-
-    registry = Registry(tmp_path_factory.mktemp("run-faults-registry"))
-    registry.promote(train(frames, registry, iters=5, progress=False).id, reason="test base")
-    return registry.root
+    return small_current_model(frames, tmp_path_factory.mktemp("run-faults-registry"), iters=5)
 
 
 @pytest.fixture

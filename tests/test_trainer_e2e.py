@@ -18,8 +18,8 @@ from cvat_sdk import models
 
 from cals import preannotations
 from cals.registry import Registry
-from tests.trainer_helpers import (HttpClient, damaging_proxy, ground_truth, make_task, serve,
-                                   wait_for_run, zip_bytes)
+from tests.trainer_helpers import (HttpClient, damaging_proxy, generated_frames, ground_truth, make_task, serve,
+                                   small_current_model, wait_for_run, zip_bytes)
 from trainer import create_app
 
 SECRET = "whsec-" + "e" * 24
@@ -29,22 +29,13 @@ NAMES = [f"{i:06d}.jpg" for i in range(10)]
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory) -> Path:
-    from cals.synth import generate_dataset
-
-    root = tmp_path_factory.mktemp("trainer-e2e-frames")
-    generate_dataset(root, len(NAMES), seed=23, progress=False, workers=1)
-    return root
+    return generated_frames(tmp_path_factory.mktemp("trainer-e2e-frames"), len(NAMES), seed=23)
 
 
 @pytest.fixture(scope="module")
 def base_registry(frames, tmp_path_factory) -> Path:
-    """A small promoted model (10 iterations on the frames): the "current" each test starts from.
-    (The session's `trained` fixture costs 300 iterations; these tests only need a current model.)"""
-    from cals.model.train import train
-
-    registry = Registry(tmp_path_factory.mktemp("trainer-base-registry"))
-    registry.promote(train(frames, registry, iters=10, progress=False).id, reason="test base")
-    return registry.root
+    """The "current" model each test starts from (10 iterations on the frames)."""
+    return small_current_model(frames, tmp_path_factory.mktemp("trainer-base-registry"), iters=10)
 
 
 @pytest.fixture

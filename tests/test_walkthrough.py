@@ -57,14 +57,17 @@ def annotate_and_complete_job_1(cvat_client, task, frames: Path, tmp_path: Path)
 
 
 def wait_for_round(cvat_client, project_id: int, number: int, urls: tuple[str, str], timeout: float = 240):
+    """The round's task once the sampler has finished opening it (frames and pre-annotations in: an
+    annotator's import before that collides with the sampler's, 409 "Import job already exists")."""
+    trainer_url, sampler_url = urls
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        opened = [j["result"]["task_id"] for j in HttpClient(sampler_url).get("/jobs").get_json()
+                  if j["state"] == "done" and (j.get("result") or {}).get("number") == number]
         tasks = round_tasks(cvat_client, project_id)
-        # a task whose data is still uploading has no `size` yet (CVAT 2.23 omits the field)
-        if number in tasks and getattr(tasks[number], "size", None) == ROUND:
+        if number in tasks and tasks[number].id in opened:
             return tasks[number]
         time.sleep(0.5)
-    trainer_url, sampler_url = urls
     raise AssertionError(f"round {number} was not opened within {timeout} s; trainer runs: "
                          f"{HttpClient(trainer_url).get('/runs').get_json()}; sampler jobs: "
                          f"{HttpClient(sampler_url).get('/jobs').get_json()}")

@@ -22,6 +22,25 @@ from cals.cvat.coco_upload import import_coco
 COCO_KP = "COCO Keypoints 1.0"
 
 
+def generated_frames(root: Path, count: int, seed: int) -> Path:
+    """`count` generated people images with ground truth, named 000000.jpg, 000001.jpg, ..."""
+    from cals.synth import generate_dataset
+
+    generate_dataset(root, count, seed=seed, progress=False, workers=1)
+    return root
+
+
+def small_current_model(frames: Path, root: Path, iters: int) -> Path:
+    """A registry whose current model trained `iters` iterations on `frames`: enough for tests that
+    need a current model, not a good one (the session's `trained` fixture costs 300 iterations)."""
+    from cals.model.train import train
+    from cals.registry import Registry
+
+    registry = Registry(root)
+    registry.promote(train(frames, registry, iters=iters, progress=False).id, reason="test base")
+    return registry.root
+
+
 def ground_truth(dataset: Path, names: list[str]) -> dict[str, Any]:
     """The COCO document of `names` (frame file names) from a generated dataset."""
     coco = json.loads((dataset / "annotations.json").read_text())

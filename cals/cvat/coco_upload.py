@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import uuid
 from pathlib import Path
 
 COCO_FORMAT = "COCO Keypoints 1.0"
@@ -24,6 +25,8 @@ def cvat_coco(coco: dict) -> dict:
 def import_coco(target, coco: dict) -> None:
     """Replace `target`'s (a cvat-sdk task or job) annotations with the document's people."""
     with tempfile.TemporaryDirectory(prefix="cals-coco-") as tmp:
-        path = Path(tmp) / "person_keypoints.json"
+        # a fresh name each time: CVAT 2.23 refuses an upload named like one it still keeps for the
+        # task (409 "File with same name already exists"), e.g. a second import into a round task
+        path = Path(tmp) / f"person_keypoints-{uuid.uuid4().hex[:12]}.json"
         path.write_text(json.dumps(cvat_coco(coco)))
         target.import_annotations(COCO_FORMAT, path)

@@ -113,6 +113,8 @@ def replace_shapes(sc: Scope, new: list[dict[str, Any]], *, keep_existing: bool 
 
 def get_annotations(kind: str, obj_id: int):
     sc = scope(kind, obj_id)
+    if not sc.task.frames:  # CVAT 2.23 refuses to read a task whose data never arrived
+        raise bad_request("Exporting annotations from a task without data is not allowed")
     return jsonify(_labeled_data(sc, sc.shapes()))
 
 
