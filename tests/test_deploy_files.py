@@ -174,7 +174,22 @@ def test_services_join_cvats_network(compose, deploy_sh):
     assert network["external"] is True
     assert default(network["name"], "CALS_NUCLIO_NETWORK") == shell_default(deploy_sh, "CALS_NUCLIO_NETWORK")
     for name in SERVICES:
-        assert compose["services"][name]["networks"] == ["cvat"]
+        assert list(compose["services"][name]["networks"]) == ["cvat"]
+
+
+def test_cvat_reaches_the_trainer_at_an_address_it_accepts_as_a_webhook_target(compose):
+    """.env.example's CALS_TRAINER_URL is the trainer's alias on CVAT's network, and CVAT's URL
+    validation (a Django URLField) takes it; "cals-trainer" alone it refuses."""
+    from urllib.parse import urlsplit
+
+    from cals import env_file
+    from cals.cvat.project_setup import url_problem, webhook_url
+
+    trainer_url = env_file.read(ROOT / "deploy" / ".env.example")["CALS_TRAINER_URL"]
+    aliases = compose["services"]["cals-trainer"]["networks"]["cvat"]["aliases"]
+    assert urlsplit(trainer_url).hostname in aliases
+    assert url_problem(webhook_url(trainer_url)) is None
+    assert url_problem("http://cals-trainer:8010/webhooks/cvat") is not None
 
 
 def test_ports_healthchecks_and_urls_match_the_apps(compose, routes, ports):
