@@ -67,7 +67,8 @@ def cmd_train(args) -> None:
 
     registry = _registry(args)
     version = train(args.data, registry, config=args.config, schema=_schema(args),
-                    epochs=args.epochs, iters=args.iters, init=args.init, val_root=args.val)
+                    epochs=args.epochs, iters=args.iters, init=args.init, val_root=args.val,
+                    batch_size=args.batch_size)
     if args.promote or registry.current() is None:
         registry.promote(version.id, reason="cals train --promote" if args.promote else "first model")
     print(version.id)
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     sched = t.add_mutually_exclusive_group()
     sched.add_argument("--epochs", type=int, help="train for E epochs instead of the config's schedule")
     sched.add_argument("--iters", type=int, help="train for N iterations instead of the config's schedule")
+    t.add_argument("--batch-size", type=int, help="images per training step (default: the config's)")
     t.add_argument("--init", help="registry version id, 'current', or a checkpoint path/URL (COCO-17 ok)")
     t.add_argument("--val", help="validation dataset folder; its metrics are stored with the version")
     t.add_argument("--promote", action="store_true", help="make the new version current (the first one always is)")

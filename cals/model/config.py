@@ -30,7 +30,7 @@ def config_path(name: str) -> Path:
 
 def build_config(name: str, schema: Schema, *, data_root: str | os.PathLike | None = None,
                  epochs: int | None = None, iters: int | None = None,
-                 work_dir: str | os.PathLike | None = None) -> Config:
+                 work_dir: str | os.PathLike | None = None, batch_size: int | None = None) -> Config:
     """Load a config and make it match the schema (point count, metainfo) and the data.
 
     `epochs` or `iters` override the config's schedule; LR schedulers are
@@ -48,6 +48,10 @@ def build_config(name: str, schema: Schema, *, data_root: str | os.PathLike | No
         cfg.train_dataloader.dataset.data_prefix = dict(img=f"{IMAGES}/")
     if work_dir is not None:
         cfg.work_dir = str(work_dir)
+    if batch_size is not None:
+        if batch_size < 1:
+            raise CalsError(f"batch size must be positive, got {batch_size}")
+        cfg.train_dataloader.batch_size = batch_size
     if epochs is not None or iters is not None:
         _set_schedule(cfg, epochs=epochs, iters=iters)
     return cfg
@@ -82,8 +86,8 @@ def _scaled_schedule(schedulers: list, total: int, by_epoch: bool) -> list:
             warm["end"] = begin = max(1, min(warm["end"], total // 10))
         out.append(warm)
     if cosine is not None:
-        cosine.update(begin=begin, end=total, T_max=max(1, total - begin), by_epoch=by_epoch)
-        if by_epoch:
-            cosine["convert_to_iter_based"] = True
+        # per-iteration steps either way; mmengine converts only epoch-based schedulers
+        cosine.update(begin=begin, end=total, T_max=max(1, total - begin), by_epoch=by_epoch,
+                      convert_to_iter_based=by_epoch)
         out.append(cosine)
     return out

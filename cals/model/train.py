@@ -57,7 +57,8 @@ def resolve_init(spec: str | None, registry: Registry) -> InitSource | None:
 def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cpu",
           schema: Schema | None = None, epochs: int | None = None, iters: int | None = None,
           init: str | None = None, val_root: str | os.PathLike | None = None,
-          progress: bool = True, work_dir: str | os.PathLike | None = None) -> Version:
+          progress: bool = True, work_dir: str | os.PathLike | None = None,
+          batch_size: int | None = None) -> Version:
     """Train on a COCO dataset folder and add the model to the registry (not promoted).
 
     `init`: a registry version id (or "current") to fine-tune, or a checkpoint
@@ -76,7 +77,7 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cp
     with scratch as tmp:
         work = Path(tmp)
         cfg = build_config(config, schema, data_root=Path(data_root).resolve(), epochs=epochs,
-                           iters=iters, work_dir=work)
+                           iters=iters, work_dir=work, batch_size=batch_size)
         if source is not None:
             cfg.load_from = str(init_checkpoint(cfg, schema, source, work))
         hook, state, seconds = _run(cfg, progress)
@@ -109,19 +110,33 @@ def init_checkpoint(cfg, schema: Schema, source: InitSource, work: Path) -> Path
     """Write a checkpoint whose tensors match this model, mapping keypoints by name."""
     from mmpose.registry import MODELS
 
+    model = MODELS.build(cfg.model)
+    path = source.version.checkpoint if source.version is not None else fetch(source.spec)
+    state, meta = load_checkpoint(path)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
     if source.version is not None:
-        state, meta = load_checkpoint(source.version.checkpoint)
         names = load_schema(source.version.schema).names
     else:
-        state, meta = load_checkpoint(fetch(source.spec))
-        head = [v for k, v in state.items() if k.startswith("head.") and v.ndim]
-        names = source_keypoint_names(meta, head[-1].shape[0] if head else 0)
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    target = MODELS.build(cfg.model).state_dict()
+        names = source_keypoint_names(meta, keypoint_count(state, model, source.spec))
+    target = model.state_dict()
     adapted, report = adapt_state_dict(state, names, target, schema.names)
     if report["copied"] + report["keypoint_mapped"] == 0:
         raise CalsError(f"--init {source.spec}: no weights fit this model (config {cfg.filename})")
     return save_checkpoint(adapted, work / "init.pth", {"init_report": report})
+
+
+def keypoint_count(state: dict, model, spec: str) -> int:
+    """Keypoints of a checkpoint, read from the tensor of this model's keypoint layer: the head's
+    `final_layer` (one output channel per point) in mmpose's heatmap and SimCC heads alike, whatever
+    order the checkpoint lists its tensors in (a SimCC head's last tensors are `cls_x`/`cls_y`)."""
+    layer = getattr(getattr(model, "head", None), "final_layer", None)
+    names = [f"head.final_layer.{n}" for n, _ in layer.named_parameters()] if layer is not None else []
+    key = next((n for n in names if n.endswith("weight")), None)
+    if key is None:
+        raise CalsError(f"--init {spec}: this model's head has no keypoint layer (head.final_layer)")
+    if key not in state:
+        raise CalsError(f"--init {spec}: the checkpoint has no {key}: is it a checkpoint of this architecture?")
+    return int(state[key].shape[0])
 
 
 def _version_meta(config: str, schema: Schema, summary: dict, source: InitSource | None,
