@@ -3,6 +3,7 @@ pool task (`cals pool-task`): the first steps of the README walkthrough."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,8 @@ def test_pool_task_carries_the_labelled_body_points_into_cvat(synthetic, schema,
     data = tmp_path / "pool-data"
     assert main(["import-coco", "--annotations", str(src), "--images", str(synthetic / "val" / "images"),
                  "--out", str(data)]) == 0
-    project, _ = ensure_project(cvat_client, schema, name="pool-task-test")
+    # a name of its own: a real CVAT keeps the projects of earlier runs
+    project, _ = ensure_project(cvat_client, schema, name=f"pool-task-test-{uuid.uuid4().hex[:8]}")
     env = tmp_path / ".env"
     env.write_text(f"CALS_CVAT_URL={cvat_server.url}\nCALS_CVAT_USER={cvat_server.user}\n"
                    f"CALS_CVAT_PASSWORD={cvat_server.password}\nCALS_PROJECT_ID={project.id}\n")
@@ -115,3 +117,4 @@ def test_pool_task_carries_the_labelled_body_points_into_cvat(synthetic, schema,
     assert main(["pool-task", "--data", str(data), "--env-file", str(env)]) == 1
     assert "already has a task named 'pool'" in capsys.readouterr().err
     assert env_file.read(env)["CALS_PROJECT_ID"] == str(project.id)
+    cvat_client.projects.remove_by_ids([project.id])

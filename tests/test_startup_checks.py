@@ -9,7 +9,6 @@ import pytest
 
 import sampler.__main__ as sampler_main
 import trainer.__main__ as trainer_main
-from cals.cvat.project_setup import ensure_project
 
 
 @pytest.fixture
@@ -34,9 +33,8 @@ def start(service: str) -> int:
 
 
 @pytest.mark.parametrize("service", ["trainer", "sampler"])
-def test_starts_when_all_is_right_and_warns_about_the_function(service, service_env, cvat_client, schema, nuclio,
+def test_starts_when_all_is_right_and_warns_about_the_function(service, service_env, cvat_client, project, nuclio,
                                                                 monkeypatch, caplog):
-    project, _ = ensure_project(cvat_client, schema, name=f"startup-{service}")
     monkeypatch.setenv("CALS_PROJECT_ID", str(project.id))
     with caplog.at_level(logging.INFO):
         assert start(service) == 0
