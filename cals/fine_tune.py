@@ -52,8 +52,6 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
     from cals.model.train import train
 
     report = on_progress or (lambda phase, info: None)
-    if work_dir is not None:
-        os.makedirs(work_dir, exist_ok=True)
     current = registry.current()
     config = _architecture(current, config)
     report("training", {})

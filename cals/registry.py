@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from cals.durable import fsync_dir, write_json_atomic, write_json_synced
 from cals.errors import CalsError
 
 log = logging.getLogger(__name__)
@@ -120,11 +121,11 @@ class Registry:
                     version_id = self._next_id()
                     record = {**meta, "id": version_id, "parent": parent, "created_at": _now(),
                               "files": {name: {"sha256": h} for name, h in hashes.items()}}
-                    _write_json_synced(tmp / _META, record)
-                    _fsync_dir(tmp)
+                    write_json_synced(tmp / _META, record)
+                    fsync_dir(tmp)
                     self._adopt(tmp, *tmp.iterdir())
                     os.rename(tmp, self.versions_dir / version_id)
-                    _fsync_dir(self.versions_dir)
+                    fsync_dir(self.versions_dir)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -159,7 +160,7 @@ class Registry:
             raise RegistryError(f"cannot change reserved meta fields {bad}")
         with self._locked():
             version = self.get(version_id)
-            _write_json_atomic(version.path / _META, {**version.meta, **fields}, owner=self._owner)
+            write_json_atomic(version.path / _META, {**version.meta, **fields}, owner=self._owner)
         return self.get(version_id)
 
     def promote(self, version_id: str, *, reason: str = "") -> Version:
@@ -191,7 +192,7 @@ class Registry:
             f.flush()
             os.fsync(f.fileno())
         self._adopt(self._history_file)
-        _write_json_atomic(self._current_file, {"id": version_id, "promoted_at": at}, owner=self._owner)
+        write_json_atomic(self._current_file, {"id": version_id, "promoted_at": at}, owner=self._owner)
 
     # ---- reading ----------------------------------------------------------
     def list(self) -> list[Version]:
@@ -322,13 +323,6 @@ def _copy_synced(src: Path, dst: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_json_synced(path: Path, data: Any) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _foreign_owner(root: Path) -> tuple[int, int] | None:
     """(uid, gid) of the registry folder when this process is root and the folder is not.
 
@@ -339,21 +333,3 @@ def _foreign_owner(root: Path) -> tuple[int, int] | None:
         return None
     st = root.stat()
     return None if st.st_uid == 0 else (st.st_uid, st.st_gid)
-
-
-def _write_json_atomic(path: Path, data: Any, *, owner: tuple[int, int] | None = None) -> None:
-    """Write next to `path`, then os.replace: readers see the old or the new file, never a mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    _write_json_synced(tmp, data)
-    if owner is not None:
-        os.chown(tmp, *owner)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
+from cals.durable import write_json_atomic
 from cals.errors import CalsError
 
 log = logging.getLogger(__name__)
@@ -124,9 +124,4 @@ def remove_marker(folder: Path) -> None:
 def write_json(path: Path, data) -> None:
     """Atomic and synced: the markers must survive the power loss they are there for."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    write_json_atomic(path, data)

@@ -73,6 +73,8 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cp
         raise CalsError(f"{data_root}: no annotations to train on")
     mm_imports.setup()
     # a caller's work_dir (the trainer's run folder) is cleaned by the caller, also after a kill
+    if work_dir:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
     scratch = contextlib.nullcontext(work_dir) if work_dir else tempfile.TemporaryDirectory(prefix="cals-train-")
     with scratch as tmp:
         work = Path(tmp)
