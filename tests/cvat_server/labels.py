@@ -60,7 +60,10 @@ def build_labels(store: Store, specs: Any) -> list[Label]:
         subs = spec.get("sublabels") or []
         if label.type == "skeleton" and not subs:
             raise bad_request("Skeleton label must have at least one sublabel", "labels")
-        label.sublabels = [_make_label(store, s, i, label.id) for i, s in enumerate(subs)]
+        made = [_make_label(store, s, i, label.id) for i, s in enumerate(subs)]
+        # CVAT lists (and exports) sublabels in database order, which need not be the order they were
+        # created in; listing them by name keeps code that indexes points by position from passing here.
+        label.sublabels = sorted(made, key=lambda s: s.name)
         if len({s.name for s in label.sublabels}) != len(label.sublabels):
             raise bad_request(f"Sublabel names of {label.name!r} must be unique", "labels")
         label.svg = _link_svg(spec.get("svg", ""), label.sublabels) if label.sublabels else ""
