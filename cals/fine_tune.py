@@ -41,7 +41,8 @@ class RoundOutcome:
 
 
 def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, registry: Registry, *,
-                    config: str = "cpu", iters: int | None = None, margin: float = DEFAULT_MARGIN,
+                    config: str = "cpu", iters: int | None = None, batch_size: int | None = None,
+                    margin: float = DEFAULT_MARGIN,
                     metric: str = DEFAULT_METRIC, on_progress: PhaseCallback | None = None,
                     work_dir: str | os.PathLike | None = None) -> RoundOutcome:
     """Train a candidate (from the current version when there is one), evaluate, maybe promote.
@@ -56,7 +57,7 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
     config = _architecture(current, config)
     report("training", {})
     with watch_training(lambda state: report("training", state)):
-        candidate = train(train_root, registry, config=config, iters=iters,
+        candidate = train(train_root, registry, config=config, iters=iters, batch_size=batch_size,
                           init=current.id if current else None, progress=False, work_dir=work_dir)
     report("evaluating", {"version": candidate.id})
     decision, cand_metrics, cur_metrics = evaluate_and_decide(

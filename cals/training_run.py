@@ -41,6 +41,7 @@ class RunSettings:
     trigger: JobTrigger = JobTrigger("state", "completed")
     config: str = "cpu"
     iters: int | None = None
+    batch_size: int | None = None  # None: the config's
     margin: float = DEFAULT_MARGIN
     metric: str = DEFAULT_METRIC
     val_fraction: float = DEFAULT_VAL_FRACTION
@@ -94,7 +95,7 @@ def _execute(run: Run, settings: RunSettings, report: Report, workdir: Path) -> 
     result["labelled_set"] = labelled.merge(exports, run_id=run.id).as_dict()
     outcome = fine_tune_round(
         labelled.split_root("train"), labelled.split_root("val"), settings.registry,
-        config=settings.config, iters=settings.iters, margin=settings.margin, metric=settings.metric,
+        config=settings.config, iters=settings.iters, batch_size=settings.batch_size, margin=settings.margin, metric=settings.metric,
         on_progress=report, work_dir=workdir / "train")
     result["model"] = outcome.as_dict()
     result["metrics"] = {"candidate": outcome.candidate_metrics, "current": outcome.current_metrics}

@@ -25,6 +25,7 @@ DEFAULTS: dict[str, str | None] = {
     "WEBHOOK_SECRET": None, "API_TOKEN": None, "REGISTRY": None, "DATA": None,
     "QUEUE_DB": None,  # default: $CALS_DATA/queue.sqlite3
     "JOB_TRIGGER": "state:completed", "TRAIN_CONFIG": "cpu", "TRAIN_ITERS": "100",
+    "TRAIN_BATCH_SIZE": None,  # default: the model config's
     "PROMOTE_MARGIN": "0.0", "PROMOTE_METRIC": "overall.AP", "VAL_FRACTION": "0.2",
     "EFFORT_TOLERANCE": "0.5", "SAMPLER_URL": None, "TRAINER_BIND": "0.0.0.0:8010",
     "WORKER": "1", "WORKER_POLL_SECONDS": "5",
@@ -77,6 +78,7 @@ def load(config: Mapping[str, Any]) -> TrainerSettings:
         cvat=cvat, registry=registry, data_root=data, schema=_checked("SCHEMA", load_schema),
         trigger=_checked("JOB_TRIGGER", lambda: JobTrigger.parse(str(config["JOB_TRIGGER"]))),
         config=str(config["TRAIN_CONFIG"]), iters=iters,
+        batch_size=int(_number(config, "TRAIN_BATCH_SIZE", 1)) if _opt(config, "TRAIN_BATCH_SIZE") else None,
         margin=_number(config, "PROMOTE_MARGIN", 0.0), metric=str(config["PROMOTE_METRIC"]),
         val_fraction=_number(config, "VAL_FRACTION", 0.0, 0.99),
         effort_tolerance=_number(config, "EFFORT_TOLERANCE", 0.0, 1.0),

@@ -17,6 +17,7 @@ import numpy as np
 from cals.errors import CalsError
 from cals.model import mm_imports
 from cals.model.checkpoint import load_checkpoint
+from cals.model.pose_network import pick_network
 from cals.model.prior import spine_prior
 from cals.schema import Schema, load_schema
 
@@ -42,33 +43,74 @@ def default_device() -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
+def load_model(version_dir: str | os.PathLike, *, device: str = "cpu"):
+    """The mmpose model of a version with its weights, its schema and its checkpoint meta."""
+    mm_imports.setup()
+    from mmpose.apis import init_model
+    from mmpose.datasets.datasets.utils import parse_pose_metainfo
+
+    version_dir = Path(version_dir)
+    schema = load_schema(version_dir / "schema.yaml")
+    state, meta = load_checkpoint(version_dir / "checkpoint.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = init_model(str(version_dir / "config.py"), None, device=device)
+    # A dumped config lists keypoint_info keys in string order (0, 1, 10, 11, ...), and mmpose
+    # derives flip_indices from that order: rebuild the metainfo from the schema instead, or
+    # the flip test averages each point with the wrong partner.
+    model.dataset_meta = parse_pose_metainfo(schema.mmpose_metainfo())
+    missing = model.load_state_dict(state, strict=False)
+    if missing.missing_keys:
+        raise CalsError(f"checkpoint of {version_dir.name} lacks {len(missing.missing_keys)} "
+                        f"weights, e.g. {missing.missing_keys[0]!r}")
+    return model.eval(), schema, meta
+
+
+def flip_test_setting() -> bool | None:
+    """$CALS_FLIP_TEST: 1 or 0; unset keeps the model config's choice (on for both CALS configs)."""
+    value = (os.environ.get("CALS_FLIP_TEST") or "").strip().lower()
+    if not value:
+        return None
+    if value not in ("0", "1", "true", "false", "on", "off"):
+        raise CalsError(f"CALS_FLIP_TEST={value!r}: use 1 or 0")
+    return value in ("1", "true", "on")
+
+
 class Predictor:
-    """A loaded model version. Build with `Predictor(version_dir)` or `Predictor.from_registry`."""
+    """A loaded model version. Build with `Predictor(version_dir)` or `Predictor.from_registry`.
+
+    All people of an image go through the network in one batch (with their mirrored crops when
+    the flip test is on), by ONNX Runtime or PyTorch (cals.model.pose_network).
+    """
 
     def __init__(self, version_dir: str | os.PathLike, *, device: str | None = None,
-                 version_id: str | None = None):
-        mm_imports.setup()
-        from mmpose.apis import init_model
+                 version_id: str | None = None, backend: str | None = None,
+                 flip_test: bool | None = None):
+        from mmengine.dataset import Compose
 
         version_dir = Path(version_dir)
         self.version_id = version_id or version_dir.name
-        self.schema: Schema = load_schema(version_dir / "schema.yaml")
-        state, meta = load_checkpoint(version_dir / "checkpoint.pth")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.model = init_model(str(version_dir / "config.py"), None, device=device or default_device())
-        # A dumped config lists keypoint_info keys in string order (0, 1, 10, 11, ...), and mmpose
-        # derives flip_indices from that order: rebuild the metainfo from the schema instead, or
-        # the flip test averages each point with the wrong partner.
-        from mmpose.datasets.datasets.utils import parse_pose_metainfo
-
-        self.model.dataset_meta = parse_pose_metainfo(self.schema.mmpose_metainfo())
-        missing = self.model.load_state_dict(state, strict=False)
-        if missing.missing_keys:
-            raise CalsError(f"checkpoint of {self.version_id} lacks {len(missing.missing_keys)} "
-                            f"weights, e.g. {missing.missing_keys[0]!r}")
-        self.model.eval()
+        device = device or default_device()
+        self.model, self.schema, meta = load_model(version_dir, device=device)
         self.spine_trained = bool(meta.get("spine_trained", True))
+        self.network = pick_network(self.model, version_dir, device, backend)
+        self.model.head.forward = _outputs_as_given  # head.predict decodes what the network returned
+        self.test_cfg = dict(self.model.test_cfg or {})
+        flip = flip_test_setting() if flip_test is None else flip_test
+        if flip is not None:
+            self.test_cfg["flip_test"] = flip
+        self._pipeline = Compose(self.model.cfg.test_dataloader.dataset.pipeline)
+        self._samples_meta = dict(self.model.dataset_meta)
+        logger.info("loaded %s: %s on %s, flip test %s", self.version_id, self.backend, device,
+                    "on" if self.flip_test else "off")
+
+    @property
+    def backend(self) -> str:
+        return self.network.name
+
+    @property
+    def flip_test(self) -> bool:
+        return bool(self.test_cfg.get("flip_test"))
 
     @classmethod
     def from_registry(cls, registry, version_id: str | None = None, *, device: str | None = None
@@ -82,17 +124,34 @@ class Predictor:
     def predict(self, image: np.ndarray | str | os.PathLike, boxes: np.ndarray,
                 *, distributions: bool = True) -> list[PersonPose]:
         """Pose of each person box (N, 4 as x1, y1, x2, y2) in a BGR image or image file."""
-        from mmpose.apis import inference_topdown
-
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if not len(boxes):
             return []
         if isinstance(image, (str, os.PathLike)):
             image = _read_image(image)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            samples = inference_topdown(self.model, image, boxes, bbox_format="xyxy")
+        samples = self._samples(image, boxes, distributions)
         return [self._person(s, box, distributions) for s, box in zip(samples, boxes)]
+
+    def _samples(self, image: np.ndarray, boxes: np.ndarray, distributions: bool) -> list:
+        """mmpose's TopdownPoseEstimator.predict, with the network swapped and one batch for the flips."""
+        import torch
+        from mmengine.dataset import pseudo_collate
+
+        one = np.ones(1, dtype=np.float32)
+        batch = pseudo_collate([self._pipeline({"img": image, "bbox": box[None], "bbox_score": one,
+                                                **self._samples_meta}) for box in boxes])
+        with torch.no_grad():
+            data = self.model.data_preprocessor(batch, False)
+            inputs, data_samples = data["inputs"], data["data_samples"]
+            test_cfg = {**self.test_cfg, "output_heatmaps": distributions}
+            if test_cfg.get("flip_test"):
+                outputs = self.network(torch.cat([inputs, inputs.flip(-1)]))
+                feats = _split(outputs, len(inputs))
+            else:
+                feats = self.network(inputs)
+            preds = self.model.head.predict(feats, data_samples, test_cfg=test_cfg)
+        instances, fields = preds if isinstance(preds, tuple) else (preds, None)
+        return self.model.add_pred_to_datasample(instances, fields, data_samples)
 
     def _person(self, sample, box: np.ndarray, with_dists: bool) -> PersonPose:
         inst = sample.pred_instances
@@ -102,6 +161,17 @@ class Predictor:
             kpts, scores = spine_prior(kpts, scores, self.schema)
         dists = _distributions(sample) if with_dists else {}
         return PersonPose(bbox=box, keypoints=kpts, scores=scores, distributions=dists)
+
+
+def _outputs_as_given(outputs):
+    return outputs
+
+
+def _split(outputs, n: int) -> list:
+    """[plain, mirrored] from the outputs of one batch that holds both."""
+    if isinstance(outputs, tuple):
+        return [tuple(o[:n] for o in outputs), tuple(o[n:] for o in outputs)]
+    return [outputs[:n], outputs[n:]]
 
 
 def _distributions(sample) -> dict[str, np.ndarray]:

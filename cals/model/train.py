@@ -26,6 +26,8 @@ from cals.model import mm_imports
 from cals.model.checkpoint import adapt_state_dict, fetch, load_checkpoint, save_checkpoint, \
     source_keypoint_names
 from cals.model.config import build_config, config_path
+from cals.model.onnx_export import export_onnx
+from cals.model.pose_network import ONNX_FILE
 from cals.model.progress_hook import ProgressHook
 from cals.registry import Registry, Version
 from cals.schema import Schema, load_schema
@@ -173,19 +175,29 @@ def _validate(cfg, schema, state, meta, val_root, work: Path) -> dict:
     return evaluate_predictor(predictor, val_root)
 
 
+VERSION_FILES = ("checkpoint.pth", "config.py", "schema.yaml", ONNX_FILE)
+
+
 def write_version_files(folder: Path, cfg, schema: Schema, state, meta) -> Path:
+    """A version's files, ONNX export included, in `folder` (then evaluated and registered as is)."""
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(state, folder / "checkpoint.pth", {k: meta[k] for k in ("keypoint_names", "spine_trained")})
     cfg.dump(str(folder / "config.py"))
     (folder / "schema.yaml").write_text(yaml.safe_dump(schema.to_dict(), sort_keys=False))
+    export_onnx(folder)
     return folder
+
+
+def version_files(folder: Path) -> dict[str, Path]:
+    """{stored name: path} of the version files written in `folder` (model.onnx only if exported)."""
+    return {name: folder / name for name in VERSION_FILES if (folder / name).is_file()}
 
 
 def _register(registry: Registry, cfg, schema, state, meta, source, work: Path) -> Version:
     folder = work / "candidate"
     if not (folder / "checkpoint.pth").is_file():
         write_version_files(folder, cfg, schema, state, meta)
-    files = {name: folder / name for name in ("checkpoint.pth", "config.py", "schema.yaml")}
+    files = version_files(folder)
     parent = source.version.id if source and source.version else None
     version = registry.add(files, meta=meta, parent=parent)
     logger.info("registered %s (%d iterations, %.0f s)", version.id, meta["iterations"],

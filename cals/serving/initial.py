@@ -45,7 +45,7 @@ def register_initial_model(registry: Registry, checkpoint: str, *, config: str =
     from cals.model import mm_imports
     from cals.model.config import build_config
     from cals.model.checkpoint import load_checkpoint
-    from cals.model.train import InitSource, init_checkpoint, write_version_files
+    from cals.model.train import InitSource, init_checkpoint, version_files, write_version_files
 
     schema = schema or load_schema()
     mm_imports.setup()
@@ -56,8 +56,7 @@ def register_initial_model(registry: Registry, checkpoint: str, *, config: str =
         meta = {"config": config, "keypoint_names": schema.names, "spine_trained": False,
                 "init": checkpoint, "iterations": 0, "initial": True}
         folder = write_version_files(work / "candidate", cfg, schema, state, meta)
-        files = {name: folder / name for name in ("checkpoint.pth", "config.py", "schema.yaml")}
-        version = registry.add(files, meta=meta)
+        version = registry.add(version_files(folder), meta=meta)
     log.info("registered initial model %s from %s", version.id, checkpoint)
     return version
 

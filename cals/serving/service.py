@@ -9,6 +9,8 @@ hold for their lifetime. Settings come from the environment:
   CALS_INIT_CHECKPOINT  COCO-17 checkpoint registered as the first model when the registry is empty
   CALS_INIT_CONFIG      its architecture (a cals config name), default rtmpose-m
   CALS_DEVICE           inference device, default cuda:0 when available, else cpu
+  CALS_POSE_BACKEND     auto | onnxruntime | pytorch (cals.model.pose_network), default auto
+  CALS_FLIP_TEST        1 | 0, default the model config's (on)
 """
 from __future__ import annotations
 

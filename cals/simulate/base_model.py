@@ -19,9 +19,10 @@ from cals.schema import Schema
 log = logging.getLogger(__name__)
 
 
-def base_model(body_view: Path, schema: Schema, *, model: str, iters: int) -> Version:
+def base_model(body_view: Path, schema: Schema, *, model: str, iters: int,
+               batch_size: int | None = None) -> Version:
     """The cached base version for this body-only dataset, training it on first use."""
-    key = _key(body_view, schema, model, iters)
+    key = _key(body_view, schema, model, iters, batch_size)
     registry = Registry(cache_dir() / "base-models" / key)
     current = registry.current()
     if current is not None:
@@ -30,20 +31,22 @@ def base_model(body_view: Path, schema: Schema, *, model: str, iters: int) -> Ve
     from cals.model.train import train
 
     log.info("training the body-only base model once (%d iterations); cached in %s", iters, registry.root)
-    version = train(body_view, registry, config=model, iters=iters, schema=schema)
+    version = train(body_view, registry, config=model, iters=iters, schema=schema, batch_size=batch_size)
     return registry.promote(version.id, reason="body-only base model")
 
 
 def seed_registry(registry: Registry, base: Version) -> Version:
     """Start an empty registry from the base version (as a deployment starts from its initial model)."""
-    files = {name: base.path / name for name in ("checkpoint.pth", "config.py", "schema.yaml")}
+    from cals.model.train import version_files
+
+    files = version_files(base.path)
     meta = {k: v for k, v in base.meta.items() if k not in ("id", "parent", "files", "created_at")}
     version = registry.add(files, meta={**meta, "copied_from": str(base.path)})
     return registry.promote(version.id, reason="base model")
 
 
-def _key(body_view: Path, schema: Schema, model: str, iters: int) -> str:
+def _key(body_view: Path, schema: Schema, model: str, iters: int, batch_size: int | None) -> str:
     digest = hashlib.sha256()
     digest.update((body_view / ANNOTATIONS).read_bytes())
-    digest.update(json.dumps([schema.names, model, iters]).encode())
+    digest.update(json.dumps([schema.names, model, iters, batch_size, "with model.onnx"]).encode())
     return digest.hexdigest()[:16]

@@ -38,6 +38,7 @@ class SimulationConfig:
     model: str = "cpu"
     base_iters: int = 800  # body-only base model, trained once per pool and cached
     round_iters: int = 100  # fine-tune per round
+    batch_size: int | None = None  # training batch; None: the model config's
     margin: float = 0.02  # promotion margin (as the trainer's CALS_PROMOTE_MARGIN)
     metric: str = "groups.spine.AP"
 

@@ -65,6 +65,7 @@ def run_round(c: Campaign, state: dict[str, Any], picked: list[str], effort: dic
     labelled = state["labelled"] + picked
     train_root = data.revealed(c.pool, labelled, c.folder / "labelled", c.schema)
     outcome = fine_tune_round(train_root, c.val, c.registry, config=c.cfg.model, iters=c.cfg.round_iters,
+                              batch_size=c.cfg.batch_size,
                               margin=c.cfg.margin, metric=c.cfg.metric)
     current = c.registry.current()
     metrics = evaluate_predictor(Predictor(current.path, version_id=current.id), c.test, progress=False)

@@ -31,7 +31,7 @@ def run_simulation(cfg: SimulationConfig, *, schema: Schema | None = None, progr
     if len(names) < cfg.budget:
         raise_budget(len(names), cfg)
     view = data.body_only(pool, out / "data" / "pool-body", schema)
-    base = base_model(view, schema, model=cfg.model, iters=cfg.base_iters)
+    base = base_model(view, schema, model=cfg.model, iters=cfg.base_iters, batch_size=cfg.batch_size)
     total = len(cfg.seeds) * (1 + len(cfg.strategies) * cfg.rounds)
     with tqdm(total=total, desc="simulated rounds", unit="round", disable=not progress) as bar:
         for seed in cfg.seeds:
