@@ -137,7 +137,7 @@ def cmd_simulate(args) -> None:
 
     cfg = SimulationConfig(
         out=args.out, pool=args.pool, test=args.test, val=args.val, pool_images=args.pool_images,
-        test_images=args.test_images, pool_mix=args.pool_mix, test_mix=args.test_mix,
+        val_images=args.val_images, test_images=args.test_images, pool_mix=args.pool_mix, test_mix=args.test_mix,
         initial=args.initial, batch=args.batch, rounds=args.rounds,
         strategies=[s for s in args.strategies.split(",") if s],
         seeds=[int(s) for s in args.seeds.split(",") if s], model=args.config,
@@ -220,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--val", help="validation folder for the promotion rule (default: generated like the pool)")
     sim.add_argument("--pool-images", type=int, default=d.pool_images)
     sim.add_argument("--test-images", type=int, default=d.test_images)
+    sim.add_argument("--val-images", type=int, default=d.val_images, help="generated validation images")
     sim.add_argument("--pool-mix", default=d.pool_mix, help=f"pose-family mix of a generated pool (default {d.pool_mix})")
     sim.add_argument("--test-mix", default=d.test_mix, help=f"mix of a generated test set (default {d.test_mix})")
     sim.add_argument("--initial", type=int, default=d.initial, help="random labelled images before round 1")

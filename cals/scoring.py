@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from cals.errors import CalsError
 from cals.model.predict import PersonPose, Predictor
-from cals.model_passes import capture_features, predict_mirrored
+from cals.model_passes import image_feature, predict_mirrored
 from cals.pools import Pool, PoolItem
 from cals.score_cache import ScoreCache
 from cals.strategies import Observation, PoolStrategy, Strategy
@@ -88,14 +88,14 @@ class Scorer:
 
     def _measure(self, item: PoolItem, image: np.ndarray, per_image: list[Strategy], needs: set[str]) -> dict:
         boxes = self.boxes(item, image)
-        with capture_features(self.predictor, enabled="features" in needs) as feats:
-            people = self.predictor.predict(image, boxes, distributions="distributions" in needs)
+        people = self.predictor.predict(image, boxes, distributions="distributions" in needs)
         obs = Observation(item.key, people)
         if "mirrored" in needs:
             obs.mirrored = predict_mirrored(self.predictor, image, boxes)
         if "previous" in needs:
             obs.previous = self.previous.predict(image, boxes, distributions=False)
-        return {"people": [person_record(p) for p in people], "features": feats.vector(),
+        features = image_feature(self.predictor, people) if "features" in needs else None
+        return {"people": [person_record(p) for p in people], "features": features,
                 "scores": {s.cache_id: s.score(obs) for s in per_image}}
 
     def boxes(self, item: PoolItem, image: np.ndarray) -> np.ndarray:

@@ -120,3 +120,24 @@ def test_init_from_coco17_checkpoint_copies_body_channels(schema, synthetic, tmp
     path = save_checkpoint(source, tmp_path / "coco17.pth", {})  # a local file: the download path's cache
     version = train(synthetic / "val", Registry(tmp_path / "reg"), iters=2, init=str(path), progress=False)
     assert version.meta["init"] == str(path) and version.parent is None
+
+
+@pytest.mark.parametrize("config", ["cpu", "rtmpose-m"])
+@pytest.mark.parametrize("budget", [{"iters": 1}, {"iters": 2}, {"iters": 5000}, {"epochs": 1}, {"epochs": 7}])
+def test_every_run_length_gets_a_schedule_mmengine_accepts(config, budget, schema):
+    """The warm-up and the cosine decay are fitted into the run, however short (1 iteration too)."""
+    from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
+
+    from cals.model.config import build_config
+
+    cfg = build_config(config, schema, **budget)
+    kinds = {"LinearLR": LinearLR, "CosineAnnealingLR": CosineAnnealingLR}
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    for spec in cfg.param_scheduler:
+        args = {k: v for k, v in spec.items() if k not in ("type", "convert_to_iter_based")}
+        if spec.get("convert_to_iter_based"):
+            kinds[spec["type"]].build_iter_from_epoch(optimizer, **args, epoch_length=10)
+        else:
+            kinds[spec["type"]](optimizer, **args)
+    if "iters" in budget:  # nothing scheduled past the end of the run
+        assert max(s["end"] for s in cfg.param_scheduler) <= budget["iters"]

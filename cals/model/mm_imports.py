@@ -61,4 +61,17 @@ def setup() -> None:
         from mmpose.utils import register_all_modules
 
         register_all_modules(init_default_scope=True)
+    _plain_config_text()
     _done = True
+
+
+def _plain_config_text() -> None:
+    """Skip yapf when mmengine prints or dumps a config.
+
+    mmengine runs every config text it logs or writes through yapf: about 7 s per call for a
+    26-point RTMPose-m config on 2 cores, three calls per training run, 37 of a 1-iteration
+    run's 48 s. The unformatted text is the same Python, read back by Config.fromfile as before.
+    """
+    import mmengine.config.config as mm_config
+
+    mm_config.FormatCode = lambda text, style_config=None, verify=False: (text, False)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cals.model.pose_network import ONNX_FILE, OnnxNetwork, TorchNetwork
+from cals.model.pose_network import ONNX_FILE, OnnxNetwork, TorchNetwork, network_forward
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,9 @@ class _Network(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, inputs: torch.Tensor):
-        out = self.model.head.forward(self.model.extract_feat(inputs))
-        return tuple(out) if isinstance(out, (tuple, list)) else out
+    def forward(self, inputs: torch.Tensor) -> tuple:
+        outputs, features = network_forward(self.model, self.model.head.forward, inputs)
+        return (*_as_tuple(outputs), features)  # features last: OnnxNetwork splits them off
 
 
 def export_onnx(version_dir: str | Path) -> Path | None:
@@ -63,7 +63,7 @@ def _export(network: torch.nn.Module, sample: torch.Tensor, target: Path) -> Non
 
 
 def _check(reference: TorchNetwork, exported: OnnxNetwork, sample: torch.Tensor) -> None:
-    want, got = _as_tuple(reference(sample)), _as_tuple(exported(sample))
+    want, got = _flat(reference(sample)), _flat(exported(sample))
     for w, g in zip(want, got):
         scale = float(w.abs().max()) or 1.0
         diff = float((w - g).abs().max())
@@ -74,3 +74,8 @@ def _check(reference: TorchNetwork, exported: OnnxNetwork, sample: torch.Tensor)
 
 def _as_tuple(out) -> tuple:
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def _flat(result: tuple) -> tuple:
+    outputs, features = result
+    return (*_as_tuple(outputs), features)

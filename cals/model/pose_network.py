@@ -1,7 +1,8 @@
 """The pose network of a version, run by PyTorch or by ONNX Runtime from its exported `model.onnx`.
 
-A network maps normalised crops (N, 3, H, W) to the head's raw outputs: heatmaps, or the SimCC
-pair (x, y). Everything around it (mmpose's crop pipeline, the flip test, decoding) stays mmpose's,
+A network maps normalised crops (N, 3, H, W) to the head's raw outputs (heatmaps, or the SimCC
+pair x, y) and each crop's feature: the backbone's last stage, averaged over space (N, C), which
+the diversity strategies compare. Everything around it (mmpose's crop pipeline, the flip test, decoding) stays mmpose's,
 so both backends differ only in who multiplies the matrices.
 
   CALS_POSE_BACKEND  auto (default: ONNX Runtime on CPU when the version has model.onnx, else
@@ -25,6 +26,16 @@ BACKENDS = ("auto", "onnxruntime", "pytorch")
 Outputs = Union[torch.Tensor, tuple]  # heatmaps, or (simcc_x, simcc_y)
 
 
+def network_forward(model: torch.nn.Module, head_forward: Callable, inputs: torch.Tensor
+                    ) -> tuple[Outputs, torch.Tensor]:
+    """(head outputs, pooled backbone features): what is exported, and what PyTorch runs."""
+    stages = model.backbone(inputs)
+    last = stages[-1] if isinstance(stages, (tuple, list)) else stages
+    feats = model.neck(stages) if getattr(model, "with_neck", False) else stages
+    out = head_forward(feats)
+    return (tuple(out) if isinstance(out, (tuple, list)) else out), last.mean(dim=(2, 3))
+
+
 class TorchNetwork:
     """backbone → neck → head layers of an mmpose top-down model, in PyTorch."""
 
@@ -34,9 +45,9 @@ class TorchNetwork:
         self.model = model
         self.head_forward: Callable = model.head.forward  # bound before the predictor rewires the head
 
-    def __call__(self, inputs: torch.Tensor) -> Outputs:
+    def __call__(self, inputs: torch.Tensor) -> tuple[Outputs, torch.Tensor]:
         with torch.no_grad():
-            return self.head_forward(self.model.extract_feat(inputs))
+            return network_forward(self.model, self.head_forward, inputs)
 
 
 class OnnxNetwork:
@@ -55,9 +66,9 @@ class OnnxNetwork:
             raise CalsError(f"ONNX Runtime cannot load {path}: {e}") from None
         self.input = self.session.get_inputs()[0].name
 
-    def __call__(self, inputs: torch.Tensor) -> Outputs:
-        outputs = [torch.from_numpy(o) for o in self.session.run(None, {self.input: inputs.numpy()})]
-        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+    def __call__(self, inputs: torch.Tensor) -> tuple[Outputs, torch.Tensor]:
+        *outputs, features = [torch.from_numpy(o) for o in self.session.run(None, {self.input: inputs.numpy()})]
+        return (outputs[0] if len(outputs) == 1 else tuple(outputs)), features
 
 
 def backend_setting() -> str:

@@ -31,6 +31,7 @@ class PersonPose:
     scores: np.ndarray  # (K,) in [0, 1]
     distributions: dict[str, np.ndarray] = field(default_factory=dict)
     # "heatmaps": (K, H, W) for heatmap heads; "simcc_x": (K, Wx), "simcc_y": (K, Wy) for SimCC
+    feature: np.ndarray | None = None  # (C,) the crop's pooled backbone feature (diversity strategies)
 
 
 def default_device() -> str:
@@ -121,18 +122,23 @@ class Predictor:
             raise CalsError(f"registry {registry.root} has no current model; train and promote one first")
         return cls(version.path, device=device, version_id=version.id)
 
-    def predict(self, image: np.ndarray | str | os.PathLike, boxes: np.ndarray,
-                *, distributions: bool = True) -> list[PersonPose]:
-        """Pose of each person box (N, 4 as x1, y1, x2, y2) in a BGR image or image file."""
+    def predict(self, image: np.ndarray | str | os.PathLike, boxes: np.ndarray, *, distributions: bool = True,
+                flip_test: bool | None = None) -> list[PersonPose]:
+        """Pose of each person box (N, 4 as x1, y1, x2, y2) in a BGR image or image file.
+
+        `flip_test` overrides the predictor's setting for this call.
+        """
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if not len(boxes):
             return []
         if isinstance(image, (str, os.PathLike)):
             image = _read_image(image)
-        samples = self._samples(image, boxes, distributions)
-        return [self._person(s, box, distributions) for s, box in zip(samples, boxes)]
+        flip = self.flip_test if flip_test is None else flip_test
+        samples, features = self._samples(image, boxes, distributions, flip)
+        return [self._person(s, box, distributions, f) for s, box, f in zip(samples, boxes, features)]
 
-    def _samples(self, image: np.ndarray, boxes: np.ndarray, distributions: bool) -> list:
+    def _samples(self, image: np.ndarray, boxes: np.ndarray, distributions: bool, flip: bool
+                 ) -> tuple[list, np.ndarray]:
         """mmpose's TopdownPoseEstimator.predict, with the network swapped and one batch for the flips."""
         import torch
         from mmengine.dataset import pseudo_collate
@@ -143,24 +149,25 @@ class Predictor:
         with torch.no_grad():
             data = self.model.data_preprocessor(batch, False)
             inputs, data_samples = data["inputs"], data["data_samples"]
-            test_cfg = {**self.test_cfg, "output_heatmaps": distributions}
-            if test_cfg.get("flip_test"):
-                outputs = self.network(torch.cat([inputs, inputs.flip(-1)]))
-                feats = _split(outputs, len(inputs))
+            test_cfg = {**self.test_cfg, "output_heatmaps": distributions, "flip_test": flip}
+            if flip:
+                outputs, features = self.network(torch.cat([inputs, inputs.flip(-1)]))
+                outputs = _split(outputs, len(inputs))
             else:
-                feats = self.network(inputs)
-            preds = self.model.head.predict(feats, data_samples, test_cfg=test_cfg)
+                outputs, features = self.network(inputs)
+            preds = self.model.head.predict(outputs, data_samples, test_cfg=test_cfg)
         instances, fields = preds if isinstance(preds, tuple) else (preds, None)
-        return self.model.add_pred_to_datasample(instances, fields, data_samples)
+        samples = self.model.add_pred_to_datasample(instances, fields, data_samples)
+        return samples, features[:len(inputs)].float().numpy()
 
-    def _person(self, sample, box: np.ndarray, with_dists: bool) -> PersonPose:
+    def _person(self, sample, box: np.ndarray, with_dists: bool, feature: np.ndarray) -> PersonPose:
         inst = sample.pred_instances
         kpts = np.asarray(inst.keypoints[0], dtype=np.float32)
         scores = np.clip(np.asarray(inst.keypoint_scores[0], dtype=np.float32), 0.0, 1.0)
         if not self.spine_trained:
             kpts, scores = spine_prior(kpts, scores, self.schema)
         dists = _distributions(sample) if with_dists else {}
-        return PersonPose(bbox=box, keypoints=kpts, scores=scores, distributions=dists)
+        return PersonPose(bbox=box, keypoints=kpts, scores=scores, distributions=dists, feature=feature)
 
 
 def _outputs_as_given(outputs):
