@@ -51,8 +51,9 @@ sampler: install  # sampler service (ranks the pool, opens CVAT rounds)
 sample: install  # open the next CVAT round in this process, without the sampler service (ARGS="--help")
 	$(WITH_ENV) $(PY) -m sampler round $(ARGS)
 
-bench: install
+bench: install  # training and accuracy (bench.run), then serving speed (bench.serving); results in bench/results
 	$(PY) -m bench.run
+	$(PY) -m bench.serving
 
 clean:
 	rm -rf .venv $(OUT) .pytest_cache

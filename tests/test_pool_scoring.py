@@ -97,7 +97,8 @@ def test_committee_needs_and_uses_a_previous_version(trained, predictor, blurred
         Scorer(predictor).score(pool, [committee], progress=False)
     same = Scorer(predictor, previous=predictor).score(pool, [committee], progress=False)
     assert max(same.scores[committee.cache_id]) < 1e-6  # one model agrees with itself
-    other = Predictor(trained[1].path, version_id="older")  # another member: the same net, perturbed
+    # another member: the same net, its PyTorch weights perturbed
+    other = Predictor(trained[1].path, version_id="older", backend="pytorch")
     torch.manual_seed(0)
     with torch.no_grad():
         for w in other.model.head.parameters():
