@@ -96,3 +96,15 @@ def _headless(path: Path, tmp_path: Path) -> Path:
     out = tmp_path / "headless.pth"
     torch.save({"state_dict": {k: v for k, v in state.items() if not k.startswith("head.")}, "meta": meta}, out)
     return out
+
+
+def test_a_version_of_another_architecture_is_refused_before_training(trained, synthetic):
+    """RTMPose-m cannot start from a `cpu` version: a one-line error, not a model trained from scratch."""
+    from cals.errors import CalsError
+    from cals.model.train import train
+
+    registry, version = trained
+    before = registry.list()
+    with pytest.raises(CalsError, match=f"version {version.id} is a 'cpu' model and this run trains 'rtmpose-m'"):
+        train(synthetic / "val", registry, config="rtmpose-m", iters=1, init=version.id, progress=False)
+    assert registry.list() == before

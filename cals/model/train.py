@@ -69,6 +69,7 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cp
     config_path(config)  # an unknown config fails before any work starts
     schema = schema or load_schema()
     source = resolve_init(init, registry)
+    _same_architecture(source, config)
     dataset = load_dataset(data_root, schema)
     summary = dataset.summary(schema)
     if not dataset.coco["annotations"]:
@@ -124,9 +125,19 @@ def init_checkpoint(cfg, schema: Schema, source: InitSource, work: Path) -> Path
         names = source_keypoint_names(meta, keypoint_count(state, model, source.spec))
     target = model.state_dict()
     adapted, report = adapt_state_dict(state, names, target, schema.names)
-    if report["copied"] + report["keypoint_mapped"] == 0:
-        raise CalsError(f"--init {source.spec}: no weights fit this model (config {cfg.filename})")
+    fitted = report["copied"] + report["keypoint_mapped"]
+    if fitted < len(target) / 2:  # a few generic tensors of equal shape do not make a starting point
+        raise CalsError(f"--init {source.spec}: only {fitted} of this model's {len(target)} weights fit it "
+                        f"(config {Path(cfg.filename).name}): a checkpoint of another architecture?")
     return save_checkpoint(adapted, work / "init.pth", {"init_report": report})
+
+
+def _same_architecture(source: InitSource | None, config: str) -> None:
+    """A registry version initialises only a model of its own config."""
+    have = source.version.meta.get("config") if source and source.version else None
+    if have and have != config:
+        raise CalsError(f"--init {source.spec}: version {source.version.id} is a {have!r} model and this run "
+                        f"trains {config!r}; use --config {have} to fine-tune it")
 
 
 def keypoint_count(state: dict, model, spec: str) -> int:
