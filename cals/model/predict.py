@@ -158,7 +158,7 @@ class Predictor:
             preds = self.model.head.predict(outputs, data_samples, test_cfg=test_cfg)
         instances, fields = preds if isinstance(preds, tuple) else (preds, None)
         samples = self.model.add_pred_to_datasample(instances, fields, data_samples)
-        return samples, features[:len(inputs)].float().numpy()
+        return samples, features[:len(inputs)].float().cpu().numpy()  # (N, C) of the plain crops
 
     def _person(self, sample, box: np.ndarray, with_dists: bool, feature: np.ndarray) -> PersonPose:
         inst = sample.pred_instances
