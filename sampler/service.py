@@ -15,7 +15,6 @@ import numpy as np
 
 from cals.cvat.client import CvatSettings, connect
 from cals.cvat.rounds import RoundResult, RoundSpec, open_round, round_tasks, used_frames
-from cals.data.coco import read_json
 from cals.errors import CalsError
 from cals.model.predict import Predictor
 from cals.pools import LocalPool
@@ -23,7 +22,8 @@ from cals.ranking import Ranked, rank
 from cals.registry import Registry
 from cals.score_cache import ScoreCache
 from cals.scoring import Scorer, strategy_needs
-from cals.strategies import CoreSet, PoolStrategy, ShapeSpace, Strategy, create
+from cals.strategies import PoolStrategy, Strategy
+from cals.strategy_inputs import StrategyOptions, build_strategy, labelled_features
 
 log = logging.getLogger(__name__)
 
@@ -70,39 +70,15 @@ class Sampler:
 
     # ---- strategies and pools ------------------------------------------
     def strategy(self, name: str | None = None) -> Strategy | PoolStrategy:
-        name = name or self.config["STRATEGY"]
         current = self.registry.current()
         schema = self.predictor(current.id).schema if current else None
-        options: dict[str, Any] = {"reduce": self.config["REDUCE"]}
-        if name == "hybrid":
-            options["uncertainty"] = self.config["UNCERTAINTY"]
-        if name in ("pose",) or (name == "hybrid" and self.config["UNCERTAINTY"] == "pose"):
-            options["space"] = self.shape_space(schema)
-        group = None if self.config["GROUP"] == "all" else self.config["GROUP"]
-        return create(name, schema=schema, group=group, **options)
-
-    def shape_space(self, schema) -> ShapeSpace:
-        path = self.config.get("LABELLED")
-        if not path:
-            current = self.registry.current()
-            data = (current.meta.get("train_data") or {}).get("path") if current else None
-            path = data and str(Path(data) / "annotations.json")
-        if not path or not Path(path).is_file():
-            raise CalsError("the pose strategy needs the labelled poses: set CALS_SAMPLER_LABELLED to a COCO file")
-        coco = read_json(path)
-        try:
-            return ShapeSpace.from_coco(coco, range(schema.num_keypoints))
-        except CalsError:  # few fully labelled people yet: use the body points
-            return ShapeSpace.from_coco(coco, schema.groups["body"])
+        options = StrategyOptions(reduce=self.config["REDUCE"], group=self.config["GROUP"],
+                                  uncertainty=self.config["UNCERTAINTY"])
+        return build_strategy(name or self.config["STRATEGY"], schema, current, options=options,
+                              labelled=self.config.get("LABELLED"))
 
     def labelled_features(self, scorer: Scorer, strategy: Strategy | PoolStrategy) -> np.ndarray | None:
-        """Features of the current version's training images (cached): where core-set starts from."""
-        current = self.registry.current()
-        data = (current.meta.get("train_data") or {}).get("path") if current else None
-        if not isinstance(strategy, PoolStrategy) or not data or not (Path(data) / "annotations.json").is_file():
-            return None
-        table = scorer.score(LocalPool(data, scorer.predictor.schema), [CoreSet()], progress=True)
-        return table.feature_matrix()
+        return labelled_features(scorer, strategy, self.registry.current(), progress=True)
 
     @contextlib.contextmanager
     def client(self) -> Iterator[Any]:

@@ -95,9 +95,12 @@ def test_rounds_add_exactly_the_picked_pool_frames_and_nothing_else(simulation, 
         assert all(truth[a["id"]] == a["keypoints"] for a in train["annotations"])
         assert {pool_by_name[im["file_name"]] for im in train["images"]} == {im["id"] for im in train["images"]}
         # every version of the campaign was trained on the revealed frames only, never the test set
-        for meta in (folder / "registry" / "versions").glob("*/meta.json"):
-            data = json.loads(meta.read_text())["train_data"]["path"]
-            assert "test" not in Path(data).parts
+        for path in (folder / "registry" / "versions").glob("*/meta.json"):
+            meta = json.loads(path.read_text())
+            if "copied_from" in meta:  # the base model, like a deployment's initial one: no labelled data
+                assert "train_data" not in meta
+                continue
+            assert "test" not in Path(meta["train_data"]["path"]).parts
 
 
 def test_the_sampler_sees_no_hidden_spine_label(simulation, schema):
@@ -106,3 +109,20 @@ def test_the_sampler_sees_no_hidden_spine_label(simulation, schema):
     spine = schema.groups["spine"]
     assert all(a["keypoints"][3 * i + 2] == 0 for a in view["annotations"] for i in spine)
     assert any(a["keypoints"][3 * i + 2] > 0 for a in view["annotations"] for i in schema.groups["body"])
+
+
+def test_every_strategy_runs_in_the_simulation_built_as_the_sampler_builds_it(simulation, tmp_path, monkeypatch):
+    """pose (shape space from the labelled frames), coreset and hybrid (the labelled frames' features),
+    committee (the previous version): each picks a round, with the sampler's own strategy builder."""
+    from cals import strategies
+
+    _, cache, _ = simulation
+    monkeypatch.setenv("CALS_CACHE", str(cache))  # the same pool: the cached base model
+    # 12 first labels: the pose strategy's shape space needs 5 people with every point labelled
+    doc = run_simulation(_config(tmp_path / "all", strategies=strategies.names(), rounds=1, initial=12),
+                         progress=False)
+    done = {(r["strategy"], r["round"], r["labelled"]) for r in doc["rows"]}
+    assert done == {(name, round_, 12 + 4 * round_) for name in strategies.names() for round_ in (0, 1)}
+    picks = {name: json.loads((tmp_path / "all" / "runs" / "seed0" / name / "state.json").read_text())["picked"][-1]
+             for name in strategies.names()}
+    assert all(len(p) == 4 for p in picks.values())

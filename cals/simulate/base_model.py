@@ -40,7 +40,9 @@ def seed_registry(registry: Registry, base: Version) -> Version:
     from cals.model.train import version_files
 
     files = version_files(base.path)
-    meta = {k: v for k, v in base.meta.items() if k not in ("id", "parent", "files", "created_at")}
+    # without its training data, as a deployment's initial model: the body-only pool it learnt from
+    # stands for COCO, not for frames a person labelled (the pose and core-set strategies read it)
+    meta = {k: v for k, v in base.meta.items() if k not in ("id", "parent", "files", "created_at", "train_data")}
     version = registry.add(files, meta={**meta, "copied_from": str(base.path)})
     return registry.promote(version.id, reason="base model")
 

@@ -26,7 +26,7 @@ from cals.schema import Schema
 from cals.scoring import Scorer, strategy_needs
 from cals.simulate import data
 from cals.simulate.config import SimulationConfig
-from cals import strategies as strategy_lib
+from cals.strategy_inputs import StrategyOptions, build_strategy, labelled_features
 
 log = logging.getLogger(__name__)
 STATE = "state.json"
@@ -86,15 +86,18 @@ def run_round(c: Campaign, state: dict[str, Any], picked: list[str], effort: dic
 def pick(c: Campaign, state: dict[str, Any]) -> tuple[list[str], dict | None]:
     """The next batch as the sampler would rank it, and the annotator's effort on its pre-annotations."""
     predictor = Predictor.from_registry(c.registry)
-    strategy = strategy_lib.create(c.strategy, schema=c.schema, **({"seed": c.seed} if c.strategy == "random" else {}))
+    current = c.registry.get(predictor.version_id)
+    strategy = build_strategy(c.strategy, c.schema, current, options=StrategyOptions(seed=c.seed))
     previous = None
     if "previous" in strategy_needs([strategy]):
         previous_id = c.registry.previous(predictor.version_id)
         previous = Predictor.from_registry(c.registry, previous_id) if previous_id else None
     pool = LocalPool(c.pool_view, c.schema)
     labelled = set(state["labelled"])
-    table = Scorer(predictor, previous=previous).score(pool, [strategy], exclude=labelled, progress=False)
-    ranked = rank(table, strategy, k=c.cfg.batch, exclude=labelled)
+    scorer = Scorer(predictor, previous=previous)
+    table = scorer.score(pool, [strategy], exclude=labelled, progress=False)
+    ranked = rank(table, strategy, k=c.cfg.batch, exclude=labelled,
+                  labelled=labelled_features(scorer, strategy, current))
     picked = [r.name for r in ranked[:c.cfg.batch]]
     return picked, spine_effort(c, predictor, picked)
 
