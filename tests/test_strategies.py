@@ -163,3 +163,22 @@ def test_registry_names_errors_and_cache_ids(schema):
         create("entropy", schema=schema, reduce="median")
     assert create("entropy", schema=schema).cache_id != create("entropy", schema=schema, reduce="mean").cache_id
     assert create("hybrid", schema=schema, uncertainty="flip").needs >= {"features"}
+
+
+def test_strategies_are_built_with_their_inputs_one_way(schema, synthetic):
+    """What the sampler service and the simulation both call: pose gets its shape space from the
+    labelled poses, hybrid its shortlist strategy (pose too), and a missing input is named."""
+    from cals.strategy_inputs import StrategyOptions, build_strategy
+
+    labelled = synthetic / "val" / "annotations.json"
+    pose = build_strategy("pose", schema, None, labelled=labelled)
+    assert pose.cache_id.startswith("pose(")
+    hybrid = build_strategy("hybrid", schema, None, labelled=labelled,
+                            options=StrategyOptions(uncertainty="pose", reduce="mean"))
+    assert hybrid.components[0].cache_id.startswith("pose(reduce=mean")
+    assert build_strategy("random", schema, None, options=StrategyOptions(seed=3)).cache_id == \
+        create("random", seed=3).cache_id
+    with pytest.raises(CalsError, match="needs the labelled poses"):
+        build_strategy("pose", schema, None)
+    with pytest.raises(CalsError, match="not 'coreset'"):
+        build_strategy("hybrid", schema, None, options=StrategyOptions(uncertainty="coreset"))
