@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cals.errors import CalsError
@@ -126,3 +127,32 @@ def test_every_strategy_runs_in_the_simulation_built_as_the_sampler_builds_it(si
     picks = {name: json.loads((tmp_path / "all" / "runs" / "seed0" / name / "state.json").read_text())["picked"][-1]
              for name in strategies.names()}
     assert all(len(p) == 4 for p in picks.values())
+
+
+def _rows(gains: dict[str, float], seeds: int, noise: float = 0.004) -> list[dict]:
+    """Generated results: every strategy starts each seed at random's round 0, then gains `gains[s]`."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for seed in range(seeds):
+        for strategy, gain in gains.items():
+            for rnd, n in enumerate((20, 40, 60, 80)):
+                ap = 0.1 + 0.002 * n + (gain * rnd / 3 + rng.normal(0, noise) if rnd else 0.0)
+                rows.append({"strategy": strategy, "seed": seed, "round": rnd, "labelled": n, "spine_AP": ap})
+    return rows
+
+
+def test_the_verdict_tells_a_saving_from_noise():
+    from cals.simulate.stats import compare, verdict
+
+    rows = _rows({"random": 0.0, "least_confidence": 0.08, "entropy": 0.0}, seeds=6)
+    better = compare(rows, "least_confidence", 80)
+    assert better["ap_difference_interval"][0] > 0 and better["saving"] > 0
+    assert "better than random beyond noise" in verdict("least_confidence", better)
+    same = compare(rows, "entropy", 80)
+    assert same["ap_difference_interval"][0] < 0 < same["ap_difference_interval"][1]
+    assert "no saving beyond noise" in verdict("entropy", same)
+    worse = compare(_rows({"random": 0.0, "flip": -0.05}, seeds=6), "flip", 80)
+    assert worse["saving"] is None and "worse than random beyond noise" in verdict("flip", worse)
+    two = compare(_rows({"random": 0.0, "least_confidence": 0.05}, seeds=2), "least_confidence", 80)
+    assert "no verdict from 2 seed(s)" in verdict("least_confidence", two)
+    json.dumps(better), json.dumps(worse)  # results.json holds them: no infinities

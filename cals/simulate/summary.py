@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from cals.simulate.config import SimulationConfig
+from cals.simulate.stats import compare, labels_to_reach, verdict
 
 CSV_FIELDS = ["strategy", "seed", "round", "labelled", "spine_AP", "body_AP", "AP", "effort_spine_moved_share",
               "promoted", "version", "seconds"]
@@ -42,7 +43,7 @@ def label_savings(rows: list[dict], cfg: SimulationConfig) -> dict[str, dict[str
     table = {}
     for strategy, by_n in c.items():
         means = {n: float(np.mean(v)) for n, v in sorted(by_n.items())}
-        needed = next((n for n, m in means.items() if target is not None and m >= target), None)
+        needed = labels_to_reach(means, target) if target is not None else None
         final = by_n.get(cfg.budget, [])
         table[strategy] = {
             "final_spine_AP_mean": round(float(np.mean(final)), 4) if final else None,
@@ -51,6 +52,7 @@ def label_savings(rows: list[dict], cfg: SimulationConfig) -> dict[str, dict[str
             "saving_vs_random": None if needed is None else round(1 - needed / cfg.budget, 3),
             "paired_wins": _paired_wins(rows, strategy),
             "effort_spine_moved_share": _mean_effort(rows, strategy),
+            "vs_random": compare(rows, strategy, cfg.budget),
         }
     return {"target_spine_AP": target, "budget": cfg.budget, "strategies": table}
 
@@ -115,6 +117,7 @@ def format_table(savings: dict[str, Any]) -> str:
         saving = "-" if s["saving_vs_random"] is None else f"{100 * s['saving_vs_random']:.0f}%"
         effort = "-" if s["effort_spine_moved_share"] is None else f"{100 * s['effort_spine_moved_share']:.0f}%"
         lines.append(f"{name:<20} {final:>14} {needed:>18} {saving:>8} {s['paired_wins'] or '-':>7} {effort:>7}")
+    lines += [verdict(name, s.get("vs_random")) for name in savings["strategies"] if name != "random"]
     return "\n".join(lines)
 
 

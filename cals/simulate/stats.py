@@ -1,0 +1,92 @@
+"""How sure a strategy's advantage over random is: paired differences and bootstrap intervals over seeds.
+
+Every strategy starts each seed from the same round 0 as random, so a seed is one paired trial. The
+intervals resample seeds (not rounds, which are not independent within a seed); with few seeds they
+are wide, and the verdict says so rather than reporting one lucky draw.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+BOOTSTRAP = 2000
+LEVEL = 0.95
+MIN_SEEDS = 3  # with fewer, resampling seeds cannot show how much they vary
+
+
+def by_seed(rows: list[dict], strategy: str) -> dict[int, dict[int, float]]:
+    """seed → labelled count → spine AP."""
+    out: dict[int, dict[int, float]] = {}
+    for r in rows:
+        if r["strategy"] == strategy:
+            out.setdefault(r["seed"], {})[r["labelled"]] = r["spine_AP"] or 0.0
+    return out
+
+
+def labels_to_reach(curve: dict[int, float], target: float) -> int | None:
+    """The fewest labels at which a (mean) curve reaches `target`."""
+    return next((n for n, ap in sorted(curve.items()) if ap >= target), None)
+
+
+def compare(rows: list[dict], strategy: str, budget: int, *, seed: int = 0) -> dict[str, Any] | None:
+    """Paired AP difference at the full budget and the label saving, each with a bootstrap interval."""
+    mine, ref = by_seed(rows, strategy), by_seed(rows, "random")
+    seeds = sorted(s for s in mine if s in ref and budget in mine[s] and budget in ref[s])
+    if not seeds or strategy == "random":
+        return None
+    diffs = np.array([mine[s][budget] - ref[s][budget] for s in seeds])
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(seeds, size=len(seeds)) for _ in range(BOOTSTRAP)]
+
+    def saving(sample) -> float:
+        target = float(np.mean([ref[s][budget] for s in sample]))
+        counts = sorted({n for s in sample for n in mine[s]})
+        curve = {n: float(np.mean([mine[s].get(n, 0.0) for s in sample])) for n in counts}
+        needed = labels_to_reach(curve, target)
+        return (1 - needed / budget) if needed is not None else -np.inf  # not reached: no saving
+
+    index = {s: i for i, s in enumerate(seeds)}
+    return {
+        "seeds": len(seeds),
+        "ap_difference": round(float(diffs.mean()), 4),
+        "ap_difference_interval": _interval([diffs[[index[s] for s in p]].mean() for p in picks]),
+        "saving": _finite(saving(seeds)),
+        "saving_interval": _interval([saving(p) for p in picks]),
+    }
+
+
+def verdict(name: str, result: dict[str, Any] | None) -> str:
+    """One line a reader can act on; 'no saving beyond noise' when the interval holds zero."""
+    if result is None:
+        return f"{name}: not compared (random or an unfinished budget)"
+    if result["seeds"] < MIN_SEEDS:
+        return (f"{name}: no verdict from {result['seeds']} seed(s); {MIN_SEEDS} or more are needed to tell a "
+                f"saving from noise (spine AP {result['ap_difference']:+.3f} vs random at the full budget)")
+    lo, hi = result["ap_difference_interval"]
+    span = f"spine AP {result['ap_difference']:+.3f} vs random at the full budget ({LEVEL:.0%} CI {lo:+.3f} to " \
+           f"{hi:+.3f}, {result['seeds']} seed(s))"
+    slo, shi = result["saving_interval"]
+    span += f"; label saving {_percent(result['saving'])} (CI {_percent(slo)} to {_percent(shi)})"
+    if lo > 0:
+        return f"{name}: better than random beyond noise: {span}"
+    if hi < 0:
+        return f"{name}: worse than random beyond noise: {span}"
+    return f"{name}: no saving beyond noise: {span}"
+
+
+def _interval(values: list[float]) -> list[float | None]:
+    arr = np.array(values, dtype=float)
+    tail = (1 - LEVEL) / 2 * 100
+    with np.errstate(invalid="ignore"):  # -inf (target not reached) sorts first, as it should
+        return [_finite(float(np.percentile(arr, tail))), _finite(float(np.percentile(arr, 100 - tail)))]
+
+
+def _percent(value: float | None) -> str:
+    return "none (not reached)" if value is None else f"{value:.0%}"
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: a saving that was not reached is None."""
+    return round(value, 4) if np.isfinite(value) else None
+
