@@ -49,15 +49,13 @@ def frames(root: Path, people: int, count: int) -> list[tuple[np.ndarray, np.nda
     import cv2
 
     from cals.data.coco import read_json
-    from cals.model.evaluation import xywh_to_xyxy
+    from cals.model.evaluation import annotations_by_image, xywh_to_xyxy
     from cals.synth import generate_dataset
 
     folder = root / f"frames-{people}"
     generate_dataset(folder, count * 8, seed=people, image_size=(640, 480), max_people=people, progress=False)
     coco = read_json(folder / "annotations.json")
-    boxes: dict[int, list] = {}
-    for ann in coco["annotations"]:
-        boxes.setdefault(ann["image_id"], []).append(xywh_to_xyxy(ann["bbox"]))
+    boxes = {k: [xywh_to_xyxy(a["bbox"]) for a in anns] for k, anns in annotations_by_image(coco).items()}
     chosen = [im for im in coco["images"] if len(boxes.get(im["id"], [])) == people][:count]
     return [(cv2.imread(str(folder / "images" / im["file_name"])), np.array(boxes[im["id"]], np.float32),
              folder / "images" / im["file_name"]) for im in chosen]
@@ -114,6 +112,7 @@ def function_requests(version: Path, detector: str, batch: list) -> dict:
     import base64
 
     from cals.model.detector import PersonDetector
+    from cals.model.train import version_files
     from cals.registry import Registry
     from cals.serving.cvat_detector import respond
     from cals.serving.service import SkeletonService
@@ -123,8 +122,6 @@ def function_requests(version: Path, detector: str, batch: list) -> dict:
         os.environ["CALS_POSE_BACKEND"] = backend
         with tempfile.TemporaryDirectory() as tmp:
             registry = Registry(tmp)
-            from cals.model.train import version_files
-
             registry.promote(registry.add(version_files(version), meta={"config": version.name}).id)
             service = SkeletonService(registry, PersonDetector(detector), device="cpu")
             bodies = [{"image": base64.b64encode(path.read_bytes()).decode()} for _, _, path in batch]

@@ -49,8 +49,14 @@ def labelled_poses(current: Version | None, configured: str | Path | None = None
     """The COCO file of labelled people: `configured`, else the current version's training data."""
     if configured:
         return Path(configured)
+    data = training_folder(current)
+    return data / "annotations.json" if data else None
+
+
+def training_folder(current: Version | None) -> Path | None:
+    """The COCO folder the current version was trained on (None for an initial model)."""
     data = (current.meta.get("train_data") or {}).get("path") if current else None
-    return Path(data) / "annotations.json" if data else None
+    return Path(data) if data else None
 
 
 def shape_space(schema, path: Path | None) -> ShapeSpace:
@@ -69,8 +75,8 @@ def labelled_features(scorer, strategy: Strategy | PoolStrategy, current: Versio
     """Features of the current version's training images (cached): where core-set starts from."""
     from cals.pools import LocalPool
 
-    data = (current.meta.get("train_data") or {}).get("path") if current else None
-    if not isinstance(strategy, PoolStrategy) or not data or not (Path(data) / "annotations.json").is_file():
+    data = training_folder(current)
+    if not isinstance(strategy, PoolStrategy) or not data or not (data / "annotations.json").is_file():
         return None
     table = scorer.score(LocalPool(data, scorer.predictor.schema), [CoreSet()], progress=progress)
     return table.feature_matrix()

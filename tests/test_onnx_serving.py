@@ -11,7 +11,7 @@ import pytest
 
 from cals.errors import CalsError
 from cals.model.predict import Predictor
-from cals.model.evaluation import xywh_to_xyxy
+from cals.model.evaluation import annotations_by_image, xywh_to_xyxy
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,7 @@ def frames(synthetic) -> list[tuple[np.ndarray, np.ndarray]]:
 
     root = synthetic / "val"
     coco = json.loads((root / "annotations.json").read_text())
-    boxes: dict[int, list] = {}
-    for ann in coco["annotations"]:
-        boxes.setdefault(ann["image_id"], []).append(xywh_to_xyxy(ann["bbox"]))
+    boxes = {k: [xywh_to_xyxy(a["bbox"]) for a in anns] for k, anns in annotations_by_image(coco).items()}
     return [(cv2.imread(str(root / "images" / im["file_name"])), np.array(boxes[im["id"]], np.float32))
             for im in coco["images"] if im["id"] in boxes][:12]
 
