@@ -97,3 +97,11 @@ def nuclio(cvat_server):
                         "CVAT's CVAT_NUCLIO_PORT points")
     with NuclioDashboard([], port=port) as dashboard:
         yield FunctionList(dashboard=dashboard)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the item (`item.rep_call`), for fixtures that act on a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -1,0 +1,214 @@
+"""The annotator's view: CALS inside the real CVAT web UI, driven in headless Chromium.
+
+Three scenarios, each as a person does it, against a real CVAT with its UI (make test-browser):
+1. an annotator opens job 1 of the round the sampler opened: the top-ranked frames in rank order,
+   each person pre-annotated with the spine points shown;
+2. AI Tools → Detectors → the CALS function draws skeletons on a frame, and the task's Actions →
+   Automatic annotation annotates every frame;
+3. the annotator drags a spine point, saves and finishes the job from the menu; CVAT's webhook
+   reaches the trainer, which fine-tunes and promotes, and the next AI Tools call is served by the
+   new version.
+What compose runs next to CVAT is served in-process over real HTTP: the trainer, the sampler and,
+in place of Nuclio, tests/nuclio_dashboard.py running the real function handler. Screenshots go to
+$CALS_SCREENSHOTS (make screenshots: docs/screenshots, shown in the README's walkthrough).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from cvat_sdk import Client, models
+from werkzeug.serving import make_server
+
+import sampler
+import trainer
+from cals import env_file
+from cals.cli import main
+from cals.registry import Registry
+from tests import cvat_ui
+from tests.nuclio_dashboard import NuclioDashboard, NuclioFunction
+from tests.test_coco_import import coco17
+from tests.test_function_helpers import DETECTOR, FUNCTION_DIR
+from tests.test_lambda_manager import FUNCTION, FUNCTION_ENV, UNSET_ENV, _port_free
+from tests.test_walkthrough import free_port, services
+from tests.trainer_helpers import HttpClient, running, serve, wait_for_run
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+ROUND, JOB = 10, 5
+MODEL_NAME = "CALS spine pose"  # function.yaml's metadata.annotations.name, as CVAT lists it
+AI_TASK = "ai-tools"
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    where = os.environ.get("CALS_SCREENSHOTS")
+    return Path(where) if where else tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def ui_url(cvat_server) -> str:
+    reason = cvat_ui.unavailable()
+    if reason:
+        pytest.skip(reason)
+    if not cvat_server.real:
+        pytest.skip("the CVAT test server has no web UI; runs against a real CVAT (make test-browser)")
+    if not DETECTOR.is_file():
+        pytest.skip("../shared detector not present")
+    port = int(os.environ.get("CVAT_NUCLIO_PORT", 8070))
+    if not _port_free("127.0.0.1", port):
+        pytest.skip(f"127.0.0.1:{port} is taken; the stand-in Nuclio dashboard must listen where "
+                    "CVAT's CVAT_NUCLIO_PORT points")
+    return os.environ["CVAT_UI_URL"]
+
+
+class Loop:
+    """The deployed loop for one project: CVAT ids, service URLs, the registry, the function's calls."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+def _register(cvat_server, username: str, password: str) -> int:
+    """A new CVAT account through the sign-up endpoint the UI's "Create an account" page uses."""
+    with Client(cvat_server.url, check_server_version=False) as anonymous:
+        _, response = anonymous.api_client.auth_api.create_register(
+            models.RegisterSerializerExRequest(username=username, email=f"{username}@example.com",
+                                               password1=password, password2=password,
+                                               first_name="Ann", last_name="Otator"),
+            _parse_response=False)
+        assert response.status == 201, response.data
+    with cvat_server.make_client() as admin:
+        (user,) = [u for u in admin.users.list() if u.username == username]
+        return user.id
+
+
+@pytest.fixture(scope="module")
+def loop(ui_url, cvat_server, schema, trained, tmp_path_factory) -> Iterator[Loop]:
+    """Project, pool and round 1 opened by the sampler; trainer, sampler and function running;
+    an annotator account assigned to round 1's first job."""
+    from cals.synth import generate_dataset
+
+    tmp = tmp_path_factory.mktemp("browser-loop")
+    frames = tmp / "coco"
+    generate_dataset(frames, 24, seed=41, progress=False, workers=1)
+    env = tmp / ".env"
+    shutil.copy(Path(__file__).parents[1] / "deploy" / ".env.example", env)
+    trainer_port = free_port()
+    for key, value in {"CALS_CVAT_URL": cvat_server.url, "CALS_CVAT_USER": cvat_server.user,
+                       "CALS_CVAT_PASSWORD": cvat_server.password,
+                       "CALS_PROJECT_NAME": f"spine-{uuid.uuid4().hex[:6]}",
+                       "CALS_TRAINER_URL": f"http://127.0.0.1:{trainer_port}"}.items():
+        env_file.store(env, key, value)
+    assert main(["setup-project", "--env-file", str(env)]) == 0
+    assert main(["import-coco", "--annotations", str(coco17(frames, schema, tmp)), "--images",
+                 str(frames / "images"), "--out", str(tmp / "pool")]) == 0
+    assert main(["pool-task", "--data", str(tmp / "pool"), "--env-file", str(env)]) == 0
+    values = env_file.read(env)
+    project_id = int(values["CALS_PROJECT_ID"])
+
+    registry = Path(shutil.copytree(trained[0].root, tmp / "registry"))
+    trainer_cfg, sampler_cfg = services(values, registry, tmp / "data", cvat_server)
+    sampler_cfg.update(ROUND_SIZE=ROUND, JOB_SIZE=JOB, AUTO_OPEN=False)
+    username, password = f"annotator-{uuid.uuid4().hex[:6]}", f"An-{uuid.uuid4().hex[:12]}"
+    annotator = _register(cvat_server, username, password)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CALS_REGISTRY", str(registry))  # the function serves what the trainer promotes
+        mp.setenv("CALS_DETECTOR", str(DETECTOR))
+        for name in UNSET_ENV:
+            mp.delenv(name, raising=False)
+        for name, value in FUNCTION_ENV.items():
+            mp.setenv(name, value)
+        function = NuclioFunction.from_yaml(FUNCTION_DIR / "function.yaml")
+        port = int(os.environ.get("CVAT_NUCLIO_PORT", 8070))
+        with NuclioDashboard([function], host="127.0.0.1", port=port), \
+                serve(sampler.create_app(sampler_cfg)) as sampler_url:
+            trainer_app = trainer.create_app({**trainer_cfg, "SAMPLER_URL": sampler_url})
+            with running(make_server("127.0.0.1", trainer_port, trainer_app, threaded=True)) as trainer_url:
+                first = _open_round(env, sampler_url)
+                with cvat_server.make_client() as admin:
+                    task = admin.tasks.retrieve(first["task_id"])
+                    jobs = sorted(task.get_jobs(), key=lambda j: j.start_frame)
+                    # The task and its first job go to the annotator: CVAT lists a task only to its owner and
+                    # assignees (a job's assignee finds the job on the Jobs page, not the task).
+                    task.update(models.PatchedTaskWriteRequest(assignee_id=annotator))
+                    jobs[0].update(models.PatchedJobWriteRequest(assignee=annotator))
+                yield Loop(env=env, frames=frames, tmp=tmp, project_id=project_id, registry=registry,
+                           round=first, task_id=task.id, job_ids=[j.id for j in jobs], function=function,
+                           trainer_url=trainer_url, sampler_url=sampler_url, user=username, password=password)
+            trainer_app.extensions["cals_trainer"].worker.stop(30)
+    with cvat_server.make_client() as admin:  # the project's tasks go with it
+        admin.projects.remove_by_ids([project_id])
+        admin.api_client.users_api.destroy(annotator)
+
+
+def _open_round(env: Path, sampler_url: str) -> dict[str, Any]:
+    """`cals round` through the sampler service, as the README's step 7; its JSON answer."""
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    out = StringIO()
+    with redirect_stdout(out):
+        assert main(["round", "--env-file", str(env), "--sampler-url", sampler_url]) == 0
+    opened = json.loads(out.getvalue())
+    assert opened["number"] == 1 and len(opened["frames"]) == ROUND, opened
+    return opened
+
+
+@pytest.fixture
+def browser(loop, ui_url, shots, request, tmp_path) -> Iterator[cvat_ui.CvatUi]:
+    """A fresh browser per scenario; on failure the page is saved (screenshot, console) in tmp_path."""
+    with cvat_ui.chromium() as driver:
+        ui = cvat_ui.CvatUi(driver, ui_url, shots)
+        yield ui
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            ui.shots = tmp_path
+            print(f"failure screenshot: {ui.shot('failure')}; browser console errors: {ui.console_errors()}")
+
+
+def _spine_label_ids(cvat_server, task_id: int, schema) -> dict[int, str]:
+    """CVAT's sublabel id -> point name of the spine points (the canvas tags circles with label ids)."""
+    spine = {schema.names[i] for i in schema.groups["spine"]}
+    with cvat_server.make_client() as admin:
+        (label,) = admin.tasks.retrieve(task_id).get_labels()
+        return {s.id: s.name for s in label.sublabels if s.name in spine}
+
+
+def _inside(ui: cvat_ui.CvatUi, point: cvat_ui.CanvasPoint) -> bool:
+    """The point lies on the frame's image as the canvas shows it."""
+    image = ui.image_box()
+    return (image["x"] <= point.x <= image["x"] + image["width"]
+            and image["y"] <= point.y <= image["y"] + image["height"])
+
+
+def test_annotator_meets_round_1_ranked_and_pre_annotated(loop, browser, cvat_server, schema):
+    ui = browser
+    ui.login(loop.user, loop.password)
+    ui.open_task_from_list("round 1")
+    ui.shot("1-round-task")
+    ui.open_job_from_task(loop.job_ids[0])
+
+    # the first frame: every pre-annotated person drawn as a skeleton, spine points shown on the image
+    with cvat_server.make_client() as admin:
+        stored = [s for s in admin.jobs.retrieve(loop.job_ids[0]).get_annotations().shapes if s.frame == 0]
+    spine = _spine_label_ids(cvat_server, loop.task_id, schema)
+    skeletons = ui.until(lambda: len(ui.skeletons()) == len(stored) and ui.skeletons(),
+                         f"{len(stored)} skeletons on frame 0")
+    assert ui.sidebar_objects() == ["SKELETON SHAPE"] * len(stored)
+    for points in skeletons:
+        shown = {p.label_id for p in points if not p.hidden and _inside(ui, p)}
+        assert set(spine) <= shown, f"spine points not shown: {[spine[i] for i in set(spine) - shown]}"
+    ui.shot("1-round-1-job-1")
+
+    # job 1 holds the top-ranked frames, in rank order
+    names = [ui.frame_name()]
+    for _ in range(JOB - 1):
+        ui.next_frame()
+        names.append(ui.frame_name())
+    assert [Path(n).name for n in names] == loop.round["frames"][:JOB]
