@@ -8,6 +8,9 @@ PY=${PY:-.venv/bin/python}
 REALCVAT=${REALCVAT:-../shared/realcvat}
 export CVAT_NUCLIO_HOST=${CVAT_NUCLIO_HOST:-127.0.0.1} CVAT_NUCLIO_PORT=${CVAT_NUCLIO_PORT:-8070}
 export CVAT_NUCLIO_INVOKE_METHOD=${CVAT_NUCLIO_INVOKE_METHOD:-dashboard}
+# as CVAT's components/serverless/docker-compose.serverless.yml: without it the REST lambda API works,
+# but the web UI hides AI Tools and "Automatic annotation" (/api/server/plugins says MODELS: false)
+export CVAT_SERVERLESS=${CVAT_SERVERLESS:-1}
 export CVAT_WEBHOOK_HOST=${CVAT_WEBHOOK_HOST:-127.0.0.1}
 
 if [ -z "${CVAT_URL:-}" ]; then

@@ -229,23 +229,35 @@ class CvatUi:
         self.click_text(".cvat-annotation-menu li", "Finish the job")
         self.click(".cvat-modal-content-finish-job .ant-btn-primary")
 
-    def ai_tools_detect(self, model_name: str) -> None:
-        """AI Tools → Detectors → `model_name` → Annotate, with CVAT's own label mapping (same names)."""
-        from selenium.webdriver.common.action_chains import ActionChains
-
-        ActionChains(self.driver).move_to_element(self.find(".cvat-tools-control")).perform()
-        self.find(".cvat-tools-control-popover-content")
-        self.click_text(".cvat-tools-control-popover-content .ant-tabs-tab", "Detectors")
-        self._pick_model(".cvat-tools-control-popover-content", model_name)
-        self.click(".cvat-tools-control-popover-content .cvat-inference-run-button")
+    def ai_tools_detect(self, model_name: str, before_run: Callable = lambda: None) -> None:
+        """AI Tools → Detectors → `model_name` → Annotate, with CVAT's own label mapping (same names);
+        the popover is closed again once the request is done."""
+        popover = ".cvat-tools-control-popover-content"
+        self.click(".cvat-tools-control")
+        self.find(popover)
+        self.click_text(f"{popover} .ant-tabs-tab", "Detectors")
+        self._pick_model(popover, model_name)
+        before_run()
+        self.click(f"{popover} .cvat-inference-run-button")
+        self.until(lambda: not any(e.is_displayed() for e in self.all(".ant-modal-content"))
+                   and self.all(".cvat-tools-control:not(.cvat-disabled-canvas-control)"), "the detector's answer")
+        self.click(".cvat-tools-control")
+        self.until(lambda: not any(e.is_displayed() for e in self.all(popover)), "AI Tools to close")
 
     def _pick_model(self, scope: str, model_name: str) -> None:
         self.click(f"{scope} .cvat-run-model-content .ant-select-selector")
         self.click_text(".ant-select-item-option", model_name)
+        self.until(lambda: not any(e.is_displayed() for e in self.all(".ant-select-dropdown")), "the list to close")
+        time.sleep(0.5)  # the mapping table fades in
         self.until(lambda: self.find(f"{scope} .cvat-inference-run-button").is_enabled(),
                    f"the Annotate button after choosing {model_name}")
 
-    def automatic_annotation(self, task_name: str, model_name: str) -> None:
+    def task_card_text(self, task_name: str) -> str:
+        """What the Tasks page shows on the card of `task_name` (progress, automatic annotation state)."""
+        return next(c.text for c in self.all(".cvat-tasks-list-item")
+                    if c.find_element("css selector", ".cvat-item-task-name").text == task_name)
+
+    def automatic_annotation(self, task_name: str, model_name: str, before_run: Callable = lambda: None) -> None:
         """Tasks page → the task's Actions → Automatic annotation → `model_name` → Annotate."""
         self.driver.get(f"{self.url}/tasks")
         card = self.until(lambda: next((c for c in self.all(".cvat-tasks-list-item")
@@ -256,4 +268,5 @@ class CvatUi:
         scope = ".ant-modal-content"
         self.find(f"{scope} .cvat-run-model-content")
         self._pick_model(scope, model_name)
+        before_run()
         self.click(f"{scope} .cvat-inference-run-button")

@@ -35,14 +35,14 @@ from tests import cvat_ui
 from tests.nuclio_dashboard import NuclioDashboard, NuclioFunction
 from tests.test_coco_import import coco17
 from tests.test_function_helpers import DETECTOR, FUNCTION_DIR
-from tests.test_lambda_manager import FUNCTION, FUNCTION_ENV, UNSET_ENV, _port_free
+from tests.test_lambda_manager import FUNCTION_ENV, UNSET_ENV, _answered, _port_free
 from tests.test_walkthrough import free_port, services
 from tests.trainer_helpers import HttpClient, running, serve, wait_for_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROUND, JOB = 10, 5
 MODEL_NAME = "CALS spine pose"  # function.yaml's metadata.annotations.name, as CVAT lists it
-AI_TASK = "ai-tools"
+AI_TASK, AI_FRAMES = "ai-tools", 3
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +212,75 @@ def test_annotator_meets_round_1_ranked_and_pre_annotated(loop, browser, cvat_se
         ui.next_frame()
         names.append(ui.frame_name())
     assert [Path(n).name for n in names] == loop.round["frames"][:JOB]
+
+
+@pytest.fixture(scope="module")
+def ai_task(loop, cvat_server):
+    """A task of the project with AI_FRAMES frames and no annotations, assigned to the annotator."""
+    names = sorted(p.name for p in (loop.frames / "images").iterdir())[:AI_FRAMES]
+    with cvat_server.make_client() as admin:
+        task = admin.tasks.create_from_data({"name": AI_TASK, "project_id": loop.project_id},
+                                            [loop.frames / "images" / n for n in names],
+                                            data_params={"sorting_method": "predefined"})
+        user = next(u for u in admin.users.list() if u.username == loop.user)
+        task.update(models.PatchedTaskWriteRequest(assignee_id=user.id))
+        (job,) = task.get_jobs()
+        return task.id, job.id
+
+
+def _spine_shown(answer: list[dict[str, Any]], spine_names: set[str]) -> list[int]:
+    """Per skeleton of a function answer: how many spine points it shows (sorted)."""
+    return sorted(sum(1 for e in s["elements"] if e["label"] in spine_names and not e["outside"]) for s in answer)
+
+
+def _ai_tools_call(ui: cvat_ui.CvatUi, loop, before: int, shot: str | None = None):
+    """Run AI Tools → Detectors on the open frame; the function's invocation once the canvas shows it."""
+    ui.ai_tools_detect(MODEL_NAME, before_run=lambda: shot and ui.shot(shot))
+    invocation = ui.until(lambda: len(loop.function.invocations) > before and loop.function.invocations[before],
+                          "the CALS function to be called")
+    expected = len(_answered(invocation))
+    ui.until(lambda: len(ui.skeletons()) == expected, f"{expected} skeletons from AI Tools on the canvas")
+    return invocation
+
+
+def test_ai_tools_and_automatic_annotation_draw_spine_skeletons(loop, ai_task, browser, cvat_server, schema):
+    ui, (task_id, job_id) = browser, ai_task
+    spine = _spine_label_ids(cvat_server, task_id, schema)
+    ui.login(loop.user, loop.password)
+    ui.open_task_from_list(AI_TASK)
+    ui.open_job_from_task(job_id)
+    assert ui.skeletons() == []
+
+    # AI Tools on frame 0: the answer's skeletons are drawn with their spine points on the image
+    calls = len(loop.function.invocations)
+    invocation = _ai_tools_call(ui, loop, calls, shot="2-ai-tools-dialog")
+    answer = _answered(invocation)
+    assert answer, "the function found nobody on frame 0"
+    drawn = ui.skeletons()
+    assert sorted(sum(1 for p in points if p.label_id in spine and not p.hidden and _inside(ui, p))
+                  for points in drawn) == _spine_shown(answer, set(spine.values()))
+    assert sum(_spine_shown(answer, set(spine.values()))) > 0, "no spine point drawn"
+    ui.shot("2-ai-tools")
+    ui.save()
+
+    # Actions → Automatic annotation: every frame annotated, as many skeletons as the function found
+    ui.automatic_annotation(AI_TASK, MODEL_NAME, before_run=lambda: ui.shot("2-automatic-annotation-dialog"))
+    ui.until(lambda: len(loop.function.invocations) >= calls + 1 + AI_FRAMES, "a call per frame", timeout=180)
+    per_frame = [len(_answered(i)) for i in loop.function.invocations[calls + 1:calls + 1 + AI_FRAMES]]
+    per_frame[0] += len(answer)  # "Clean previous annotations" is off: frame 0 keeps the AI Tools skeletons
+    with cvat_server.make_client() as admin:
+        task = admin.tasks.retrieve(task_id)
+
+        def stored() -> list[int]:
+            counts = [0] * AI_FRAMES
+            for shape in task.get_annotations().shapes:
+                counts[shape.frame] += shape.type.value == "skeleton"
+            return counts
+
+        ui.until(lambda: stored() == per_frame, f"skeletons {per_frame} per frame in the task", timeout=180)
+    assert all(per_frame), f"the function found nobody on some frame: {per_frame}"
+    ui.until(lambda: "in progress" not in ui.task_card_text(AI_TASK), "the task card to show the end")
+    ui.open_job(task_id, job_id)
+    ui.next_frame()
+    assert len(ui.skeletons()) == per_frame[1]
+    ui.shot("2-automatic-annotation-frame-1")
