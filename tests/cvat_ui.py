@@ -203,15 +203,16 @@ class CvatUi:
         return group.find_element("css selector", f'circle[data-label-id="{label_id}"]')
 
     def drag_point(self, label_id: int, dx: int, dy: int, skeleton: int = 0) -> None:
-        """Hover the skeleton (CVAT activates it), then drag one of its points by (dx, dy) page pixels."""
+        """Hover the skeleton (CVAT activates it), then drag one of its points by (dx, dy) page pixels.
+
+        The point is followed by its element id: an activated skeleton moves to the end of the SVG."""
         from selenium.webdriver.common.action_chains import ActionChains
 
-        point = self.circle(label_id, skeleton)
-        ActionChains(self.driver).move_to_element(point).pause(0.5).perform()
-        self.until(lambda: "cvat_canvas_shape_draggable" in (self.circle(label_id, skeleton).get_attribute("class") or ""),
+        css = "#" + self.circle(label_id, skeleton).get_attribute("id")
+        ActionChains(self.driver).move_to_element(self.find(css, visible=False)).pause(0.5).perform()
+        self.until(lambda: "cvat_canvas_shape_draggable" in (self.find(css, visible=False).get_attribute("class") or ""),
                    "the point to become draggable")
-        point = self.circle(label_id, skeleton)
-        chain = ActionChains(self.driver).click_and_hold(point).pause(0.2)
+        chain = ActionChains(self.driver).click_and_hold(self.find(css, visible=False)).pause(0.2)
         steps = 5
         for _ in range(steps):
             chain = chain.move_by_offset(dx / steps, dy / steps).pause(0.05)

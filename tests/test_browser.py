@@ -284,3 +284,74 @@ def test_ai_tools_and_automatic_annotation_draw_spine_skeletons(loop, ai_task, b
     ui.next_frame()
     assert len(ui.skeletons()) == per_frame[1]
     ui.shot("2-automatic-annotation-frame-1")
+
+
+def _frame_points(cvat_server, job_id: int, frame: int) -> dict[tuple[int, int], tuple[float, float]]:
+    """(shape id, sublabel id) -> (x, y) of every skeleton point on one frame, as CVAT stores them."""
+    with cvat_server.make_client() as admin:
+        shapes = admin.jobs.retrieve(job_id).get_annotations().shapes
+    return {(s.id, e.label_id): tuple(e.points) for s in shapes if s.frame == frame for e in s.elements}
+
+
+def _frame_width(cvat_server, task_id: int) -> int:
+    with cvat_server.make_client() as admin:
+        return admin.tasks.retrieve(task_id).get_meta().frames[0].width
+
+
+def _wait_for_run(trainer_url: str, job_id: int, timeout: float = 300) -> dict[str, Any]:
+    """The trainer's run for `job_id`, once it has finished."""
+    trainer = HttpClient(trainer_url)
+    found: list = []
+    deadline = time.monotonic() + timeout
+    while not found:
+        assert time.monotonic() < deadline, f"no run for job {job_id}: {trainer.get('/runs').get_json()}"
+        found = [r for r in trainer.get("/runs").get_json()["runs"] if job_id in r["targets"].get("jobs", [])]
+        time.sleep(0.5)
+    return wait_for_run(trainer, found[0]["id"], timeout=timeout)
+
+
+def test_a_correction_in_the_ui_trains_promotes_and_serves_the_next_ai_tools_call(
+        loop, ai_task, browser, cvat_server, schema):
+    ui, job_id = browser, loop.job_ids[0]
+    before = Registry(loop.registry).current().id
+    spine = _spine_label_ids(cvat_server, loop.task_id, schema)
+    moved_label = next(i for i, n in spine.items() if n == "spine_03")
+    stored_before = _frame_points(cvat_server, job_id, 0)
+
+    # drag spine_03 of the first skeleton 80 px down on the page, save, finish the job from the menu
+    ui.login(loop.user, loop.password)
+    ui.open_job(loop.task_id, job_id)
+    scale = ui.image_box()["width"] / _frame_width(cvat_server, loop.task_id)
+    ui.drag_point(moved_label, 0, 80)
+    ui.save()
+    stored_after = _frame_points(cvat_server, job_id, 0)
+    changed = {k: (stored_before[k], v) for k, v in stored_after.items() if v != stored_before.get(k)}
+    assert [label for _, label in changed] == [moved_label], changed
+    (((x0, y0), (x1, y1)),) = changed.values()
+    assert abs(x1 - x0) < 2 and abs((y1 - y0) * scale - 80) < 4, (x0, y0, x1, y1, scale)
+    ui.shot("3-corrected-spine-point")
+    ui.finish_job()
+    with cvat_server.make_client() as admin:
+        ui.until(lambda: admin.jobs.retrieve(job_id).state == "completed", "the job to be completed")
+
+    # CVAT's webhook → the trainer exports the job, fine-tunes, evaluates and promotes
+    run = _wait_for_run(loop.trainer_url, job_id)
+    assert run["state"] == "succeeded", run.get("error")
+    model = run["result"]["model"]
+    assert model["promoted"] and Registry(loop.registry).current().id == model["version"] != before
+    # the trainer measured the correction against the sampler's pre-annotations: the dragged point only
+    (effort,) = run["result"]["effort"].values()
+    spine_effort, body_effort = effort["groups"]["spine"], effort["groups"]["body"]
+    assert body_effort["mean_displacement_px"] == 0
+    assert abs(spine_effort["mean_displacement_px"] * spine_effort["points"] - (y1 - y0)) < 1, effort
+    names = {im["cvat"]["frame"] for split in ("train", "val")
+             for im in json.loads((loop.tmp / "data" / "labelled" / split / "annotations.json").read_text())["images"]}
+    assert set(loop.round["frames"][:JOB]) <= names
+
+    # the next AI Tools call is answered by the promoted version
+    task_id, ai_job = ai_task
+    ui.open_job(task_id, ai_job)
+    calls = len(loop.function.invocations)
+    invocation = _ai_tools_call(ui, loop, calls)
+    assert invocation.headers.get("X-CALS-Model-Version") == model["version"], invocation.headers
+    ui.shot("3-ai-tools-after-promotion")
