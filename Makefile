@@ -11,7 +11,7 @@ ENV_FILE ?= deploy/.env
 # run a command with the env file's settings (when it exists); a variable set in the shell wins
 WITH_ENV = $(PY) -m cals.env_file $(ENV_FILE)
 
-.PHONY: install test test-real-cvat demo train bench clean deploy-function trainer sampler sample setup-project check round
+.PHONY: install test test-real-cvat test-browser screenshots demo train bench clean deploy-function trainer sampler sample setup-project check round
 
 install: .venv/.installed
 
@@ -23,6 +23,12 @@ test: install
 
 test-real-cvat: install  # the CVAT-facing tests against a real CVAT (CVAT_URL=..., or ../shared/realcvat)
 	bash scripts/test-real-cvat.sh
+
+test-browser: install  # the browser tests: CVAT's web UI in headless Chromium (builds the harness's UI once)
+	UI=1 bash scripts/test-real-cvat.sh -m browser
+
+screenshots: install  # the browser tests, saving the README walkthrough's screenshots into docs/screenshots
+	CALS_SCREENSHOTS=$(CURDIR)/docs/screenshots UI=1 bash scripts/test-real-cvat.sh -m browser
 
 demo: install
 	bash scripts/demo.sh $(OUT)

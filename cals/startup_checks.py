@@ -93,7 +93,18 @@ def check_function(client, name: str | None, schema: Schema) -> Check:
     if points != schema.names:
         return Check("function", False, f"function {name!r} does not return skeleton {schema.label!r} with the "
                                         "schema's points; redeploy it from this checkout (make deploy-function)")
+    if not _ui_shows_models(client):
+        return Check("function", False, f"{name!r} is deployed, but CVAT's web UI hides AI Tools and automatic "
+                                        "annotation: CVAT runs without CVAT_SERVERLESS=1 (start it with "
+                                        "components/serverless/docker-compose.serverless.yml)")
     return Check("function", True, f"{name!r} is deployed and returns the schema's skeleton")
+
+
+def _ui_shows_models(client) -> bool:
+    """CVAT's UI offers functions only when /api/server/plugins says MODELS (its CVAT_SERVERLESS setting);
+    the lambda API answers either way, so a REST check alone would pass."""
+    _, response = client.api_client.server_api.retrieve_plugins(_parse_response=False)
+    return bool(json.loads(response.data).get("MODELS"))
 
 
 def _http_status(exc: Exception) -> str:

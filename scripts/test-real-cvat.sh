@@ -3,6 +3,10 @@
 # in-process stand-in. With CVAT_URL/CVAT_USER/CVAT_PASSWORD set, against that CVAT; otherwise it
 # sets up (once), starts and afterwards stops the no-Docker CVAT of REALCVAT (default ../shared/realcvat),
 # with CVAT's lambda manager pointed at the Nuclio dashboard stand-in the tests serve on CVAT_NUCLIO_PORT.
+# The browser tests (tests/test_browser.py) are among them: they run when the CVAT has its web UI
+# (CVAT_UI_URL; the harness serves it once its ui-setup.sh has built it) and skip, saying why, otherwise.
+# UI=1 (make test-browser) runs the harness's ui-setup.sh first (once: ~3.5 min, then seconds).
+# Arguments go to pytest (make test-browser passes -m browser).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 REALCVAT=${REALCVAT:-../shared/realcvat}
@@ -20,13 +24,14 @@ if [ -z "${CVAT_URL:-}" ]; then
     fi
     t0=$(date +%s)
     bash "$REALCVAT/setup.sh"
+    if [ "${UI:-0}" = 1 ]; then bash "$REALCVAT/ui-setup.sh"; fi
     bash "$REALCVAT/start.sh"
     trap 'bash "$REALCVAT/stop.sh" || true' EXIT
     . "$REALCVAT/env.sh"
     echo "test-real-cvat: CVAT ready in $(( $(date +%s) - t0 )) s"
 fi
 echo "test-real-cvat: CVAT-facing tests against $CVAT_URL (webhooks to $CVAT_WEBHOOK_HOST," \
-     "Nuclio dashboard on $CVAT_NUCLIO_HOST:$CVAT_NUCLIO_PORT)"
+     "Nuclio dashboard on $CVAT_NUCLIO_HOST:$CVAT_NUCLIO_PORT${CVAT_UI_URL:+, web UI $CVAT_UI_URL})"
 # The harness's OPA stand-in re-activates its policy bundle every few seconds, and CVAT answers 500
 # ("KeyError: 'result'" in its log) to a permission check that lands in that instant: a test failing
 # with CVAT's HTTP 500 is run once more, and the rerun is reported (R in the summary).

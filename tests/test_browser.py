@@ -214,12 +214,12 @@ def test_annotator_meets_round_1_ranked_and_pre_annotated(loop, browser, cvat_se
     assert [Path(n).name for n in names] == loop.round["frames"][:JOB]
 
 
-@pytest.fixture(scope="module")
-def ai_task(loop, cvat_server):
-    """A task of the project with AI_FRAMES frames and no annotations, assigned to the annotator."""
-    names = sorted(p.name for p in (loop.frames / "images").iterdir())[:AI_FRAMES]
+def _new_task(loop, cvat_server, name: str, frames: int) -> tuple[int, int]:
+    """(task id, job id): a task of the project with `frames` frames and no annotations, assigned to
+    the annotator."""
+    names = sorted(p.name for p in (loop.frames / "images").iterdir())[:frames]
     with cvat_server.make_client() as admin:
-        task = admin.tasks.create_from_data({"name": AI_TASK, "project_id": loop.project_id},
+        task = admin.tasks.create_from_data({"name": name, "project_id": loop.project_id},
                                             [loop.frames / "images" / n for n in names],
                                             data_params={"sorting_method": "predefined"})
         user = next(u for u in admin.users.list() if u.username == loop.user)
@@ -235,16 +235,17 @@ def _spine_shown(answer: list[dict[str, Any]], spine_names: set[str]) -> list[in
 
 def _ai_tools_call(ui: cvat_ui.CvatUi, loop, before: int, shot: str | None = None):
     """Run AI Tools → Detectors on the open frame; the function's invocation once the canvas shows it."""
+    drawn = len(ui.skeletons())
     ui.ai_tools_detect(MODEL_NAME, before_run=lambda: shot and ui.shot(shot))
     invocation = ui.until(lambda: len(loop.function.invocations) > before and loop.function.invocations[before],
                           "the CALS function to be called")
-    expected = len(_answered(invocation))
-    ui.until(lambda: len(ui.skeletons()) == expected, f"{expected} skeletons from AI Tools on the canvas")
+    expected = drawn + len(_answered(invocation))
+    ui.until(lambda: len(ui.skeletons()) == expected, f"{expected} skeletons on the canvas after AI Tools")
     return invocation
 
 
-def test_ai_tools_and_automatic_annotation_draw_spine_skeletons(loop, ai_task, browser, cvat_server, schema):
-    ui, (task_id, job_id) = browser, ai_task
+def test_ai_tools_and_automatic_annotation_draw_spine_skeletons(loop, browser, cvat_server, schema):
+    ui, (task_id, job_id) = browser, _new_task(loop, cvat_server, AI_TASK, AI_FRAMES)
     spine = _spine_label_ids(cvat_server, task_id, schema)
     ui.login(loop.user, loop.password)
     ui.open_task_from_list(AI_TASK)
@@ -311,7 +312,7 @@ def _wait_for_run(trainer_url: str, job_id: int, timeout: float = 300) -> dict[s
 
 
 def test_a_correction_in_the_ui_trains_promotes_and_serves_the_next_ai_tools_call(
-        loop, ai_task, browser, cvat_server, schema):
+        loop, browser, cvat_server, schema):
     ui, job_id = browser, loop.job_ids[0]
     before = Registry(loop.registry).current().id
     spine = _spine_label_ids(cvat_server, loop.task_id, schema)
@@ -349,8 +350,7 @@ def test_a_correction_in_the_ui_trains_promotes_and_serves_the_next_ai_tools_cal
     assert set(loop.round["frames"][:JOB]) <= names
 
     # the next AI Tools call is answered by the promoted version
-    task_id, ai_job = ai_task
-    ui.open_job(task_id, ai_job)
+    ui.open_job(*_new_task(loop, cvat_server, "after promotion", 1))
     calls = len(loop.function.invocations)
     invocation = _ai_tools_call(ui, loop, calls)
     assert invocation.headers.get("X-CALS-Model-Version") == model["version"], invocation.headers

@@ -192,7 +192,7 @@ def test_check_names_what_is_missing(env_path, cvat_client, schema, nuclio, tmp_
     assert check_label(cvat_client, project_id, schema).ok
 
 
-def test_check_function_matches_the_schema(nuclio, cvat_client, schema):
+def test_check_function_matches_the_schema(nuclio, cvat_server, cvat_client, schema):
     gpu = FUNCTION_YAML.with_name("function-gpu.yaml")
     assert FUNCTIONS == tuple(yaml.safe_load(f.read_text())["metadata"]["name"] for f in (FUNCTION_YAML, gpu))
     nuclio.deploy(gpu.read_text())
@@ -205,6 +205,13 @@ def test_check_function_matches_the_schema(nuclio, cvat_client, schema):
     try:
         assert check_function(cvat_client, "cals-spine-pose", schema).ok
         assert not check_function(cvat_client, "cals-spine-pose-gpu", schema).ok
+        if cvat_server.server is not None:  # a CVAT without CVAT_SERVERLESS: the REST API lists, the UI hides
+            cvat_server.server.app.config["CVAT_SERVERLESS"] = False
+            try:
+                result = check_function(cvat_client, "cals-spine-pose", schema)
+            finally:
+                cvat_server.server.app.config["CVAT_SERVERLESS"] = True
+            assert not result.ok and "CVAT_SERVERLESS=1" in result.message
         fewer = FUNCTION_YAML.read_text().replace('"name": "hip",', '"name": "pelvis",')
         nuclio.deploy(fewer)
         result = check_function(cvat_client, None, schema)

@@ -13,7 +13,8 @@ from .coco import FORMAT
 from .state import Store
 
 SERVER_VERSION = "2.80.0"
-DEFAULTS: dict[str, Any] = {"CVAT_USERS": {"admin": "admin"}, "CVAT_VERSION": SERVER_VERSION}
+DEFAULTS: dict[str, Any] = {"CVAT_USERS": {"admin": "admin"}, "CVAT_VERSION": SERVER_VERSION,
+                            "CVAT_SERVERLESS": True}
 
 server_bp = Blueprint("server", __name__)
 
@@ -28,6 +29,15 @@ def about():
     if Version(version) >= Version("2.24"):  # CVAT 2.23.1 answers without these two (checked)
         about.update(logo_url="", subtitle="test server")
     return jsonify(about)
+
+
+@server_bp.get("/api/server/plugins")
+def plugins():
+    """MODELS is CVAT's CVAT_SERVERLESS setting: when false its web UI hides AI Tools and automatic annotation."""
+    from flask import current_app
+
+    return jsonify({"GIT_INTEGRATION": False, "ANALYTICS": False, "PREDICT": False,
+                    "MODELS": bool(current_app.config["CVAT_SERVERLESS"])})
 
 
 @server_bp.get("/api/server/annotation/formats")

@@ -2,8 +2,9 @@
 
 Tests "deploy" a function by handing its function.yaml to `CvatTestServer.deploy_function`, which
 turns it into the entry CVAT's lambda manager builds from the Nuclio spec (id = metadata.name,
-kind = annotations.type, labels_v2 from annotations.spec). With serverless off (CVAT started without
-its serverless component) the list answers 503, as CVAT does when it cannot reach Nuclio.
+kind = annotations.type, labels_v2 from annotations.spec). With NUCLIO_REACHABLE off the list answers
+503, as CVAT does when it cannot reach Nuclio's dashboard (the API answers whatever CVAT_SERVERLESS
+says; that setting only decides, through /api/server/plugins, whether the web UI offers functions).
 """
 
 from __future__ import annotations
@@ -42,6 +43,6 @@ def _labels(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @bp.get("/api/lambda/functions")
 def list_functions():
-    if not current_app.config.get("CVAT_SERVERLESS", True):
+    if not current_app.config.get("NUCLIO_REACHABLE", True):
         return jsonify({"detail": "Could not connect to the Nuclio dashboard"}), 503
     return jsonify(list(current_store().functions.values()))
