@@ -33,10 +33,9 @@ from cals.cli import main
 from cals.registry import Registry
 from tests import cvat_ui
 from tests.nuclio_dashboard import NuclioDashboard, NuclioFunction
-from tests.test_coco_import import coco17
 from tests.test_function_helpers import DETECTOR, FUNCTION_DIR
 from tests.test_lambda_manager import FUNCTION_ENV, UNSET_ENV, _answered, _port_free
-from tests.test_walkthrough import free_port, services
+from tests.test_walkthrough import configured_project, free_port, services
 from tests.trainer_helpers import HttpClient, running, serve, wait_for_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -97,18 +96,8 @@ def loop(ui_url, cvat_server, schema, trained, tmp_path_factory) -> Iterator[Loo
     tmp = tmp_path_factory.mktemp("browser-loop")
     frames = tmp / "coco"
     generate_dataset(frames, 24, seed=41, progress=False, workers=1)
-    env = tmp / ".env"
-    shutil.copy(Path(__file__).parents[1] / "deploy" / ".env.example", env)
     trainer_port = free_port()
-    for key, value in {"CALS_CVAT_URL": cvat_server.url, "CALS_CVAT_USER": cvat_server.user,
-                       "CALS_CVAT_PASSWORD": cvat_server.password,
-                       "CALS_PROJECT_NAME": f"spine-{uuid.uuid4().hex[:6]}",
-                       "CALS_TRAINER_URL": f"http://127.0.0.1:{trainer_port}"}.items():
-        env_file.store(env, key, value)
-    assert main(["setup-project", "--env-file", str(env)]) == 0
-    assert main(["import-coco", "--annotations", str(coco17(frames, schema, tmp)), "--images",
-                 str(frames / "images"), "--out", str(tmp / "pool")]) == 0
-    assert main(["pool-task", "--data", str(tmp / "pool"), "--env-file", str(env)]) == 0
+    env = configured_project(cvat_server, schema, frames, tmp, trainer_port, f"spine-{uuid.uuid4().hex[:6]}")
     values = env_file.read(env)
     project_id = int(values["CALS_PROJECT_ID"])
 

@@ -47,6 +47,22 @@ def services(env: dict[str, str], registry: Path, data: Path, cvat_server):
     return trainer_cfg, sampler_cfg
 
 
+def configured_project(cvat_server, schema, frames: Path, tmp: Path, trainer_port: int, name: str) -> Path:
+    """Steps 1-4: deploy/.env from .env.example, `setup-project` (project, label, webhook to the
+    trainer on `trainer_port`), the pool task from `frames` as a COCO-17 file; the env file."""
+    env = tmp / ".env"
+    shutil.copy(Path(__file__).parents[1] / "deploy" / ".env.example", env)
+    for key, value in {"CALS_CVAT_URL": cvat_server.url, "CALS_CVAT_USER": cvat_server.user,
+                       "CALS_CVAT_PASSWORD": cvat_server.password, "CALS_PROJECT_NAME": name,
+                       "CALS_TRAINER_URL": f"http://127.0.0.1:{trainer_port}"}.items():
+        env_file.store(env, key, value)
+    assert main(["setup-project", "--env-file", str(env)]) == 0
+    assert main(["import-coco", "--annotations", str(coco17(frames, schema, tmp)), "--images",
+                 str(frames / "images"), "--out", str(tmp / "pool")]) == 0
+    assert main(["pool-task", "--data", str(tmp / "pool"), "--env-file", str(env)]) == 0
+    return env
+
+
 def annotate_and_complete_job_1(cvat_client, task, frames: Path, tmp_path: Path):
     """The annotator fixes the round's frames (ground truth in) and completes its first job."""
     names = [Path(f.name).name for f in task.get_frames_info()]
@@ -79,19 +95,8 @@ def test_from_a_coco_dataset_to_round_3(cvat_server, cvat_client, schema, traine
 
     frames = tmp_path / "coco"
     generate_dataset(frames, 36, seed=31, progress=False, workers=1)
-    env = tmp_path / ".env"
-    shutil.copy(Path(__file__).parents[1] / "deploy" / ".env.example", env)
     trainer_port = free_port()
-    for key, value in {"CALS_CVAT_URL": cvat_server.url, "CALS_CVAT_USER": cvat_server.user,
-                       "CALS_CVAT_PASSWORD": cvat_server.password, "CALS_PROJECT_NAME": f"walk-{trainer_port}",
-                       "CALS_TRAINER_URL": f"http://127.0.0.1:{trainer_port}"}.items():
-        env_file.store(env, key, value)
-
-    # 3. project, label, webhook; 4. the pool from a COCO-17 file
-    assert main(["setup-project", "--env-file", str(env)]) == 0
-    assert main(["import-coco", "--annotations", str(coco17(frames, schema, tmp_path)), "--images",
-                 str(frames / "images"), "--out", str(tmp_path / "pool")]) == 0
-    assert main(["pool-task", "--data", str(tmp_path / "pool"), "--env-file", str(env)]) == 0
+    env = configured_project(cvat_server, schema, frames, tmp_path, trainer_port, f"walk-{trainer_port}")
     values = env_file.read(env)
     project_id = int(values["CALS_PROJECT_ID"])
 
