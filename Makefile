@@ -28,7 +28,7 @@ test-browser: install  # the browser tests: CVAT's web UI in headless Chromium (
 	UI=1 bash scripts/test-real-cvat.sh -m browser
 
 screenshots: install  # the browser tests, saving the README walkthrough's screenshots into docs/screenshots
-	CALS_SCREENSHOTS=$(CURDIR)/docs/screenshots UI=1 bash scripts/test-real-cvat.sh -m browser
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots UI=1 bash scripts/test-real-cvat.sh -m browser
 
 demo: install
 	bash scripts/demo.sh $(OUT)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-CHROMIUM = os.environ.get("CALS_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("CALS_CHROMEDRIVER", "/usr/bin/chromedriver")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 WAIT = 90  # seconds for one step of the UI (CVAT's first page load compiles nothing, but 2 cores are slow)
 
 
@@ -26,7 +26,7 @@ def unavailable() -> str | None:
                 "../shared/realcvat, or set CVAT_URL/CVAT_UI_URL/CVAT_USER/CVAT_PASSWORD)")
     for tool in (CHROMIUM, CHROMEDRIVER):
         if not shutil.which(tool):
-            return f"no {tool} (CALS_CHROMIUM / CALS_CHROMEDRIVER name the browser and its driver)"
+            return f"no {tool} (CHROMIUM / CHROMEDRIVER name the browser and its driver)"
     try:
         import selenium  # noqa: F401
     except ImportError:

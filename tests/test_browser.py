@@ -10,7 +10,7 @@ Three scenarios, each as a person does it, against a real CVAT with its UI (make
    new version.
 What compose runs next to CVAT is served in-process over real HTTP: the trainer, the sampler and,
 in place of Nuclio, tests/nuclio_dashboard.py running the real function handler. Screenshots go to
-$CALS_SCREENSHOTS (make screenshots: docs/screenshots, shown in the README's walkthrough).
+$SCREENSHOTS_DIR (make screenshots: docs/screenshots, shown in the README's walkthrough).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ AI_TASK, AI_FRAMES = "ai-tools", 3
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
-    where = os.environ.get("CALS_SCREENSHOTS")
+    where = os.environ.get("SCREENSHOTS_DIR")
     return Path(where) if where else tmp_path_factory.mktemp("screenshots")
 
 
