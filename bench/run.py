@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from cals.data.coco import load_dataset
-from cals.evaluate import evaluate
+from cals.metrics.evaluate import evaluate
 from cals.model.baseline import fit_mean_pose, predict_mean_pose
 from cals.model.evaluation import annotations_by_image, evaluate_predictor, xywh_to_xyxy
 from cals.model.predict import Predictor
 from cals.model.train import train
 from cals.registry import Registry
-from cals.report import format_metrics
+from bench.metrics_table import format_metrics
 from cals.schema import load_schema
 from cals.synth import generate_dataset
 

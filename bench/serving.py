@@ -95,10 +95,10 @@ def pose_stage(predictor, batch: list, flip: bool) -> dict:
 
 def pool_rate(predictor, pool: Path, work: Path) -> float:
     """Images/s scoring a pool with least confidence (distributions on, as the sampler scores)."""
-    from cals.pools import LocalPool
-    from cals.score_cache import ScoreCache
-    from cals.scoring import Scorer
-    from cals.strategies import create
+    from cals.sampling.pool import LocalPool
+    from cals.sampling.cache import ScoreCache
+    from cals.sampling.scoring import Scorer
+    from cals.sampling.strategies import create
 
     scorer = Scorer(predictor, cache=ScoreCache(work / f"cache-{time.monotonic_ns()}.sqlite"))
     local = LocalPool(pool, predictor.schema)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cals.errors import CalsError
-from cals.strategies import STRATEGIES
+from cals.sampling.strategies import STRATEGIES
 
 # key: (environment variable, default, type). None default + required → must be set.
 DEFAULTS: dict[str, tuple[str, Any, type]] = {

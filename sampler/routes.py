@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from cals.cvat.client import CvatConnectionError
 from cals.errors import CalsError
-from cals.strategies import STRATEGIES
+from cals.sampling.strategies import STRATEGIES
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sampler", __name__)

@@ -17,13 +17,13 @@ from cals.cvat.client import CvatSettings, connect
 from cals.cvat.rounds import RoundResult, RoundSpec, open_round, round_tasks, used_frames
 from cals.errors import CalsError
 from cals.model.predict import Predictor
-from cals.pools import LocalPool
-from cals.ranking import Ranked, rank
+from cals.sampling.pool import LocalPool
+from cals.sampling.ranking import Ranked, rank
 from cals.registry import Registry
-from cals.score_cache import ScoreCache
-from cals.scoring import Scorer, strategy_needs
-from cals.strategies import PoolStrategy, Strategy
-from cals.strategy_inputs import StrategyOptions, build_strategy, labelled_features
+from cals.sampling.cache import ScoreCache
+from cals.sampling.scoring import Scorer, strategy_needs
+from cals.sampling.strategies import PoolStrategy, Strategy
+from cals.sampling.inputs import StrategyOptions, build_strategy, labelled_features
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cals.effort import correction_effort
+from cals.training.effort import correction_effort
 
 
 def _person(schema, offset=0.0, drop=()):

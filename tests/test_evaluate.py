@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cals.errors import CalsError
-from cals.evaluate import evaluate
+from cals.metrics.evaluate import evaluate
 from cals.schema import load_schema
 
 SCHEMA = load_schema()

@@ -15,7 +15,7 @@ import nuclio_sdk.test
 import pytest
 from PIL import Image
 
-from cals.evaluate import keypoints_array, oks
+from cals.metrics.evaluate import keypoints_array, oks
 from cals.registry import Registry
 from tests.test_function_helpers import (DETECTOR, FOUND_BAR, OKS_BAR, REAL, bgr_to_pil, call,
                                          copy_version, encode, skeleton_points)

@@ -10,7 +10,7 @@ import pytest
 from cvat_sdk.auto_annotation import annotate_task
 
 from cals.errors import CalsError
-from cals.evaluate import keypoints_array, oks
+from cals.metrics.evaluate import keypoints_array, oks
 from cals.serving.auto_annotation import create
 from tests.test_function_helpers import DETECTOR, OKS_BAR
 

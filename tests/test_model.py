@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cals.data.coco import load_dataset
-from cals.evaluate import evaluate
+from cals.metrics.evaluate import evaluate
 from cals.model.baseline import fit_mean_pose, predict_mean_pose
 from cals.model.checkpoint import COCO17_NAMES, adapt_state_dict, save_checkpoint
 from cals.model.evaluation import evaluate_predictor

@@ -8,11 +8,11 @@ import pytest
 
 from cals.errors import CalsError
 from cals.model.predict import Predictor
-from cals.pools import LocalPool
-from cals.ranking import rank
-from cals.score_cache import ScoreCache
-from cals.scoring import Scorer
-from cals.strategies import create
+from cals.sampling.pool import LocalPool
+from cals.sampling.ranking import rank
+from cals.sampling.cache import ScoreCache
+from cals.sampling.scoring import Scorer
+from cals.sampling.strategies import create
 
 
 @pytest.fixture(scope="module")

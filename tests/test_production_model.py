@@ -18,7 +18,7 @@ import pytest
 import torch
 from cvat_sdk import models
 
-from cals import strategies
+from cals.sampling import strategies
 from cals.model.predict import Predictor
 from cals.registry import Registry
 from cals.serving.initial import ensure_initial_model

@@ -1,4 +1,4 @@
-from cals.promotion import decide, metric_value
+from cals.training.promotion import decide, metric_value
 
 
 def _m(ap, spine=None):
@@ -25,7 +25,7 @@ def test_metric_path_and_missing_values():
 
 def test_fine_tuning_keeps_the_current_models_architecture(tmp_path):
     """The function's initial model is an rtmpose-m; the trainer's default config (cpu) fits a first model only."""
-    from cals.fine_tune import _architecture
+    from cals.training.fine_tune import _architecture
     from cals.registry import Version
 
     def version(config):

@@ -10,9 +10,9 @@ from cals.cvat import rounds as rounds_module
 from cals.cvat.round_orphans import MARKER
 from cals.cvat.rounds import RoundSpec, open_round, round_tasks
 from cals.errors import CalsError
-from cals.pools import LocalPool
-from cals.scoring import Scorer
-from cals.strategies import create
+from cals.sampling.pool import LocalPool
+from cals.sampling.scoring import Scorer
+from cals.sampling.strategies import create
 
 
 

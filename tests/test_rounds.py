@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 from cvat_sdk.api_client import models
 
-from cals import preannotations
+from cals.sampling import preannotations
 from cals.cvat.coco_upload import import_coco
 from cals.cvat.pool import CvatPool
 from cals.cvat.rounds import RoundSpec, open_round, round_tasks
 from cals.errors import CalsError
 from cals.model.predict import Predictor
-from cals.pools import LocalPool
-from cals.score_cache import ScoreCache
-from cals.scoring import Scorer
-from cals.strategies import create
+from cals.sampling.pool import LocalPool
+from cals.sampling.cache import ScoreCache
+from cals.sampling.scoring import Scorer
+from cals.sampling.strategies import create
 
 from tests.test_pool_scoring import blurred_pool  # noqa: F401  (module fixture: 16 frames, 8 blurred)
 

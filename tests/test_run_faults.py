@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cals.registry import Registry
-from cals.run_queue import RunQueue
+from cals.training.queue import RunQueue
 from tests.trainer_helpers import generated_frames, make_task, small_current_model, wait_for_run
 from trainer import create_app
 
@@ -81,8 +81,8 @@ def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 if point == "merge":  # images copied, annotations.json not yet switched
-    import cals.labelled_set
-    cals.labelled_set.write_coco = die
+    import cals.training.labelled_set
+    cals.training.labelled_set.write_coco = die
 else:  # a candidate version fully staged in the registry, not yet renamed into versions/
     import cals.registry
     real = os.rename

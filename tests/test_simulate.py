@@ -115,7 +115,7 @@ def test_the_sampler_sees_no_hidden_spine_label(simulation, schema):
 def test_every_strategy_runs_in_the_simulation_built_as_the_sampler_builds_it(simulation, tmp_path, monkeypatch):
     """pose (shape space from the labelled frames), coreset and hybrid (the labelled frames' features),
     committee (the previous version): each picks a round, with the sampler's own strategy builder."""
-    from cals import strategies
+    from cals.sampling import strategies
 
     _, cache, _ = simulation
     monkeypatch.setenv("CALS_CACHE", str(cache))  # the same pool: the cached base model

@@ -4,7 +4,7 @@ import pytest
 
 from cals.errors import CalsError
 from cals.model.predict import PersonPose
-from cals.strategies import (STRATEGIES, Observation, ShapeSpace, create, k_center_greedy)
+from cals.sampling.strategies import (STRATEGIES, Observation, ShapeSpace, create, k_center_greedy)
 
 K = 26
 
@@ -168,7 +168,7 @@ def test_registry_names_errors_and_cache_ids(schema):
 def test_strategies_are_built_with_their_inputs_one_way(schema, synthetic):
     """What the sampler service and the simulation both call: pose gets its shape space from the
     labelled poses, hybrid its shortlist strategy (pose too), and a missing input is named."""
-    from cals.strategy_inputs import StrategyOptions, build_strategy
+    from cals.sampling.inputs import StrategyOptions, build_strategy
 
     labelled = synthetic / "val" / "annotations.json"
     pose = build_strategy("pose", schema, None, labelled=labelled)

@@ -16,9 +16,9 @@ import pytest
 from cvat_sdk import models
 
 from cals.cvat.export import ExportError, ExportedJob, read_export
-from cals.labelled_set import LabelledSet
-from cals.run_queue import RunQueue
-from cals.safe_zip import UnsafeArchiveError, extract
+from cals.training.labelled_set import LabelledSet
+from cals.training.queue import RunQueue
+from cals.cvat.safe_zip import UnsafeArchiveError, extract
 from tests.trainer_helpers import make_task, zip_bytes
 from trainer import create_app
 from trainer.config import ConfigError

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from cvat_sdk import models
 
-from cals import preannotations
+from cals.sampling import preannotations
 from cals.registry import Registry
 from tests.trainer_helpers import (HttpClient, damaging_proxy, generated_frames, ground_truth, make_task, serve,
                                    small_current_model, wait_for_run, zip_bytes)
@@ -231,7 +231,7 @@ def test_a_failed_training_keeps_the_model_and_the_labels(
 
 
 def test_candidate_and_current_are_scored_on_the_same_split_before_promotion(registry_root, frames):
-    from cals.fine_tune import evaluate_and_decide
+    from cals.training.fine_tune import evaluate_and_decide
 
     registry = Registry(registry_root)
     current = registry.current()

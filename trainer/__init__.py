@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from cals.run_queue import RunQueue
+from cals.training.queue import RunQueue
 from trainer import api, errors, webhooks, worker
 from trainer.config import load, raw_config
 from trainer.state import TrainerState

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from cals.run_queue import QUEUED, RUNNING, TARGET_KINDS
+from cals.training.queue import QUEUED, RUNNING, TARGET_KINDS
 from trainer.auth import valid_bearer
 from trainer.errors import ApiError
 from trainer.state import trainer_state

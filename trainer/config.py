@@ -14,7 +14,7 @@ from cals.errors import CalsError
 from cals.model.config import config_path
 from cals.registry import Registry
 from cals.schema import load_schema
-from cals.training_run import RunSettings
+from cals.training.run import RunSettings
 
 PREFIX = "CALS_"
 REQUIRED = ("CVAT_URL", "WEBHOOK_SECRET", "API_TOKEN", "REGISTRY", "DATA")

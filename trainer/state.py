@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from cals.run_queue import RunQueue
+from cals.training.queue import RunQueue
 from trainer.config import TrainerSettings
 from trainer.worker import Worker
 

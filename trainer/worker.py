@@ -15,8 +15,8 @@ from typing import Any
 from flask import Flask
 
 from cals.errors import CalsError
-from cals.run_queue import Run, RunQueue
-from cals.training_run import RunSettings, clean_leftovers, execute
+from cals.training.queue import Run, RunQueue
+from cals.training.run import RunSettings, clean_leftovers, execute
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Export one CVAT job as "COCO Keypoints 1.0" with images, and read it back as schema-ordered COCO.
 
 The trainer's runs and any other caller that learns from CVAT go through `export_job`: cvat-sdk
-does the export, `cals.safe_zip` the untrusted extraction, and the keypoints are re-ordered by
+does the export, `cals.cvat.safe_zip` the untrusted extraction, and the keypoints are re-ordered by
 point name so a CVAT label whose points are listed in another order still lands right.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from cals.data.coco import DatasetError, read_json, validate_coco
 from cals.errors import CalsError
-from cals.safe_zip import extract
+from cals.cvat.safe_zip import extract
 from cals.schema import Schema
 
 log = logging.getLogger(__name__)

@@ -26,17 +26,17 @@ from typing import Iterator
 import numpy as np
 from cvat_sdk.api_client import models
 
-from cals import preannotations
+from cals.sampling import preannotations
 from cals.cvat.coco_upload import import_coco
 from cals.cvat.pool import project_tasks
 from cals.cvat.round_orphans import MARKER_COCO, clear_orphans, remove_marker, write_json, write_marker
 from cals.errors import CalsError
-from cals.pools import Pool, PoolItem
-from cals.ranking import Ranked, rank
-from cals.round_annotations import round_coco
-from cals.round_report import contact_sheet, write_ranking
-from cals.scoring import Scorer, person_record
-from cals.strategies import PoolStrategy, Strategy
+from cals.sampling.pool import Pool, PoolItem
+from cals.sampling.ranking import Ranked, rank
+from cals.sampling.round_coco import round_coco
+from cals.sampling.round_report import contact_sheet, write_ranking
+from cals.sampling.scoring import Scorer, person_record
+from cals.sampling.strategies import PoolStrategy, Strategy
 
 log = logging.getLogger(__name__)
 ROUND_NAME = re.compile(r"^round (\d+)$")

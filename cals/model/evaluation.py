@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cals.data.coco import Dataset, load_dataset
-from cals.evaluate import evaluate
+from cals.metrics.evaluate import evaluate
 
 
 def xywh_to_xyxy(bbox: Iterable[float]) -> list[float]:

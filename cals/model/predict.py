@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +16,12 @@ import numpy as np
 from cals.errors import CalsError
 from cals.model import mm_imports
 from cals.model.checkpoint import load_checkpoint
+from cals.model.person_pose import PersonPose
 from cals.model.pose_network import pick_network
 from cals.model.prior import spine_prior
 from cals.schema import Schema, load_schema
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class PersonPose:
-    bbox: np.ndarray  # (4,) x1, y1, x2, y2 in image pixels
-    keypoints: np.ndarray  # (K, 2) image pixels
-    scores: np.ndarray  # (K,) in [0, 1]
-    distributions: dict[str, np.ndarray] = field(default_factory=dict)
-    # "heatmaps": (K, H, W) for heatmap heads; "simcc_x": (K, Wx), "simcc_y": (K, Wy) for SimCC
-    feature: np.ndarray | None = None  # (C,) the crop's pooled backbone feature (diversity strategies)
 
 
 def default_device() -> str:

@@ -15,18 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from cals.data.coco import load_dataset
-from cals.effort import correction_effort
-from cals.fine_tune import fine_tune_round
+from cals.training.effort import correction_effort
+from cals.training.fine_tune import fine_tune_round
 from cals.model.evaluation import annotations_by_image, evaluate_predictor, predict_dataset
 from cals.model.predict import Predictor
-from cals.pools import LocalPool
-from cals.ranking import rank
+from cals.sampling.pool import LocalPool
+from cals.sampling.ranking import rank
 from cals.registry import Registry
 from cals.schema import Schema
-from cals.scoring import Scorer, strategy_needs
+from cals.sampling.scoring import Scorer, strategy_needs
 from cals.simulate import data
 from cals.simulate.config import SimulationConfig
-from cals.strategy_inputs import StrategyOptions, build_strategy, labelled_features
+from cals.sampling.inputs import StrategyOptions, build_strategy, labelled_features
 
 log = logging.getLogger(__name__)
 STATE = "state.json"

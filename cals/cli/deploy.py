@@ -125,7 +125,7 @@ def cmd_pool_task(args) -> None:
 
 
 def cmd_round(args) -> None:
-    from cals.sampler_api import SamplerApi
+    from cals.sampling.client import SamplerApi
 
     env = env_file.merged(args.env_file)
     if not env.get("CALS_API_TOKEN"):

@@ -15,10 +15,10 @@ from tqdm import tqdm
 
 from cals.errors import CalsError
 from cals.model.predict import PersonPose, Predictor
-from cals.model_passes import image_feature, predict_mirrored
-from cals.pools import Pool, PoolItem
-from cals.score_cache import ScoreCache
-from cals.strategies import Observation, PoolStrategy, Strategy
+from cals.sampling.model_passes import image_feature, predict_mirrored
+from cals.sampling.pool import Pool, PoolItem
+from cals.sampling.cache import ScoreCache
+from cals.sampling.strategies import Observation, PoolStrategy, Strategy
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cals.errors import CalsError
-from cals.strategies.base import Observation, Strategy
+from cals.sampling.strategies.base import Observation, Strategy
 
 MIN_POSES = 5
 

@@ -1,7 +1,7 @@
 """Benchmark: wall time of one trainer round (export + merge + fine-tune + evaluate both + promote)
 for N new images, through cvat-sdk against the CVAT-compatible test server.
 
-    python -m trainer.bench [--images 200] [--iters 100] [--base-iters 30] [--out trainer-bench.json]
+    python -m bench.trainer_round [--images 200] [--iters 100] [--base-iters 30] [--out trainer-bench.json]
 
 The base model that the round fine-tunes from is trained first (not timed). The machine is
 shared: report the numbers of one run together with the load average printed next to them.
@@ -19,10 +19,10 @@ from pathlib import Path
 from cals.cvat.client import CvatSettings, connect
 from cals.model.train import train
 from cals.registry import Registry
-from cals.run_queue import RunQueue
+from cals.training.queue import RunQueue
 from cals.schema import load_schema
 from cals.synth import generate_dataset
-from cals.training_run import RunSettings, execute
+from cals.training.run import RunSettings, execute
 
 
 def main() -> None:

@@ -5,8 +5,8 @@ from typing import Sequence
 
 import numpy as np
 
-from cals.model.predict import PersonPose
-from cals.strategies.base import Observation, Strategy, box_scale
+from cals.model.person_pose import PersonPose
+from cals.sampling.strategies.base import Observation, Strategy, box_scale
 
 
 class FlipDisagreement(Strategy):

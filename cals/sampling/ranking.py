@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cals.scoring import ScoreTable
-from cals.strategies import PoolStrategy, Strategy
+from cals.sampling.scoring import ScoreTable
+from cals.sampling.strategies import PoolStrategy, Strategy
 
 
 @dataclass

@@ -13,18 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cals import preannotations
+from cals.sampling import preannotations
 from cals.cvat.client import CvatSettings, connect
 from cals.cvat.export import ExportedJob, JobGone, export_job
 from cals.cvat.trigger import JobTrigger
-from cals.effort import DEFAULT_TOLERANCE, correction_effort
+from cals.training.effort import DEFAULT_TOLERANCE, correction_effort
 from cals.errors import CalsError
-from cals.fine_tune import PhaseCallback as Report, fine_tune_round
-from cals.labelled_set import DEFAULT_VAL_FRACTION, LabelledSet
-from cals.sampler_api import NotifyError, notify_promoted
-from cals.promotion import DEFAULT_MARGIN, DEFAULT_METRIC
+from cals.training.fine_tune import PhaseCallback as Report, fine_tune_round
+from cals.training.labelled_set import DEFAULT_VAL_FRACTION, LabelledSet
+from cals.sampling.client import NotifyError, notify_promoted
+from cals.training.promotion import DEFAULT_MARGIN, DEFAULT_METRIC
 from cals.registry import Registry
-from cals.run_queue import Run
+from cals.training.queue import Run
 from cals.schema import Schema
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,9 @@
 """Pool scoring benchmark: images/s, peak memory and cached rescoring time for generated pools.
 
-    python -m sampler.bench --registry REG [--sizes 1000,5000] [--strategies entropy,least_confidence,coreset]
+    python -m bench.sampler_scoring [--registry REG] [--sizes 1000,5000] [--strategies entropy,least_confidence,coreset]
 
 Each size runs in its own process so that its peak RSS is its own. Pools are generated (not timed).
+Without --registry, a `cpu` model is trained first (300 iterations on 400 generated images, not timed).
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ from pathlib import Path
 
 def run_one(registry: str, size: int, strategies: list[str], work: Path) -> dict:
     from cals.model.predict import Predictor
-    from cals.pools import LocalPool
+    from cals.sampling.pool import LocalPool
     from cals.registry import Registry
-    from cals.score_cache import ScoreCache
-    from cals.scoring import Scorer
-    from cals.strategies import create
+    from cals.sampling.cache import ScoreCache
+    from cals.sampling.scoring import Scorer
+    from cals.sampling.strategies import create
     from cals.synth import generate_dataset
 
     pool_dir = work / f"pool-{size}"
@@ -46,10 +47,21 @@ def run_one(registry: str, size: int, strategies: list[str], work: Path) -> dict
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "computed": table.computed}
 
 
+def _trained_registry(work: Path) -> Path:
+    from cals.model.train import train
+    from cals.registry import Registry
+    from cals.synth import generate_dataset
+
+    generate_dataset(work / "train", 400, seed=1, progress=False)
+    registry = Registry(work / "registry")
+    registry.promote(train(work / "train", registry, iters=300, progress=False).id)
+    return registry.root
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(prog="sampler.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="bench.sampler_scoring", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--registry", required=True)
+    p.add_argument("--registry", help="registry whose current model scores (default: train a cpu model)")
     p.add_argument("--sizes", default="1000,5000")
     p.add_argument("--strategies", default="entropy,least_confidence,coreset")
     p.add_argument("--work", help="folder for generated pools and caches (default: a temp dir)")
@@ -57,11 +69,13 @@ def main() -> None:
     a = p.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="cals-bench-"))
     strategies = a.strategies.split(",")
+    if not a.registry and not a.one:
+        a.registry = str(_trained_registry(work))
     if a.one:
         print(json.dumps(run_one(a.registry, a.one, strategies, work)))
         return
     for size in (int(s) for s in a.sizes.split(",")):
-        out = subprocess.run([sys.executable, "-m", "sampler.bench", "--registry", a.registry, "--one", str(size),
+        out = subprocess.run([sys.executable, "-m", "bench.sampler_scoring", "--registry", a.registry, "--one", str(size),
                               "--strategies", a.strategies, "--work", str(work)],
                              check=True, stdout=subprocess.PIPE, text=True)
         print(out.stdout.strip().splitlines()[-1], flush=True)

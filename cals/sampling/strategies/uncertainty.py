@@ -7,8 +7,8 @@ import numpy as np
 from scipy.ndimage import maximum_filter
 from scipy.special import softmax
 
-from cals.model.predict import PersonPose
-from cals.strategies.base import Observation, Strategy
+from cals.model.person_pose import PersonPose
+from cals.sampling.strategies.base import Observation, Strategy
 
 _EPS = 1e-12
 

@@ -16,7 +16,7 @@ from typing import Callable, ClassVar, Mapping, Sequence
 import numpy as np
 
 from cals.errors import CalsError
-from cals.model.predict import PersonPose
+from cals.model.person_pose import PersonPose
 
 REDUCTIONS: dict[str, Callable[[np.ndarray], float]] = {
     "max": lambda v: float(np.max(v)),

@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--coco", action="store_true", help="the COCO categories entry")
     s.set_defaults(func=cmd_schema)
 
-    from cals.cli_deploy import add_parsers
+    from cals.cli.deploy import add_parsers
 
     add_parsers(sub)
     return p
@@ -266,6 +266,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
 """One learning round: fine-tune from the current model, score candidate and current on the same
-validation split, promote by `cals.promotion.decide`.
+validation split, promote by `cals.training.promotion.decide`.
 
 The trainer's runs and `cals simulate` both call `fine_tune_round`, so a model is promoted by
 one rule wherever it was trained. The current version is re-evaluated every round because the
@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 from cals.data.coco import ANNOTATIONS, read_json
 from cals.errors import CalsError
-from cals.promotion import DEFAULT_MARGIN, DEFAULT_METRIC, Decision, decide
+from cals.training.promotion import DEFAULT_MARGIN, DEFAULT_METRIC, Decision, decide
 from cals.registry import Registry, Version
-from cals.train_progress import watch_training
+from cals.training.progress import watch_training
 
 log = logging.getLogger(__name__)
 PhaseCallback = Callable[[str, dict[str, Any]], None]

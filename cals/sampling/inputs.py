@@ -15,7 +15,7 @@ import numpy as np
 from cals.data.coco import read_json
 from cals.errors import CalsError
 from cals.registry import Version
-from cals.strategies import DEFAULT_GROUP, DEFAULT_HYBRID_BASE, CoreSet, PoolStrategy, ShapeSpace, Strategy, create
+from cals.sampling.strategies import DEFAULT_GROUP, DEFAULT_HYBRID_BASE, CoreSet, PoolStrategy, ShapeSpace, Strategy, create
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def shape_space(schema, path: Path | None) -> ShapeSpace:
 def labelled_features(scorer, strategy: Strategy | PoolStrategy, current: Version | None, *,
                       progress: bool = False) -> np.ndarray | None:
     """Features of the current version's training images (cached): where core-set starts from."""
-    from cals.pools import LocalPool
+    from cals.sampling.pool import LocalPool
 
     data = training_folder(current)
     if not isinstance(strategy, PoolStrategy) or not data or not (data / "annotations.json").is_file():

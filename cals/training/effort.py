@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cals.evaluate import keypoints_array, oks
+from cals.metrics.evaluate import keypoints_array, oks
 from cals.schema import Schema
 
 DEFAULT_TOLERANCE = 0.5  # OKS term of a point: 0.5 ≈ the COCO "AP50" closeness

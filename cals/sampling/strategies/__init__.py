@@ -1,6 +1,6 @@
 """Uncertainty and diversity strategies: which unlabelled frames to label first (higher = first).
 
-    from cals.strategies import create
+    from cals.sampling.strategies import create
     strategy = create("entropy", schema=schema, group="spine", reduce="max")
     strategy.score(Observation(key, people))            # per-image strategies
     create("hybrid", schema=schema).pool_scores(...)    # pool strategies (coreset, hybrid)
@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from cals.errors import CalsError
-from cals.strategies.base import (NEEDS, REDUCTIONS, Observation, PoolStrategy, Strategy, box_scale,
+from cals.sampling.strategies.base import (NEEDS, REDUCTIONS, Observation, PoolStrategy, Strategy, box_scale,
                                   resolve_reduce)
-from cals.strategies.disagreement import CommitteeDisagreement, FlipDisagreement
-from cals.strategies.diversity import CoreSet, Hybrid, k_center_greedy
-from cals.strategies.shape import PoseImplausibility, ShapeSpace
-from cals.strategies.uncertainty import Entropy, LeastConfidence, MultiPeakEntropy, Random
+from cals.sampling.strategies.disagreement import CommitteeDisagreement, FlipDisagreement
+from cals.sampling.strategies.diversity import CoreSet, Hybrid, k_center_greedy
+from cals.sampling.strategies.shape import PoseImplausibility, ShapeSpace
+from cals.sampling.strategies.uncertainty import Entropy, LeastConfidence, MultiPeakEntropy, Random
 
 STRATEGIES: dict[str, type] = {
     "random": Random,

@@ -6,7 +6,7 @@ from typing import Mapping
 import numpy as np
 
 from cals.errors import CalsError
-from cals.strategies.base import PoolStrategy, Strategy
+from cals.sampling.strategies.base import PoolStrategy, Strategy
 
 
 def k_center_greedy(features: np.ndarray, k: int, labelled: np.ndarray | None = None) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Keypoint metrics: OKS AP/AR per group and pose family, PCK."""
