@@ -19,7 +19,8 @@ import numpy as np
 from cals.data.coco import load_dataset
 from cals.metrics.evaluate import evaluate
 from cals.model.baseline import fit_mean_pose, predict_mean_pose
-from cals.model.evaluation import annotations_by_image, evaluate_predictor, xywh_to_xyxy
+from cals.data.coco import annotations_by_image, xywh_to_xyxy
+from cals.model.evaluation import evaluate_predictor
 from cals.model.predict import Predictor
 from cals.model.train import train
 from cals.registry import Registry

@@ -49,7 +49,7 @@ def frames(root: Path, people: int, count: int) -> list[tuple[np.ndarray, np.nda
     import cv2
 
     from cals.data.coco import read_json
-    from cals.model.evaluation import annotations_by_image, xywh_to_xyxy
+    from cals.data.coco import annotations_by_image, xywh_to_xyxy
     from cals.synth import generate_dataset
 
     folder = root / f"frames-{people}"

@@ -19,7 +19,6 @@ their meta.json, so a reader holding a Version can keep loading its files.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -32,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from cals.durable import fsync_dir, write_json_atomic, write_json_synced
+from cals.durable import file_lock, fsync_dir, write_json_atomic, write_json_synced
 from cals.errors import CalsError
 
 log = logging.getLogger(__name__)
@@ -265,23 +264,15 @@ class Registry:
     @contextlib.contextmanager
     def _staging(self, *, exclusive: bool) -> Iterator[None]:
         """Writers stage under a shared flock; `clean_staging` needs it exclusive (never waits)."""
-        with open(self.root / ".staging.lock", "a") as f:
+        with file_lock(self.root / ".staging.lock", shared=not exclusive, blocking=not exclusive):
             self._adopt(self.root / ".staging.lock")
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            yield
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        with open(self.root / ".lock", "a") as f:
+        with file_lock(self.root / ".lock"):
             self._adopt(self.root / ".lock")
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            yield
 
 
 def _check_new_version(files: Mapping[str, str | os.PathLike], meta: dict) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from cals.errors import CalsError
 from cals.model.predict import Predictor
-from cals.model.evaluation import annotations_by_image, xywh_to_xyxy
+from cals.data.coco import annotations_by_image, xywh_to_xyxy
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,7 @@ def test_cals_simulate_runs_rtmpose_m(tmp_path, monkeypatch):
 def _frame(dataset: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     import cv2
 
-    from cals.model.evaluation import xywh_to_xyxy
+    from cals.data.coco import xywh_to_xyxy
 
     coco = json.loads((dataset / "annotations.json").read_text())
     (image_id,) = [im["id"] for im in coco["images"] if im["file_name"] == name]

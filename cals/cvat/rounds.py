@@ -14,7 +14,6 @@ the trainer. What makes it safe to call again and again:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import re
@@ -26,6 +25,7 @@ from typing import Iterator
 import numpy as np
 from cvat_sdk.api_client import models
 
+from cals.durable import file_lock
 from cals.sampling import preannotations
 from cals.cvat.coco_upload import import_coco
 from cals.cvat.pool import project_tasks
@@ -218,9 +218,5 @@ def _delete_task(client, task_id: int, folder: Path) -> None:
 @contextlib.contextmanager
 def _project_lock(folder: Path) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    with file_lock(folder / ".lock"):
+        yield

@@ -10,8 +10,9 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+from cals.durable import write_json_atomic
 from cals.errors import CalsError
 from cals.schema import Schema
 
@@ -123,7 +124,18 @@ def write_coco(coco: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write atomically so a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(coco))
-    os.replace(tmp, path)
+    write_json_atomic(path, coco, indent=None)
     return path
+
+
+def xywh_to_xyxy(bbox: Iterable[float]) -> list[float]:
+    x, y, w, h = bbox
+    return [x, y, x + w, y + h]
+
+
+def annotations_by_image(coco: dict[str, Any]) -> dict[Any, list[dict]]:
+    """Image id -> its annotations, in file order (images without any are absent)."""
+    by_image: dict[Any, list[dict]] = {}
+    for ann in coco.get("annotations", []):
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    return by_image

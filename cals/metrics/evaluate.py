@@ -16,14 +16,13 @@ import contextlib
 import io
 import logging
 import os
-from collections import defaultdict
 from typing import Any, Sequence
 
 import numpy as np
 from xtcocotools.coco import COCO
 from xtcocotools.cocoeval import COCOeval
 
-from cals.data.coco import read_json, validate_coco
+from cals.data.coco import annotations_by_image, read_json, validate_coco
 from cals.errors import CalsError
 from cals.schema import Schema
 
@@ -124,16 +123,13 @@ def _match(anns: list[dict], preds: list[dict], sigmas: np.ndarray) -> dict[Any,
     """GT annotation id -> index of its prediction: the prediction's `annotation_id` if given,
     else greedy by score, each prediction taking the free person of its image with the best OKS."""
     matched: dict[Any, int] = {}
-    people = defaultdict(list)
-    for a in anns:
-        if _counts(a):
-            people[a["image_id"]].append(a)
+    people = annotations_by_image({"annotations": [a for a in anns if _counts(a)]})
     for i in sorted(range(len(preds)), key=lambda i: -preds[i]["score"]):
         p = preds[i]
         if p["annotation_id"] is not None:
             matched.setdefault(p["annotation_id"], i)
             continue
-        free = [a for a in people[p["image_id"]] if a["id"] not in matched]
+        free = [a for a in people.get(p["image_id"], []) if a["id"] not in matched]
         if free:
             best = max(free, key=lambda a: oks(keypoints_array(p), keypoints_array(a), sigmas, a["area"]))
             matched[best["id"]] = i

@@ -2,18 +2,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from cals.data.coco import Dataset, load_dataset
+from cals.data.coco import Dataset, annotations_by_image, load_dataset, xywh_to_xyxy
 from cals.metrics.evaluate import evaluate
-
-
-def xywh_to_xyxy(bbox: Iterable[float]) -> list[float]:
-    x, y, w, h = bbox
-    return [x, y, x + w, y + h]
 
 
 def coco_result(image_id: Any, keypoints: np.ndarray, scores: np.ndarray,
@@ -23,13 +18,6 @@ def coco_result(image_id: Any, keypoints: np.ndarray, scores: np.ndarray,
     return {"image_id": image_id, "category_id": category_id,
             "keypoints": [round(float(v), 3) for v in flat],
             "score": round(float(scores.mean()), 5), **extra}
-
-
-def annotations_by_image(coco: dict[str, Any]) -> dict[Any, list[dict]]:
-    by_image: dict[Any, list[dict]] = {}
-    for ann in coco["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(ann)
-    return by_image
 
 
 def predict_dataset(predictor, dataset: Dataset, *, progress: bool = True) -> list[dict[str, Any]]:

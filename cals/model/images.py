@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from cals.data.coco import read_json
+from cals.data.coco import annotations_by_image, read_json, xywh_to_xyxy
 from cals.errors import CalsError
-from cals.model.evaluation import coco_result, xywh_to_xyxy
+from cals.model.evaluation import coco_result
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -22,10 +22,7 @@ def _boxes_by_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[Any, l
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise CalsError(f"{path}: --boxes needs a COCO file with 'images' and 'annotations'")
     ids = {Path(im["file_name"]).name: im["id"] for im in coco["images"]}
-    boxes: dict[Any, list] = {}
-    for ann in coco.get("annotations", []):
-        boxes.setdefault(ann["image_id"], []).append(ann["bbox"])
-    return ids, boxes
+    return ids, {image: [a["bbox"] for a in anns] for image, anns in annotations_by_image(coco).items()}
 
 
 def predict_folder(predictor, images: str | os.PathLike, *, boxes: str | os.PathLike | None = None,

@@ -19,7 +19,7 @@ from cals.model.checkpoint import load_checkpoint
 from cals.model.person_pose import PersonPose
 from cals.model.pose_network import pick_network
 from cals.model.prior import spine_prior
-from cals.schema import Schema, load_schema
+from cals.schema import load_schema
 
 logger = logging.getLogger(__name__)
 

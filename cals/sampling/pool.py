@@ -14,7 +14,7 @@ import numpy as np
 
 from cals.data.coco import load_dataset
 from cals.errors import CalsError
-from cals.model.evaluation import annotations_by_image, xywh_to_xyxy
+from cals.data.coco import annotations_by_image, xywh_to_xyxy
 from cals.schema import Schema
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from cals.durable import write_json_atomic
 from cals.errors import CalsError
 
 
@@ -26,13 +26,7 @@ def record(root: str | os.PathLike, task_id: int, coco: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         raise CalsError(f"pre-annotations of task {task_id} are already recorded in {path}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(coco, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, coco, indent=None)
 
 
 def load(root: str | os.PathLike, task_id: int) -> dict[str, Any] | None:

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cals.durable import write_json_atomic
 from cals.data.coco import load_dataset
 from cals.training.effort import correction_effort
 from cals.training.fine_tune import fine_tune_round
-from cals.model.evaluation import annotations_by_image, evaluate_predictor, predict_dataset
+from cals.data.coco import annotations_by_image
+from cals.model.evaluation import evaluate_predictor, predict_dataset
 from cals.model.predict import Predictor
 from cals.sampling.pool import LocalPool
 from cals.sampling.ranking import rank
@@ -54,9 +55,7 @@ class Campaign:
         return json.loads(path.read_text()) if path.is_file() else {"labelled": [], "rounds": []}
 
     def save_state(self, state: dict[str, Any]) -> None:
-        tmp = self.folder / (STATE + ".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.folder / STATE)
+        write_json_atomic(self.folder / STATE, state, indent=1)
 
 
 def run_round(c: Campaign, state: dict[str, Any], picked: list[str], effort: dict | None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cals.cvat.export import ExportedJob
-from cals.data.coco import ANNOTATIONS, IMAGES, read_json, write_coco
+from cals.data.coco import ANNOTATIONS, IMAGES, annotations_by_image, read_json, write_coco
 from cals.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class LabelledSet:
         new = updated = new_val = 0
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for export in exports:
-            anns_by_image = _anns_by_image(export.coco)
+            anns_by_image = annotations_by_image(export.coco)
             for im in export.coco["images"]:
                 key = f"task-{export.task_id}/{im['file_name']}"
                 if key in where:
@@ -158,9 +158,3 @@ class _Ids:
         self._ann += 1
         return self._ann
 
-
-def _anns_by_image(coco: dict[str, Any]) -> dict[Any, list[dict]]:
-    out: dict[Any, list[dict]] = {}
-    for ann in coco["annotations"]:
-        out.setdefault(ann["image_id"], []).append(ann)
-    return out
