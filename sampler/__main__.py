@@ -47,24 +47,13 @@ def round_(args: argparse.Namespace) -> int:
 
 
 def serve_(args: argparse.Namespace) -> int:
-    from gunicorn.app.base import BaseApplication
-
+    from cals.http_service import serve
     from sampler.app import create_app
 
     app = create_app()  # fails here, before binding, on a missing or wrong setting
     _startup_checks(app)
-
-    class Server(BaseApplication):
-        def load_config(self):
-            self.cfg.set("bind", args.bind or app.config["BIND"])
-            self.cfg.set("workers", 1)  # one process: the models and the job queue live once
-            self.cfg.set("threads", args.threads)
-            self.cfg.set("timeout", 0)
-
-        def load(self):
-            return app
-
-    Server().run()
+    # no request timeout: POST /rank scores the pool within the request
+    serve(lambda: app, bind=args.bind or app.config["BIND"], threads=args.threads, timeout=0)
     return 0
 
 

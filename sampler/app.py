@@ -7,9 +7,10 @@ from typing import Any, Mapping
 from flask import Flask
 
 from cals.cvat.client import CvatSettings
+from cals.http_service import add_health, install_errors
 from sampler.config import load_config
 from sampler.jobs import Jobs
-from sampler.routes import bp
+from sampler.routes import bp, health_report
 from sampler.service import Sampler
 
 
@@ -27,7 +28,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.json.sort_keys = False
     init_app(app, Sampler(settings, cvat))
+    install_errors(app, "sampler")
     app.register_blueprint(bp)
+    add_health(app, health_report)
     logging.getLogger("sampler").setLevel(logging.INFO)
     return app
 

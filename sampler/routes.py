@@ -1,44 +1,25 @@
 """HTTP endpoints: health, strategies, rank, open a round, job status, the trainer's promotion notice."""
 from __future__ import annotations
 
-import hmac
 import logging
-from functools import wraps
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from cals.cvat.client import CvatConnectionError
 from cals.errors import CalsError
+from cals.http_service import ApiError, require_token
 from cals.sampling.strategies import STRATEGIES
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sampler", __name__)
 
 
-class BadRequest(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def require_token(view):
-    """Bearer $CALS_API_TOKEN, compared in constant time."""
-    @wraps(view)
-    def wrapped(*args, **kwargs):
-        header = request.headers.get("Authorization", "")
-        token = header[7:] if header.startswith("Bearer ") else ""
-        if not token or not hmac.compare_digest(token, current_app.config["API_TOKEN"]):
-            return jsonify(error="missing or wrong bearer token (Authorization: Bearer $CALS_API_TOKEN)"), 401
-        return view(*args, **kwargs)
-    return wrapped
-
-
-@bp.get("/health")
-def health():
+def health_report() -> dict:
+    """What GET /health adds to `status`."""
     current = current_app.extensions["sampler"].registry.current()
-    return jsonify(status="ok", version=current.id if current else None,
-                   auto_open=current_app.config["AUTO_OPEN"], pool=current_app.config["POOL"])
+    return {"version": current.id if current else None, "auto_open": current_app.config["AUTO_OPEN"],
+            "pool": current_app.config["POOL"]}
 
 
 @bp.get("/strategies")
@@ -53,7 +34,7 @@ def rank():
     names = [_strategy_name(body.get("strategy", current_app.config["STRATEGY"]))]
     extra = body.get("strategies", [])
     if not isinstance(extra, list):
-        raise BadRequest("'strategies' must be a list of strategy names")
+        raise ApiError(400, "'strategies' must be a list of strategy names")
     names += [_strategy_name(n) for n in extra if n != names[0]]
     limit = _positive_int(body, "limit", 50)
     project_id = _project_id(body, required=current_app.config["POOL"] == "cvat")
@@ -76,12 +57,12 @@ def promoted():
     body = _json_body({"version", "project_id"})
     version = body.get("version")
     if not isinstance(version, str) or not version:
-        raise BadRequest("'version' must be the promoted version id (a string)")
+        raise ApiError(400, "'version' must be the promoted version id (a string)")
     sampler = current_app.extensions["sampler"]
     try:
         sampler.registry.get(version)
     except CalsError as exc:
-        raise BadRequest(str(exc), 404) from None
+        raise ApiError(404, str(exc)) from None
     project_id = _project_id(body, required=False)
     if not current_app.config["AUTO_OPEN"]:
         return jsonify(accepted=True, version=version, opening=False,
@@ -94,7 +75,7 @@ def promoted():
 def job(job_id: str):
     found = current_app.extensions["sampler_jobs"].get(job_id)
     if found is None:
-        return jsonify(error=f"no job {job_id!r}"), 404
+        raise ApiError(404, f"no job {job_id!r}")
     return jsonify(found)
 
 
@@ -105,7 +86,7 @@ def jobs():
 
 def _submit_round(args: dict[str, Any], *, reason: str):
     if args.get("project_id") is None:
-        raise BadRequest("no CVAT project: send 'project_id' or set CALS_PROJECT_ID", 422)
+        raise ApiError(422, "no CVAT project: send 'project_id' or set CALS_PROJECT_ID")
     sampler = current_app.extensions["sampler"]
     job = current_app.extensions["sampler_jobs"].submit("round", lambda: sampler.open_round(**args),
                                                         reason=reason, request=args)
@@ -117,16 +98,16 @@ def _submit_round(args: dict[str, Any], *, reason: str):
 def _json_body(allowed: set[str]) -> dict[str, Any]:
     body = request.get_json(silent=True) if request.data else {}
     if body is None or not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
+        raise ApiError(400, "the body must be a JSON object")
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise BadRequest(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+        raise ApiError(400, f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
     return body
 
 
 def _strategy_name(name: Any) -> str:
     if name not in STRATEGIES:
-        raise BadRequest(f"unknown strategy {name!r}; choose one of {sorted(STRATEGIES)}")
+        raise ApiError(400, f"unknown strategy {name!r}; choose one of {sorted(STRATEGIES)}")
     return name
 
 
@@ -135,7 +116,7 @@ def _positive_int(body: dict, key: str, default):
     if value is default:
         return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BadRequest(f"{key!r} must be a positive integer, got {value!r}")
+        raise ApiError(400, f"{key!r} must be a positive integer, got {value!r}")
     return value
 
 
@@ -144,16 +125,11 @@ def _project_id(body: dict, *, required: bool) -> int | None:
     if value is None:
         value = current_app.config["PROJECT_ID"]
         if value is None and required:
-            raise BadRequest("'project_id' is required (or set CALS_PROJECT_ID)")
+            raise ApiError(400, "'project_id' is required (or set CALS_PROJECT_ID)")
         return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BadRequest(f"'project_id' must be a positive integer, got {value!r}")
+        raise ApiError(400, f"'project_id' must be a positive integer, got {value!r}")
     return value
-
-
-@bp.app_errorhandler(BadRequest)
-def _bad_request(exc: BadRequest):
-    return jsonify(error=str(exc)), exc.status
 
 
 @bp.app_errorhandler(CvatConnectionError)
@@ -164,22 +140,3 @@ def _cvat_down(exc: CvatConnectionError):
 @bp.app_errorhandler(CalsError)
 def _cals_error(exc: CalsError):
     return jsonify(error=str(exc)), 409
-
-
-@bp.app_errorhandler(404)
-def _not_found(exc):
-    return jsonify(error=f"no endpoint {request.path}"), 404
-
-
-@bp.app_errorhandler(405)
-def _wrong_method(exc):
-    return jsonify(error=f"{request.method} is not allowed on {request.path}"), 405
-
-
-@bp.app_errorhandler(Exception)
-def _internal(exc: Exception):
-    from werkzeug.exceptions import HTTPException
-    if isinstance(exc, HTTPException):
-        return jsonify(error=exc.description), exc.code
-    log.exception("unhandled error on %s", request.path)
-    return jsonify(error=f"internal error ({type(exc).__name__}); see the sampler log"), 500

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
-from flask import Flask
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -65,17 +64,22 @@ def deploy_sh() -> str:
 
 
 @pytest.fixture(scope="module")
-def routes() -> dict[str, set[str]]:
-    """GET rules of the trainer's and sampler's blueprints, registered on a bare Flask app."""
-    from sampler.routes import bp as sampler_bp
-    from trainer.api import bp as trainer_bp
+def routes(tmp_path_factory) -> dict[str, set[str]]:
+    """GET rules of the trainer's and sampler's apps, as their factories build them (no CVAT call)."""
+    import sampler
+    import trainer
+    from cals.cvat.client import CvatSettings
 
-    found = {}
-    for name, bp in (("trainer", trainer_bp), ("sampler", sampler_bp)):
-        app = Flask(name)
-        app.register_blueprint(bp)
-        found[name] = {rule.rule for rule in app.url_map.iter_rules() if "GET" in rule.methods}
-    return found
+    tmp = tmp_path_factory.mktemp("routes")
+    apps = {"trainer": trainer.create_app({"CVAT_URL": "http://cvat.invalid:8080", "CVAT_USER": "u",
+                                           "CVAT_PASSWORD": "p", "WEBHOOK_SECRET": "s" * 32, "API_TOKEN": "t",
+                                           "REGISTRY": str(tmp / "registry"), "DATA": str(tmp / "data"),
+                                           "WORKER": "0"}),
+            "sampler": sampler.create_app({"API_TOKEN": "t", "REGISTRY": str(tmp / "registry"),
+                                           "DATA": str(tmp / "sampler-data"),
+                                           "CVAT": CvatSettings("http://cvat.invalid:8080", "u", "p")})}
+    return {name: {rule.rule for rule in app.url_map.iter_rules() if "GET" in rule.methods}
+            for name, app in apps.items()}
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +197,7 @@ def test_cvat_reaches_the_trainer_at_an_address_it_accepts_as_a_webhook_target(c
 
 
 def test_ports_healthchecks_and_urls_match_the_apps(compose, routes, ports):
-    health = {"trainer": "/healthz", "sampler": "/health"}
+    health = {"trainer": "/health", "sampler": "/health"}
     binds = {"trainer": "CALS_TRAINER_BIND", "sampler": "CALS_SAMPLER_BIND"}
     for name, app in SERVICES.items():
         service = compose["services"][name]
@@ -261,7 +265,7 @@ def exec_form(value: str) -> list[str]:
 
 
 def test_dockerfile_targets(stages, routes, ports):
-    health = {"trainer": "/healthz", "sampler": "/health"}
+    health = {"trainer": "/health", "sampler": "/health"}
     commands = {"trainer": ["python", "-m", "trainer"], "sampler": ["python", "-m", "sampler", "serve"]}
     for app in SERVICES.values():
         steps = effective(stages, app)

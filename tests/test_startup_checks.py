@@ -21,10 +21,11 @@ def service_env(monkeypatch, tmp_path, cvat_server):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("CALS_PROJECT_ID", raising=False)
     served = []
-    monkeypatch.setattr(trainer_main.TrainerServer, "run", lambda self: served.append("trainer"))
-    from gunicorn.app.base import BaseApplication
+    from cals import http_service
 
-    monkeypatch.setattr(BaseApplication, "run", lambda self: served.append("sampler"))
+    # the production server is not started: each service's start records that it got that far
+    monkeypatch.setattr(trainer_main, "serve", lambda load_app, **kw: served.append("trainer"))
+    monkeypatch.setattr(http_service, "serve", lambda load_app, **kw: served.append("sampler"))
     return served
 
 

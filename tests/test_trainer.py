@@ -193,10 +193,10 @@ def test_train_endpoint_needs_the_token_and_precise_bodies(app):
     assert client.get("/runs/999").status_code == 404
     assert "unknown state" in client.get("/runs?state=done").get_json()["error"]
     assert client.get("/runs?limit=x").status_code == 400
-    assert client.get("/nothing").get_json() == {"error": "The requested URL was not found on the server. "
-                                                          "If you entered the URL manually please check your "
-                                                          "spelling and try again."}
-    assert client.get("/healthz").get_json()["queued_runs"] == 1
+    assert client.get("/nothing").get_json() == {"error": "no endpoint /nothing"}
+    assert client.delete("/runs").get_json() == {"error": "DELETE is not allowed on /runs"}
+    assert client.get("/health").get_json()["queued_runs"] == 1
+    assert client.get("/healthz").get_json() == client.get("/health").get_json()  # the older name still answers
     assert client.get("/models").get_json() == {"current": None, "versions": []}
 
 

@@ -196,7 +196,7 @@ def test_killed_trainer_leaves_the_model_and_requeues_the_run(
 
 def _up(api: HttpClient) -> bool:
     try:
-        return api.get("/healthz").status_code == 200
+        return api.get("/health").status_code == 200
     except OSError:
         return False
 

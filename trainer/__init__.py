@@ -10,8 +10,9 @@ from typing import Any, Mapping
 
 from flask import Flask
 
+from cals.http_service import add_health, install_errors
 from cals.training.queue import RunQueue
-from trainer import api, errors, webhooks, worker
+from trainer import api, webhooks, worker
 from trainer.config import load, raw_config
 from trainer.state import TrainerState
 
@@ -21,10 +22,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load(raw_config(config))
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024  # webhook payloads are a few KB
+    app.config["API_TOKEN"] = settings.api_token
     queue = RunQueue(settings.queue_db)
-    errors.init_app(app)
+    install_errors(app, "trainer")
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
+    add_health(app, api.health_report, aliases=("/healthz",))  # /healthz: its route before /health, kept
     run_worker = worker.init_app(app, queue, settings.run, start=settings.worker,
                                  poll_seconds=settings.worker_poll_seconds)
     app.extensions["cals_trainer"] = TrainerState(settings, queue, run_worker)

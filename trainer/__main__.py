@@ -9,27 +9,10 @@ from __future__ import annotations
 import logging
 import sys
 
-from gunicorn.app.base import BaseApplication
-
 from cals.errors import CalsError
+from cals.http_service import serve
 from cals.startup_checks import startup
 from trainer.config import load, raw_config
-
-
-class TrainerServer(BaseApplication):
-    def __init__(self, bind: str) -> None:
-        self.bind = bind
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in {"bind": self.bind, "workers": 1, "worker_class": "gthread", "threads": 4,
-                           "timeout": 120, "preload_app": False, "accesslog": "-"}.items():
-            self.cfg.set(key, value)
-
-    def load(self):
-        from trainer import create_app
-
-        return create_app()
 
 
 def main() -> int:
@@ -43,7 +26,9 @@ def main() -> int:
     except CalsError as exc:
         print(f"cals trainer: {exc}", file=sys.stderr)
         return 2
-    TrainerServer(settings.bind).run()
+    from trainer import create_app
+
+    serve(create_app, bind=settings.bind, threads=4, timeout=120)
     return 0
 
 

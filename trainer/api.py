@@ -3,20 +3,17 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from cals.training.queue import QUEUED, RUNNING, TARGET_KINDS
-from trainer.auth import valid_bearer
-from trainer.errors import ApiError
+from cals.http_service import ApiError, require_token
+from cals.training.queue import QUEUED, RUN_STATES, RUNNING, TARGET_KINDS
 from trainer.state import trainer_state
 
 bp = Blueprint("api", __name__)
-RUN_STATES = ("queued", "running", "succeeded", "failed", "interrupted")
 
 
 @bp.post("/train")
+@require_token
 def start_run():
     state = trainer_state(current_app)
-    if not valid_bearer(state.settings.api_token, request.headers.get("Authorization")):
-        raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer $CALS_API_TOKEN)")
     run = state.queue.request_run(_targets(request.get_json(silent=True)), trigger="api")
     state.worker.wake()
     return jsonify(run.as_dict()), 202
@@ -70,12 +67,12 @@ def list_models():
     return jsonify(current=current.id if current else None, versions=versions)
 
 
-@bp.get("/healthz")
-def healthz():
+def health_report() -> dict:
+    """What GET /health (and the older /healthz) adds to `status`."""
     state = trainer_state(current_app)
     current = state.settings.run.registry.current()
     running = state.queue.list(limit=1, state=RUNNING)
-    return jsonify(status="ok", worker_alive=state.worker.alive, current_model=current.id if current else None,
-                   running=running[0].id if running else None,
-                   queued_runs=len(state.queue.list(limit=1000, state=QUEUED)),
-                   pending_jobs=len(state.queue.pending_jobs()))
+    return {"worker_alive": state.worker.alive, "current_model": current.id if current else None,
+            "running": running[0].id if running else None,
+            "queued_runs": len(state.queue.list(limit=1000, state=QUEUED)),
+            "pending_jobs": len(state.queue.pending_jobs())}

@@ -1,4 +1,4 @@
-"""Who may talk to the trainer: CVAT by webhook signature, people and services by bearer token."""
+"""CVAT's webhook signature (people and services use the bearer token of cals.http_service)."""
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +12,3 @@ def valid_signature(secret: str, body: bytes, header: str | None) -> bool:
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header.strip())
 
-
-def valid_bearer(token: str, header: str | None) -> bool:
-    """`Authorization: Bearer <token>`, compared in constant time."""
-    scheme, _, given = (header or "").partition(" ")
-    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)

@@ -9,7 +9,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 
 from trainer.auth import valid_signature
-from trainer.errors import ApiError
+from cals.http_service import ApiError
 from trainer.state import trainer_state
 
 log = logging.getLogger(__name__)

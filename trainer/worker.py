@@ -93,7 +93,6 @@ class Worker:
 def init_app(app: Flask, queue: RunQueue, settings: RunSettings, *, start: bool,
              poll_seconds: float) -> Worker:
     worker = Worker(queue, settings, poll_seconds=poll_seconds)
-    app.extensions["cals_worker"] = worker
     if start:
         worker.start()
     return worker

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "queued", "running", "succeeded", "failed", "interrupted"
+RUN_STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, INTERRUPTED)
 TARGET_KINDS = ("projects", "tasks", "jobs")
 
 _SCHEMA = """
