@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from cals.cvat.client import parse_project_id
 from cals.errors import CalsError
 from cals.sampling.strategies import STRATEGIES
 
@@ -19,7 +20,7 @@ DEFAULTS: dict[str, tuple[str, Any, type]] = {
     "DATA": ("CALS_DATA", "cals-data", str),  # score cache, round reports, pre-annotation records
     "POOL": ("CALS_POOL", "cvat", str),  # "cvat" (the project's pool task) or a local COCO folder
     "POOL_TASK": ("CALS_POOL_TASK", "pool", str),  # name of the CVAT task holding the unlabelled pool
-    "PROJECT_ID": ("CALS_PROJECT_ID", None, int),  # CVAT project (a request may name another)
+    "PROJECT_ID": ("CALS_PROJECT_ID", None, parse_project_id),  # CVAT project (a request may name another)
     "STRATEGY": ("CALS_SAMPLER_STRATEGY", "hybrid", str),
     "UNCERTAINTY": ("CALS_SAMPLER_UNCERTAINTY", "entropy", str),  # hybrid's shortlist strategy
     "REDUCE": ("CALS_SAMPLER_REDUCE", "max", str),  # people → image: max | mean | sum

@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from cals.cvat.client import CvatSettings
+from cals.cvat.client import CvatSettings, parse_project_id
 from cals.cvat.trigger import JobTrigger
 from cals.errors import CalsError
 from cals.model.config import config_path
 from cals.registry import Registry
 from cals.schema import load_schema
+from cals.training.effort import DEFAULT_TOLERANCE
+from cals.training.labelled_set import DEFAULT_VAL_FRACTION
+from cals.training.promotion import DEFAULT_MARGIN, DEFAULT_METRIC
 from cals.training.run import RunSettings
 
 PREFIX = "CALS_"
@@ -26,8 +29,8 @@ DEFAULTS: dict[str, str | None] = {
     "QUEUE_DB": None,  # default: $CALS_DATA/queue.sqlite3
     "JOB_TRIGGER": "state:completed", "TRAIN_CONFIG": "cpu", "TRAIN_ITERS": "100",
     "TRAIN_BATCH_SIZE": None,  # default: the model config's
-    "PROMOTE_MARGIN": "0.0", "PROMOTE_METRIC": "overall.AP", "VAL_FRACTION": "0.2",
-    "EFFORT_TOLERANCE": "0.5", "SAMPLER_URL": None, "TRAINER_BIND": "0.0.0.0:8010",
+    "PROMOTE_MARGIN": str(DEFAULT_MARGIN), "PROMOTE_METRIC": DEFAULT_METRIC, "VAL_FRACTION": str(DEFAULT_VAL_FRACTION),
+    "EFFORT_TOLERANCE": str(DEFAULT_TOLERANCE), "SAMPLER_URL": None, "TRAINER_BIND": "0.0.0.0:8010",
     "WORKER": "1", "WORKER_POLL_SECONDS": "5",
     "PROJECT_ID": None,  # when set, the start-up check verifies this project's skeleton label
     "FUNCTION_NAME": None,  # the Nuclio function the start-up check looks for (default: the CPU or GPU build)
@@ -89,7 +92,7 @@ def load(config: Mapping[str, Any]) -> TrainerSettings:
         webhook_secret=str(config["WEBHOOK_SECRET"]), api_token=str(config["API_TOKEN"]),
         bind=str(config["TRAINER_BIND"]), worker=str(config["WORKER"]).lower() not in ("0", "false", "no"),
         worker_poll_seconds=_number(config, "WORKER_POLL_SECONDS", 0.01),
-        project_id=int(_number(config, "PROJECT_ID", 1)) if _opt(config, "PROJECT_ID") else None,
+        project_id=parse_project_id(_opt(config, "PROJECT_ID")),
         function_name=_opt(config, "FUNCTION_NAME"))
 
 

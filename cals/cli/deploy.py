@@ -142,9 +142,6 @@ def cmd_round(args) -> None:
 
 
 def _project_id(env: dict[str, str]) -> int | None:
-    value = env.get("CALS_PROJECT_ID")
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise CalsError(f"CALS_PROJECT_ID must be a CVAT project id (a positive integer), got {value!r}")
-    return int(value)
+    from cals.cvat.client import parse_project_id
+
+    return parse_project_id(env.get("CALS_PROJECT_ID"))

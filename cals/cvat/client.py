@@ -25,6 +25,16 @@ class CvatConnectionError(CalsError):
     """CVAT is unreachable, or refused the credentials."""
 
 
+def parse_project_id(raw: str | int | None, name: str = "CALS_PROJECT_ID") -> int | None:
+    """A CVAT project id setting: unset or empty is None, else a positive integer (the error names `name`)."""
+    if raw is None or str(raw).strip() == "":
+        return None
+    value = str(raw).strip()
+    if not value.isdigit() or int(value) < 1:
+        raise CalsError(f"{name} must be a CVAT project id (a positive integer), got {raw!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class CvatSettings:
     url: str

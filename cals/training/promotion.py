@@ -6,11 +6,11 @@ current version may be stale); the candidate is promoted unless its AP is worse 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-DEFAULT_MARGIN = float(os.environ.get("CALS_PROMOTE_MARGIN", "0.0"))
-DEFAULT_METRIC = os.environ.get("CALS_PROMOTE_METRIC", "overall.AP")
+# the documented defaults of CALS_PROMOTE_MARGIN / CALS_PROMOTE_METRIC, which the trainer's settings read
+DEFAULT_MARGIN = 0.0
+DEFAULT_METRIC = "overall.AP"
 
 
 @dataclass(frozen=True)
