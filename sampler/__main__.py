@@ -61,8 +61,9 @@ def _startup_checks(app) -> None:
     """CVAT, the project's label, a writable data folder; raises CalsError naming what is wrong."""
     from cals.schema import load_schema
     from cals.startup_checks import startup
+    from sampler.state import sampler_state
 
-    sampler = app.extensions["sampler"]
+    sampler = sampler_state(app).sampler
     startup("sampler", sampler.cvat, load_schema(), project_id=app.config["PROJECT_ID"],
             function_name=app.config["FUNCTION_NAME"], writable={"CALS_DATA": sampler.data})
 

@@ -12,6 +12,7 @@ from sampler.config import load_config
 from sampler.jobs import Jobs
 from sampler.routes import bp, health_report
 from sampler.service import Sampler
+from sampler.state import EXTENSION, SamplerState
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -36,5 +37,4 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def init_app(app: Flask, sampler: Sampler) -> None:
-    app.extensions["sampler"] = sampler
-    app.extensions["sampler_jobs"] = Jobs()
+    app.extensions[EXTENSION] = SamplerState(sampler, Jobs())

@@ -10,6 +10,7 @@ from cals.cvat.client import CvatConnectionError
 from cals.errors import CalsError
 from cals.http_service import ApiError, require_token
 from cals.sampling.strategies import STRATEGIES
+from sampler.state import sampler_state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sampler", __name__)
@@ -17,7 +18,7 @@ bp = Blueprint("sampler", __name__)
 
 def health_report() -> dict:
     """What GET /health adds to `status`."""
-    current = current_app.extensions["sampler"].registry.current()
+    current = sampler_state(current_app).sampler.registry.current()
     return {"version": current.id if current else None, "auto_open": current_app.config["AUTO_OPEN"],
             "pool": current_app.config["POOL"]}
 
@@ -38,7 +39,7 @@ def rank():
     names += [_strategy_name(n) for n in extra if n != names[0]]
     limit = _positive_int(body, "limit", 50)
     project_id = _project_id(body, required=current_app.config["POOL"] == "cvat")
-    return jsonify(current_app.extensions["sampler"].rank(names, project_id=project_id, limit=limit))
+    return jsonify(sampler_state(current_app).sampler.rank(names, project_id=project_id, limit=limit))
 
 
 @bp.post("/rounds")
@@ -58,7 +59,7 @@ def promoted():
     version = body.get("version")
     if not isinstance(version, str) or not version:
         raise ApiError(400, "'version' must be the promoted version id (a string)")
-    sampler = current_app.extensions["sampler"]
+    sampler = sampler_state(current_app).sampler
     try:
         sampler.registry.get(version)
     except CalsError as exc:
@@ -73,7 +74,7 @@ def promoted():
 
 @bp.get("/jobs/<job_id>")
 def job(job_id: str):
-    found = current_app.extensions["sampler_jobs"].get(job_id)
+    found = sampler_state(current_app).jobs.get(job_id)
     if found is None:
         raise ApiError(404, f"no job {job_id!r}")
     return jsonify(found)
@@ -81,14 +82,14 @@ def job(job_id: str):
 
 @bp.get("/jobs")
 def jobs():
-    return jsonify(current_app.extensions["sampler_jobs"].list())
+    return jsonify(sampler_state(current_app).jobs.list())
 
 
 def _submit_round(args: dict[str, Any], *, reason: str):
     if args.get("project_id") is None:
         raise ApiError(422, "no CVAT project: send 'project_id' or set CALS_PROJECT_ID")
-    sampler = current_app.extensions["sampler"]
-    job = current_app.extensions["sampler_jobs"].submit("round", lambda: sampler.open_round(**args),
+    sampler = sampler_state(current_app).sampler
+    job = sampler_state(current_app).jobs.submit("round", lambda: sampler.open_round(**args),
                                                         reason=reason, request=args)
     log.info("queued round job %s (%s)", job["id"], reason)
     return jsonify(accepted=True, opening=True, job=job,

@@ -1,0 +1,23 @@
+"""The sampler app's state, one typed entry in Flask's `extensions` (as trainer/state.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flask import Flask
+
+if TYPE_CHECKING:
+    from sampler.jobs import Jobs
+    from sampler.service import Sampler
+
+EXTENSION = "cals_sampler"
+
+
+@dataclass(frozen=True)
+class SamplerState:
+    sampler: "Sampler"
+    jobs: "Jobs"
+
+
+def sampler_state(app: Flask) -> SamplerState:
+    return app.extensions[EXTENSION]
