@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -60,11 +60,12 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cp
           schema: Schema | None = None, epochs: int | None = None, iters: int | None = None,
           init: str | None = None, val_root: str | os.PathLike | None = None,
           progress: bool = True, work_dir: str | os.PathLike | None = None,
-          batch_size: int | None = None) -> Version:
+          batch_size: int | None = None, on_progress: Callable[[dict[str, Any]], None] | None = None) -> Version:
     """Train on a COCO dataset folder and add the model to the registry (not promoted).
 
     `init`: a registry version id (or "current") to fine-tune, or a checkpoint
     path/URL (e.g. a COCO-17 mmpose release) whose shared points are copied.
+    `on_progress` gets the iteration, epoch and loss while the Runner trains (ProgressHook).
     """
     config_path(config)  # an unknown config fails before any work starts
     schema = schema or load_schema()
@@ -85,7 +86,7 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cp
                            iters=iters, work_dir=work, batch_size=batch_size)
         if source is not None:
             cfg.load_from = str(init_checkpoint(cfg, schema, source, work))
-        hook, state, seconds = _run(cfg, progress)
+        hook, state, seconds = _run(cfg, progress, on_progress)
         cfg.load_from = None
         meta = _version_meta(config, schema, summary, source, hook, seconds, cfg)
         if val_root is not None:
@@ -93,10 +94,10 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cp
         return _register(registry, cfg, schema, state, meta, source, work)
 
 
-def _run(cfg, progress: bool):
+def _run(cfg, progress: bool, on_progress: Callable[[dict[str, Any]], None] | None = None):
     from mmengine.runner import Runner
 
-    hook = ProgressHook(enabled=progress)
+    hook = ProgressHook(enabled=progress, report=on_progress)
     cfg.custom_hooks = list(cfg.get("custom_hooks", []))
     start = time.perf_counter()
     # stdout stays clean for the caller (`cals train` prints only the version id)

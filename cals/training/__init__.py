@@ -1,1 +1,1 @@
-"""A completed CVAT job to a promoted model: the run, the labelled set, fine-tuning, promotion, the run queue, training progress, correction effort."""
+"""A completed CVAT job to a promoted model: the run, the labelled set, fine-tuning, promotion, the run queue, correction effort."""

@@ -16,7 +16,6 @@ from cals.data.coco import ANNOTATIONS, read_json
 from cals.errors import CalsError
 from cals.training.promotion import DEFAULT_MARGIN, DEFAULT_METRIC, Decision, decide
 from cals.registry import Registry, Version
-from cals.training.progress import watch_training
 
 log = logging.getLogger(__name__)
 PhaseCallback = Callable[[str, dict[str, Any]], None]
@@ -56,9 +55,9 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
     current = registry.current()
     config = _architecture(current, config)
     report("training", {})
-    with watch_training(lambda state: report("training", state)):
-        candidate = train(train_root, registry, config=config, iters=iters, batch_size=batch_size,
-                          init=current.id if current else None, progress=False, work_dir=work_dir)
+    candidate = train(train_root, registry, config=config, iters=iters, batch_size=batch_size,
+                      init=current.id if current else None, progress=False, work_dir=work_dir,
+                      on_progress=lambda state: report("training", state))
     report("evaluating", {"version": candidate.id})
     decision, cand_metrics, cur_metrics = evaluate_and_decide(
         registry, candidate, current, val_root, margin=margin, metric=metric)
