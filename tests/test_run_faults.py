@@ -61,7 +61,7 @@ def test_a_job_deleted_in_cvat_is_skipped_and_the_others_are_learned(
         run = post_run(client, [kept_job.id, gone_job.id])
         alone = post_run(client, [gone_job.id])
     finally:
-        app.extensions["cals_worker"].stop(30)
+        app.extensions["cals_trainer"].worker.stop(30)
 
     assert run["state"] == "succeeded", run["error"]
     assert run["result"]["jobs"] == [kept_job.id]
@@ -88,7 +88,7 @@ else:  # a candidate version fully staged in the registry, not yet renamed into 
     real = os.rename
     cals.registry.os.rename = lambda src, dst: die() if Path(dst).parent.name == "versions" else real(src, dst)
 from trainer import create_app
-create_app({**config, "WORKER": "0"}).extensions["cals_worker"].run_once()
+create_app({**config, "WORKER": "0"}).extensions["cals_trainer"].worker.run_once()
 """
 
 
@@ -115,7 +115,7 @@ def test_a_killed_run_leaves_nothing_behind_and_its_retry_succeeds(
                      if r["trigger"] == f"retry of interrupted run {run.id}")
         done = wait_for_run(client, retry["id"], timeout=300)
     finally:
-        app.extensions["cals_worker"].stop(30)
+        app.extensions["cals_trainer"].worker.stop(30)
 
     assert old["state"] == "interrupted"
     assert done["state"] == "succeeded", done["error"]
