@@ -23,6 +23,7 @@ from cals.registry import Registry
 from cals.sampling.cache import ScoreCache
 from cals.sampling.scoring import Scorer, strategy_needs
 from cals.sampling.strategies import PoolStrategy, Strategy
+from cals.serving.watcher import ModelWatcher, NoModel
 from cals.sampling.inputs import StrategyOptions, build_strategy, labelled_features
 
 log = logging.getLogger(__name__)
@@ -35,32 +36,37 @@ class Sampler:
         self.registry = Registry(config["REGISTRY"])
         self.data = Path(config["DATA"])
         self.cache = ScoreCache(self.data / "sampler" / "scores.sqlite")
-        self._models: dict[str, Predictor] = {}
+        # the current model as the function serves it: loaded once per promotion, the previous one kept
+        # serving when a new version fails to load
+        self.models: ModelWatcher[Predictor] = ModelWatcher(
+            self.registry, lambda version: Predictor.from_registry(self.registry, version.id))
+        self._previous: tuple[str, Predictor] | None = None  # the committee strategy's second model
         self._detector = None
         self.lock = threading.RLock()  # one model user at a time
 
     # ---- models ---------------------------------------------------------
-    def predictor(self, version_id: str) -> Predictor:
-        if version_id not in self._models:
-            self._models = {k: v for k, v in self._models.items() if k in self._keep()}
-            self._models[version_id] = Predictor.from_registry(self.registry, version_id)
-        return self._models[version_id]
+    def predictor(self) -> Predictor:
+        """The current version's model (cals.serving.watcher, shared with the function)."""
+        try:
+            return self.models.get()
+        except NoModel:
+            raise CalsError(f"registry {self.registry.root} has no current model; train and promote one first") from None
 
-    def _keep(self) -> set[str]:
-        current = self.registry.current()
-        return {current.id, self.registry.previous(current.id) or ""} if current else set()
+    def previous_predictor(self, current_id: str) -> Predictor | None:
+        """The version promoted before `current_id` (else its parent), loaded once."""
+        prev_id = self.registry.previous(current_id)
+        if not prev_id:
+            return None
+        if self._previous is None or self._previous[0] != prev_id:
+            self._previous = (prev_id, Predictor.from_registry(self.registry, prev_id))
+        return self._previous[1]
 
     def scorer(self, strategies: list[Strategy | PoolStrategy]) -> Scorer:
         """A scorer with the current model, plus the previous one when a strategy compares versions."""
-        current = self.registry.current()
-        if current is None:
-            raise CalsError(f"registry {self.registry.root} has no current model; train and promote one first")
-        previous = None
-        if "previous" in strategy_needs(strategies):
-            prev_id = self.registry.previous(current.id)
-            previous = self.predictor(prev_id) if prev_id else None
-        return Scorer(self.predictor(current.id), previous=previous, detector=self.detector(),
-                      cache=self.cache, batch_size=self.config["BATCH_SIZE"])
+        current = self.predictor()
+        previous = self.previous_predictor(current.version_id) if "previous" in strategy_needs(strategies) else None
+        return Scorer(current, previous=previous, detector=self.detector(), cache=self.cache,
+                      batch_size=self.config["BATCH_SIZE"])
 
     def detector(self):
         if self._detector is None and self.config.get("DETECTOR"):
@@ -71,7 +77,7 @@ class Sampler:
     # ---- strategies and pools ------------------------------------------
     def strategy(self, name: str | None = None) -> Strategy | PoolStrategy:
         current = self.registry.current()
-        schema = self.predictor(current.id).schema if current else None
+        schema = self.predictor().schema if current else None
         options = StrategyOptions(reduce=self.config["REDUCE"], group=self.config["GROUP"],
                                   uncertainty=self.config["UNCERTAINTY"])
         return build_strategy(name or self.config["STRATEGY"], schema, current, options=options,

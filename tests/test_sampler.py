@@ -185,3 +185,26 @@ def test_cals_round_asks_the_running_sampler_and_waits(config, project, cvat_cli
         assert "HTTP 401" in capsys.readouterr().err
     assert cals_main(["round", "--env-file", str(env), "--sampler-url", url]) == 1
     assert "unreachable" in capsys.readouterr().err
+
+
+def test_the_sampler_follows_promotions_as_the_function_does(trained, tmp_path, settings):
+    """One model watcher for both: a promoted version is picked up; one that fails to load is not,
+    and the model before it keeps scoring."""
+    import shutil
+
+    from cals.registry import Registry
+    from sampler.service import Sampler
+    from tests.test_function_helpers import copy_version
+
+    registry = Registry(shutil.copytree(trained[0].root, tmp_path / "registry"))
+    sampler = Sampler({"REGISTRY": str(registry.root), "DATA": str(tmp_path / "data")}, settings)
+    first = sampler.predictor()
+    assert first.version_id == registry.current().id and sampler.predictor() is first  # loaded once
+    new = copy_version(trained[1], registry)
+    registry.promote(new.id)
+    assert sampler.predictor().version_id == new.id
+    assert sampler.previous_predictor(new.id).version_id == first.version_id
+    broken = copy_version(trained[1], registry)
+    (broken.path / "checkpoint.pth").write_bytes(b"corrupt")
+    registry.promote(broken.id)
+    assert sampler.predictor().version_id == new.id
