@@ -24,19 +24,14 @@ from typing import Any, Iterator
 
 import pytest
 from cvat_sdk import Client, models
-from werkzeug.serving import make_server
 
-import sampler
-import trainer
 from cals import env_file
 from cals.cli import main
 from cals.registry import Registry
 from tests import cvat_ui
-from tests.nuclio_dashboard import NuclioDashboard, NuclioFunction
-from tests.test_function_helpers import DETECTOR, FUNCTION_DIR
-from tests.test_lambda_manager import FUNCTION_ENV, UNSET_ENV, _answered, _port_free
-from tests.test_walkthrough import configured_project, free_port, services
-from tests.trainer_helpers import HttpClient, running, serve, wait_for_run
+from tests.test_lambda_manager import FUNCTION, _answered, dashboard_unavailable, function_dashboard
+from tests.test_walkthrough import configured_project, free_port, running_services, services
+from tests.trainer_helpers import HttpClient, wait_for_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROUND, JOB = 10, 5
@@ -57,12 +52,9 @@ def ui_url(cvat_server) -> str:
         pytest.skip(reason)
     if not cvat_server.real:
         pytest.skip("the CVAT test server has no web UI; runs against a real CVAT (make test-browser)")
-    if not DETECTOR.is_file():
-        pytest.skip("../shared detector not present")
-    port = int(os.environ.get("CVAT_NUCLIO_PORT", 8070))
-    if not _port_free("127.0.0.1", port):
-        pytest.skip(f"127.0.0.1:{port} is taken; the stand-in Nuclio dashboard must listen where "
-                    "CVAT's CVAT_NUCLIO_PORT points")
+    reason = dashboard_unavailable()
+    if reason:
+        pytest.skip(reason)
     return os.environ["CVAT_UI_URL"]
 
 
@@ -106,31 +98,20 @@ def loop(ui_url, cvat_server, schema, trained, tmp_path_factory) -> Iterator[Loo
     sampler_cfg.update(ROUND_SIZE=ROUND, JOB_SIZE=JOB, AUTO_OPEN=False)
     username, password = f"annotator-{uuid.uuid4().hex[:6]}", f"An-{uuid.uuid4().hex[:12]}"
     annotator = _register(cvat_server, username, password)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CALS_REGISTRY", str(registry))  # the function serves what the trainer promotes
-        mp.setenv("CALS_DETECTOR", str(DETECTOR))
-        for name in UNSET_ENV:
-            mp.delenv(name, raising=False)
-        for name, value in FUNCTION_ENV.items():
-            mp.setenv(name, value)
-        function = NuclioFunction.from_yaml(FUNCTION_DIR / "function.yaml")
-        port = int(os.environ.get("CVAT_NUCLIO_PORT", 8070))
-        with NuclioDashboard([function], host="127.0.0.1", port=port), \
-                serve(sampler.create_app(sampler_cfg)) as sampler_url:
-            trainer_app = trainer.create_app({**trainer_cfg, "SAMPLER_URL": sampler_url})
-            with running(make_server("127.0.0.1", trainer_port, trainer_app, threaded=True)) as trainer_url:
-                first = _open_round(env, sampler_url)
-                with cvat_server.make_client() as admin:
-                    task = admin.tasks.retrieve(first["task_id"])
-                    jobs = sorted(task.get_jobs(), key=lambda j: j.start_frame)
-                    # The task and its first job go to the annotator: CVAT lists a task only to its owner and
-                    # assignees (a job's assignee finds the job on the Jobs page, not the task).
-                    task.update(models.PatchedTaskWriteRequest(assignee_id=annotator))
-                    jobs[0].update(models.PatchedJobWriteRequest(assignee=annotator))
-                yield Loop(env=env, frames=frames, tmp=tmp, project_id=project_id, registry=registry,
-                           round=first, task_id=task.id, job_ids=[j.id for j in jobs], function=function,
-                           trainer_url=trainer_url, sampler_url=sampler_url, user=username, password=password)
-            trainer_app.extensions["cals_trainer"].worker.stop(30)
+    # the function serves what the trainer promotes
+    with function_dashboard(registry) as dashboard, \
+            running_services(trainer_cfg, sampler_cfg, trainer_port) as (trainer_url, sampler_url):
+        first = _open_round(env, sampler_url)
+        with cvat_server.make_client() as admin:
+            task = admin.tasks.retrieve(first["task_id"])
+            jobs = sorted(task.get_jobs(), key=lambda j: j.start_frame)
+            # The task and its first job go to the annotator: CVAT lists a task only to its owner and
+            # assignees (a job's assignee finds the job on the Jobs page, not the task).
+            task.update(models.PatchedTaskWriteRequest(assignee_id=annotator))
+            jobs[0].update(models.PatchedJobWriteRequest(assignee=annotator))
+        yield Loop(env=env, frames=frames, tmp=tmp, project_id=project_id, registry=registry, round=first,
+                   task_id=task.id, job_ids=[j.id for j in jobs], function=dashboard.functions[FUNCTION],
+                   trainer_url=trainer_url, sampler_url=sampler_url, user=username, password=password)
     with cvat_server.make_client() as admin:  # the project's tasks go with it
         admin.projects.remove_by_ids([project_id])
         admin.api_client.users_api.destroy(annotator)

@@ -13,6 +13,8 @@ import os
 import shutil
 import socket
 import time
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -52,31 +54,48 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def dashboard(cvat_server, request, tmp_path_factory) -> Iterator[NuclioDashboard]:
-    """The stand-in Nuclio dashboard where the real CVAT looks for it, serving the trained model."""
-    if not cvat_server.real:
-        pytest.skip("the CVAT test server has no lambda manager; runs against a real CVAT "
-                    "(CVAT_URL, CVAT_USER, CVAT_PASSWORD)")
+def dashboard_unavailable() -> str | None:
+    """Why the Nuclio-dashboard stand-in cannot serve the function where CVAT looks, or None."""
     if not DETECTOR.is_file():
-        pytest.skip("../shared detector not present")
+        return "../shared detector not present"
     port = int(os.environ.get("CVAT_NUCLIO_PORT", 8070))
     if not _port_free("127.0.0.1", port):
-        pytest.skip(f"127.0.0.1:{port} is taken; the stand-in Nuclio dashboard must listen where "
-                    "CVAT's CVAT_NUCLIO_PORT points")
-    _, version = request.getfixturevalue("trained")
-    registry = Registry(tmp_path_factory.mktemp("lambda-registry"))
-    registry.promote(copy_version(version, registry).id)
+        return (f"127.0.0.1:{port} is taken; the stand-in Nuclio dashboard must listen where "
+                "CVAT's CVAT_NUCLIO_PORT points")
+    return None
+
+
+@contextmanager
+def function_dashboard(registry_root: Path) -> Iterator[NuclioDashboard]:
+    """The real function, serving `registry_root`'s current model, behind the stand-in dashboard on
+    CVAT_NUCLIO_PORT (default 8070)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CALS_REGISTRY", str(registry.root))
+        mp.setenv("CALS_REGISTRY", str(registry_root))
         mp.setenv("CALS_DETECTOR", str(DETECTOR))
         for name in UNSET_ENV:
             mp.delenv(name, raising=False)
         for name, value in FUNCTION_ENV.items():
             mp.setenv(name, value)
         function = NuclioFunction.from_yaml(FUNCTION_DIR / "function.yaml")
+        port = int(os.environ.get("CVAT_NUCLIO_PORT", 8070))
         with NuclioDashboard([function], host="127.0.0.1", port=port) as served:
             yield served
+
+
+@pytest.fixture(scope="module")
+def dashboard(cvat_server, request, tmp_path_factory) -> Iterator[NuclioDashboard]:
+    """The stand-in Nuclio dashboard where the real CVAT looks for it, serving the trained model."""
+    if not cvat_server.real:
+        pytest.skip("the CVAT test server has no lambda manager; runs against a real CVAT "
+                    "(CVAT_URL, CVAT_USER, CVAT_PASSWORD)")
+    reason = dashboard_unavailable()
+    if reason:
+        pytest.skip(reason)
+    _, version = request.getfixturevalue("trained")
+    registry = Registry(tmp_path_factory.mktemp("lambda-registry"))
+    registry.promote(copy_version(version, registry).id)
+    with function_dashboard(registry.root) as served:
+        yield served
 
 
 @pytest.fixture

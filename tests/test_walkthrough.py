@@ -11,7 +11,9 @@ import json
 import shutil
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from werkzeug.serving import make_server
@@ -63,6 +65,19 @@ def configured_project(cvat_server, schema, frames: Path, tmp: Path, trainer_por
     return env
 
 
+@contextmanager
+def running_services(trainer_cfg: dict, sampler_cfg: dict, trainer_port: int) -> Iterator[tuple[str, str]]:
+    """(trainer URL, sampler URL): the sampler, then the trainer (told the sampler's URL) on
+    `trainer_port`, over real HTTP as compose runs them; the trainer's worker is stopped on exit."""
+    with serve(sampler.create_app(sampler_cfg)) as sampler_url:
+        app = trainer.create_app({**trainer_cfg, "SAMPLER_URL": sampler_url})
+        try:
+            with running(make_server("127.0.0.1", trainer_port, app, threaded=True)) as trainer_url:
+                yield trainer_url, sampler_url
+        finally:
+            app.extensions["cals_trainer"].worker.stop(30)
+
+
 def annotate_and_complete_job_1(cvat_client, task, frames: Path, tmp_path: Path):
     """The annotator fixes the round's frames (ground truth in) and completes its first job."""
     names = [Path(f.name).name for f in task.get_frames_info()]
@@ -103,25 +118,22 @@ def test_from_a_coco_dataset_to_round_3(cvat_server, cvat_client, schema, traine
     # 5./6. the initial model in the registry; trainer and sampler up
     registry = Path(shutil.copytree(trained[0].root, tmp_path / "registry"))
     trainer_cfg, sampler_cfg = services(values, registry, tmp_path / "data", cvat_server)
-    with serve(sampler.create_app(sampler_cfg)) as sampler_url:
-        trainer_app = trainer.create_app({**trainer_cfg, "SAMPLER_URL": sampler_url})
-        with running(make_server("127.0.0.1", trainer_port, trainer_app, threaded=True)):
-            # 7. round 1 through the sampler service
-            capsys.readouterr()
-            assert main(["round", "--env-file", str(env), "--sampler-url", sampler_url]) == 0
-            first = json.loads(capsys.readouterr().out)
-            assert first["number"] == 1 and len(first["frames"]) == ROUND and len(first["jobs"]) == ROUND // JOB
+    with running_services(trainer_cfg, sampler_cfg, trainer_port) as urls:
+        trainer_url, sampler_url = urls
+        # 7. round 1 through the sampler service
+        capsys.readouterr()
+        assert main(["round", "--env-file", str(env), "--sampler-url", sampler_url]) == 0
+        first = json.loads(capsys.readouterr().out)
+        assert first["number"] == 1 and len(first["frames"]) == ROUND and len(first["jobs"]) == ROUND // JOB
 
-            # rounds 2 and 3 open by themselves: job completed -> trainer -> promotion -> sampler
-            urls = (f"http://127.0.0.1:{trainer_port}", sampler_url)
-            for number in (2, 3):
-                previous = wait_for_round(cvat_client, project_id, number - 1, urls)
-                annotate_and_complete_job_1(cvat_client, previous, frames, tmp_path)
-                wait_for_round(cvat_client, project_id, number, urls)
-            capsys.readouterr()
-            assert main(["round", "--env-file", str(env), "--sampler-url", sampler_url]) == 0
-            again = json.loads(capsys.readouterr().out)
-        trainer_app.extensions["cals_trainer"].worker.stop(30)
+        # rounds 2 and 3 open by themselves: job completed -> trainer -> promotion -> sampler
+        for number in (2, 3):
+            previous = wait_for_round(cvat_client, project_id, number - 1, urls)
+            annotate_and_complete_job_1(cvat_client, previous, frames, tmp_path)
+            wait_for_round(cvat_client, project_id, number, urls)
+        capsys.readouterr()
+        assert main(["round", "--env-file", str(env), "--sampler-url", sampler_url]) == 0
+        again = json.loads(capsys.readouterr().out)
 
     assert again["number"] == 3 and again["created"] is False  # the same model gives the same round back
     tasks = round_tasks(cvat_client, project_id)
