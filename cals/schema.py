@@ -213,7 +213,9 @@ def _parse_edge(raw: Any, i: int, source: str) -> tuple[str, str]:
 
 def load_schema(path: str | os.PathLike | None = None) -> Schema:
     """Load and validate a schema file; default: $CALS_SCHEMA, else the bundled COCO-17 + spine."""
-    path = Path(path or os.environ.get("CALS_SCHEMA") or DEFAULT_SCHEMA)
+    from cals.settings import ModelEnv
+
+    path = Path(path or ModelEnv.load().SCHEMA or DEFAULT_SCHEMA)
     try:
         text = path.read_text()
     except OSError as e:

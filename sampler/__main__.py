@@ -35,12 +35,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def round_(args: argparse.Namespace) -> int:
-    from cals.cvat.client import CvatSettings
     from sampler.config import load_config
     from sampler.service import Sampler
 
-    config = load_config(required=("REGISTRY",))
-    result = Sampler(config, CvatSettings.from_env()).open_round(
+    result = Sampler(load_config(required=("REGISTRY",))).open_round(
         project_id=args.project, size=args.size, job_size=args.job_size, strategy=args.strategy)
     print(json.dumps({k: v for k, v in result.to_json().items() if k != "ranking"}, indent=2))
     return 0
@@ -53,7 +51,7 @@ def serve_(args: argparse.Namespace) -> int:
     app = create_app()  # fails here, before binding, on a missing or wrong setting
     _startup_checks(app)
     # no request timeout: POST /rank scores the pool within the request
-    serve(lambda: app, bind=args.bind or app.config["BIND"], threads=args.threads, timeout=0)
+    serve(lambda: app, bind=args.bind or app.config["SAMPLER_BIND"], threads=args.threads, timeout=0)
     return 0
 
 

@@ -6,7 +6,6 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from cals.cvat.client import CvatSettings
 from cals.http_service import add_health, install_errors
 from sampler.config import load_config
 from sampler.jobs import Jobs
@@ -18,17 +17,13 @@ from sampler.state import EXTENSION, SamplerState
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; a missing or wrong setting raises CalsError naming the variable.
 
-    `config` may hold any DEFAULTS key, plus "CVAT" (a CvatSettings) to bypass CALS_CVAT_* in tests.
+    `config` may hold any `cals.settings.SamplerEnv` field (the variable without CALS_).
     """
-    config = dict(config or {})
-    cvat = config.pop("CVAT", None)
     settings = load_config(config)
-    if cvat is None:
-        cvat = CvatSettings.from_env()
     app = Flask("sampler")
-    app.config.update(settings)
+    app.config.update(settings.model_dump(exclude={"CVAT_PASSWORD", "CVAT_TOKEN"}))
     app.json.sort_keys = False
-    init_app(app, Sampler(settings, cvat))
+    init_app(app, Sampler(settings))
     install_errors(app, "sampler")
     app.register_blueprint(bp)
     add_health(app, health_report)

@@ -32,7 +32,7 @@ def strategies():
 @require_token
 def rank():
     body = _json_body({"strategy", "strategies", "project_id", "limit"})
-    names = [_strategy_name(body.get("strategy", current_app.config["STRATEGY"]))]
+    names = [_strategy_name(body.get("strategy", current_app.config["SAMPLER_STRATEGY"]))]
     extra = body.get("strategies", [])
     if not isinstance(extra, list):
         raise ApiError(400, "'strategies' must be a list of strategy names")

@@ -24,17 +24,18 @@ from cals.sampling.cache import ScoreCache
 from cals.sampling.scoring import Scorer, strategy_needs
 from cals.sampling.strategies import PoolStrategy, Strategy
 from cals.serving.watcher import ModelWatcher, NoModel
+from cals.settings import SamplerEnv
 from cals.sampling.inputs import StrategyOptions, build_strategy, labelled_features
 
 log = logging.getLogger(__name__)
 
 
 class Sampler:
-    def __init__(self, config: dict[str, Any], cvat: CvatSettings | None = None) -> None:
-        self.config = config
-        self.cvat = cvat
-        self.registry = Registry(config["REGISTRY"])
-        self.data = Path(config["DATA"])
+    def __init__(self, settings: SamplerEnv) -> None:
+        self.settings = settings
+        self.cvat = CvatSettings.from_env(settings)
+        self.registry = Registry(str(settings.REGISTRY))
+        self.data = Path(settings.DATA)
         self.cache = ScoreCache(self.data / "sampler" / "scores.sqlite")
         # the current model as the function serves it: loaded once per promotion, the previous one kept
         # serving when a new version fails to load
@@ -66,30 +67,28 @@ class Sampler:
         current = self.predictor()
         previous = self.previous_predictor(current.version_id) if "previous" in strategy_needs(strategies) else None
         return Scorer(current, previous=previous, detector=self.detector(), cache=self.cache,
-                      batch_size=self.config["BATCH_SIZE"])
+                      batch_size=self.settings.SAMPLER_BATCH)
 
     def detector(self):
-        if self._detector is None and self.config.get("DETECTOR"):
+        if self._detector is None and self.settings.DETECTOR:
             from cals.model.detector import PersonDetector
-            self._detector = PersonDetector(self.config["DETECTOR"])
+            self._detector = PersonDetector(self.settings.DETECTOR)
         return self._detector
 
     # ---- strategies and pools ------------------------------------------
     def strategy(self, name: str | None = None) -> Strategy | PoolStrategy:
         current = self.registry.current()
         schema = self.predictor().schema if current else None
-        options = StrategyOptions(reduce=self.config["REDUCE"], group=self.config["GROUP"],
-                                  uncertainty=self.config["UNCERTAINTY"])
-        return build_strategy(name or self.config["STRATEGY"], schema, current, options=options,
-                              labelled=self.config.get("LABELLED"))
+        s = self.settings
+        options = StrategyOptions(reduce=s.SAMPLER_REDUCE, group=s.SAMPLER_GROUP, uncertainty=s.SAMPLER_UNCERTAINTY)
+        return build_strategy(name or s.SAMPLER_STRATEGY, schema, current, options=options,
+                              labelled=s.SAMPLER_LABELLED)
 
     def labelled_features(self, scorer: Scorer, strategy: Strategy | PoolStrategy) -> np.ndarray | None:
         return labelled_features(scorer, strategy, self.registry.current(), progress=True)
 
     @contextlib.contextmanager
     def client(self) -> Iterator[Any]:
-        if self.cvat is None:
-            raise CalsError("CVAT is not configured: set CALS_CVAT_URL and its credentials")
         client = connect(self.cvat)
         try:
             yield client
@@ -97,12 +96,12 @@ class Sampler:
             client.close()
 
     def pool(self, client, project_id: int | None, schema):
-        if self.config["POOL"] != "cvat":
-            return LocalPool(self.config["POOL"], schema)
+        if self.settings.POOL != "cvat":
+            return LocalPool(self.settings.POOL, schema)
         if project_id is None:
             raise CalsError("the CVAT pool needs a project id (request 'project_id' or CALS_PROJECT_ID)")
         from cals.cvat.pool import CvatPool
-        return CvatPool(client, project_id, schema, task_name=self.config["POOL_TASK"])
+        return CvatPool(client, project_id, schema, task_name=self.settings.POOL_TASK)
 
     # ---- the two operations --------------------------------------------
     def rank(self, strategies: list[str], *, project_id: int | None, limit: int) -> dict[str, Any]:
@@ -113,7 +112,7 @@ class Sampler:
             pool = self.pool(client, project_id, scorer.predictor.schema)
             used = used_frames(round_tasks(client, project_id).values()) if client and project_id else set()
             table = scorer.score(pool, built, exclude=used, progress=True)
-            ranked = rank(table, built[0], k=min(limit, self.config["ROUND_SIZE"]), exclude=used,
+            ranked = rank(table, built[0], k=min(limit, self.settings.ROUND_SIZE), exclude=used,
                           labelled=self.labelled_features(scorer, built[0]))
         return {"version": table.version, "strategy": built[0].cache_id, "pool_size": len(table.keys),
                 "in_rounds": len(used), "scored_now": table.computed,
@@ -121,10 +120,10 @@ class Sampler:
 
     def open_round(self, *, project_id: int | None, size: int | None = None, job_size: int | None = None,
                    strategy: str | None = None) -> RoundResult:
-        project_id = project_id if project_id is not None else self.config["PROJECT_ID"]
+        project_id = project_id if project_id is not None else self.settings.PROJECT_ID
         if project_id is None:
             raise CalsError("no CVAT project: pass project_id or set CALS_PROJECT_ID")
-        spec = RoundSpec(project_id, size or self.config["ROUND_SIZE"], job_size or self.config["JOB_SIZE"])
+        spec = RoundSpec(project_id, size or self.settings.ROUND_SIZE, job_size or self.settings.JOB_SIZE)
         spec.check()
         built = self.strategy(strategy)
         with self.lock, self.client() as client:
@@ -135,7 +134,7 @@ class Sampler:
 
     @contextlib.contextmanager
     def _maybe_client(self, project_id: int | None) -> Iterator[Any]:
-        if self.config["POOL"] == "cvat" or project_id is not None:
+        if self.settings.POOL == "cvat" or project_id is not None:
             with self.client() as client:
                 yield client
         else:

@@ -23,10 +23,16 @@ def test_wrong_password_and_unreachable_server_are_named(cvat_server):
     ({"CALS_CVAT_URL": "cvat:8080"}, "CALS_CVAT_URL"),
     ({"CALS_CVAT_URL": "http://cvat:8080", "CALS_CVAT_USER": "me"}, "CALS_CVAT_PASSWORD"),
 ])
-def test_settings_name_what_is_missing(env, message):
+def test_settings_name_what_is_missing(env, message, monkeypatch):
+    for name in ("CALS_CVAT_URL", "CALS_CVAT_USER", "CALS_CVAT_PASSWORD", "CALS_CVAT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(CalsError, match=message):
-        CvatSettings.from_env(env)
-    assert CvatSettings.from_env({"CALS_CVAT_URL": "http://cvat:8080", "CALS_CVAT_TOKEN": "t"}).token == "t"
+        CvatSettings.from_env()
+    monkeypatch.setenv("CALS_CVAT_URL", "http://cvat:8080")
+    monkeypatch.setenv("CALS_CVAT_TOKEN", "t")
+    assert CvatSettings.from_env().token == "t"
 
 
 def test_connect_names_the_server_version(cvat_server, caplog):

@@ -68,7 +68,6 @@ def routes(tmp_path_factory) -> dict[str, set[str]]:
     """GET rules of the trainer's and sampler's apps, as their factories build them (no CVAT call)."""
     import sampler
     import trainer
-    from cals.cvat.client import CvatSettings
 
     tmp = tmp_path_factory.mktemp("routes")
     apps = {"trainer": trainer.create_app({"CVAT_URL": "http://cvat.invalid:8080", "CVAT_USER": "u",
@@ -76,19 +75,18 @@ def routes(tmp_path_factory) -> dict[str, set[str]]:
                                            "REGISTRY": str(tmp / "registry"), "DATA": str(tmp / "data"),
                                            "WORKER": "0"}),
             "sampler": sampler.create_app({"API_TOKEN": "t", "REGISTRY": str(tmp / "registry"),
-                                           "DATA": str(tmp / "sampler-data"),
-                                           "CVAT": CvatSettings("http://cvat.invalid:8080", "u", "p")})}
+                                           "DATA": str(tmp / "sampler-data"), "CVAT_URL": "http://cvat.invalid:8080",
+                                           "CVAT_USER": "u", "CVAT_PASSWORD": "p"})}
     return {name: {rule.rule for rule in app.url_map.iter_rules() if "GET" in rule.methods}
             for name, app in apps.items()}
 
 
 @pytest.fixture(scope="module")
 def ports() -> dict[str, int]:
-    """The port each service listens on by default (trainer/config.py, sampler/config.py)."""
-    from sampler.config import DEFAULTS as SAMPLER
-    from trainer.config import DEFAULTS as TRAINER
+    """The port each service listens on by default (cals.settings)."""
+    from cals.settings import default
 
-    return {"trainer": bind_port(TRAINER["TRAINER_BIND"]), "sampler": bind_port(SAMPLER["BIND"][1])}
+    return {"trainer": bind_port(default("CALS_TRAINER_BIND")), "sampler": bind_port(default("CALS_SAMPLER_BIND"))}
 
 
 def volume(service: dict, target: str) -> dict:

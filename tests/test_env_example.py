@@ -1,9 +1,8 @@
-"""deploy/.env.example documents every CALS_ variable the code reads, and only those.
+"""deploy/.env.example documents every CALS_ variable, and only those: the list in cals.settings.
 
-"Read by the code" means: an environment variable name used as a string in the Python sources
-(os.environ.get("CALS_X"), the sampler's DEFAULTS), the trainer's DEFAULTS (read with the CALS_
-prefix), a variable the shell scripts, the Makefile or the compose files expand, or one the
-Nuclio function's spec sets.
+Besides the declared list, the test collects the names the code spells out: an environment
+variable name used as a whole string in the Python sources, a variable the shell scripts, the
+Makefile or the compose files expand, or one the Nuclio function's spec sets. Each must be declared.
 """
 from __future__ import annotations
 
@@ -12,9 +11,9 @@ import re
 from pathlib import Path
 
 import yaml
+from pydantic import TypeAdapter
 
-from cals import env_file
-from trainer.config import DEFAULTS as TRAINER_DEFAULTS
+from cals import env_file, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "deploy" / ".env.example"
@@ -23,7 +22,7 @@ PYTHON_DIRS = ("cals", "trainer", "sampler", "serverless")
 
 
 def python_variables() -> set[str]:
-    found = {f"CALS_{key}" for key in TRAINER_DEFAULTS}
+    found = set()
     for folder in PYTHON_DIRS:
         for path in (ROOT / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -59,16 +58,30 @@ def example_variables() -> tuple[set[str], set[str]]:
     return active, commented
 
 
-def test_every_variable_the_code_reads_is_in_env_example():
-    active, commented = example_variables()
-    missing = sorted((python_variables() | script_variables()) - active - commented)
-    assert missing == [], f"add to deploy/.env.example: {missing}"
+def test_every_variable_the_code_names_is_declared_in_settings():
+    undeclared = sorted((python_variables() | script_variables()) - set(settings.variables()))
+    assert undeclared == [], f"declare in cals/settings.py: {undeclared}"
 
 
-def test_every_variable_in_env_example_is_read_by_the_code():
+def test_each_variable_is_declared_once():
+    owners: dict[str, list[str]] = {}
+    for group in settings.GROUPS:
+        for name in group.__annotations__:
+            owners.setdefault(settings.PREFIX + name, []).append(group.__name__)
+    assert {k: v for k, v in owners.items() if len(v) > 1} == {}
+    assert set(owners) == set(settings.variables())
+
+
+def test_variables_only_the_deployment_reads_are_used_by_it():
+    unused = sorted({settings.PREFIX + name for name in settings.ContainerEnv.model_fields} - script_variables())
+    assert unused == [], f"declared for the scripts and compose, read by none: {unused}"
+
+
+def test_env_example_documents_exactly_the_declared_variables():
     active, commented = example_variables()
-    unknown = sorted((active | commented) - python_variables() - script_variables())
-    assert unknown == [], f"deploy/.env.example documents variables nothing reads: {unknown}"
+    documented, declared = active | commented, set(settings.variables())
+    assert sorted(declared - documented) == [], "add to deploy/.env.example"
+    assert sorted(documented - declared) == [], "deploy/.env.example documents variables nothing declares"
 
 
 def test_env_example_sets_each_variable_once_and_parses():
@@ -81,18 +94,26 @@ def test_env_example_sets_each_variable_once_and_parses():
 
 
 def test_env_example_defaults_match_the_code():
-    """A documented default that differs from the code's is a lie the admin acts on."""
-    from sampler.config import DEFAULTS as SAMPLER_DEFAULTS
-
+    """A documented default ("#CALS_X=value") that differs from the declared one is a lie the admin acts on.
+    (Where the declared default is None, the line shows the value compose or function.yaml sets instead.)"""
+    declared = settings.variables()
     documented = {m.group(1): m.group(2) for line in EXAMPLE.read_text().splitlines()
-                  if (m := re.match(r"#?(CALS_\w+)=(.+)$", line))}
-    expected = {f"CALS_{k}": v for k, v in TRAINER_DEFAULTS.items() if v is not None}
-    for var, default, _ in SAMPLER_DEFAULTS.values():
-        if default is not None and not isinstance(default, bool):
-            expected.setdefault(var, str(default))
-    expected["CALS_AUTO_OPEN"] = "0"
-    wrong = {k: (documented[k], v) for k, v in expected.items() if k in documented and documented[k] != v}
-    assert wrong == {}, "documented vs code default: " + str(wrong)
+                  if (m := re.match(r"#(CALS_\w+)=(.+)$", line))}
+    assert len(documented) > 20
+    wrong = {name: (text, declared[name].default) for name, text in documented.items()
+             if declared[name].default is not None
+             and TypeAdapter(declared[name].annotation).validate_python(text) != declared[name].default}
+    assert wrong == {}, "documented vs declared default: " + str(wrong)
+
+
+def test_settings_read_the_env_file_under_the_process_environment(tmp_path, monkeypatch):
+    path = tmp_path / ".env"
+    path.write_text("CALS_ROUND_SIZE=20\nCALS_JOB_SIZE=5\nCALS_PROJECT_ID=\n")
+    monkeypatch.setenv("CALS_JOB_SIZE", "7")
+    monkeypatch.delenv("CALS_ROUND_SIZE", raising=False)
+    monkeypatch.delenv("CALS_PROJECT_ID", raising=False)
+    loaded = settings.SamplerEnv.load(env_file=path)
+    assert (loaded.ROUND_SIZE, loaded.JOB_SIZE, loaded.PROJECT_ID) == (20, 7, None)  # the shell wins; empty: unset
 
 
 def test_make_targets_run_services_with_the_env_file_under_the_shell(tmp_path):

@@ -3,7 +3,9 @@ including those inside functions):
 
 - `cals` imports none of the apps (`serverless`, `trainer`, `sampler`), `tests` or `bench`;
 - an app imports neither another app nor `tests` (each ships in its own image, without `tests/`);
-- the sampling strategies import no torch: the sampler validates strategy names at start-up.
+- the sampling strategies import no torch: the sampler validates strategy names at start-up;
+- only `cals/settings.py` reads the environment (and `cals/env_file.py`, which hands deploy/.env to a
+  command it runs): every CALS_ variable has one declaration, type and default.
 """
 from __future__ import annotations
 
@@ -52,3 +54,31 @@ def test_strategies_import_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+ENV_READERS = {ROOT / "cals" / "settings.py", ROOT / "cals" / "env_file.py"}
+
+
+def environment_reads(path: Path) -> list[int]:
+    """Lines that touch os.environ or call os.getenv / getenv."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and \
+                any(a.name in ("environ", "getenv") for a in node.names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_settings_layer_reads_the_environment():
+    files = [p for folder in ("cals", *APPS) for p in (ROOT / folder).rglob("*.py")
+             if p not in ENV_READERS and "configs" not in p.parts]
+    found = [f"{p.relative_to(ROOT)}:{line}" for p in sorted(files) for line in environment_reads(p)]
+    assert found == [], "read settings through cals.settings:\n" + "\n".join(found)
+
+
+def test_the_check_sees_an_environment_read(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\nfrom os import getenv\nx = os.environ.get('CALS_X')\n")
+    assert environment_reads(bad) == [2, 3]

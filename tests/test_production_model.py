@@ -110,7 +110,6 @@ def test_a_completed_job_fine_tunes_rtmpose_m_and_the_function_serves_it(
 
 def test_the_sampler_scores_a_pool_with_every_strategy_from_simcc(initial, blurred_pool, synthetic, cvat_server,
                                                                   tmp_path):
-    from cals.cvat.client import CvatSettings
     from cals.model.train import train
 
     registry = Registry(shutil.copytree(initial, tmp_path / "registry"))  # committee: the initial and a newer one
@@ -118,9 +117,9 @@ def test_the_sampler_scores_a_pool_with_every_strategy_from_simcc(initial, blurr
                            progress=False).id)
     names = strategies.names()
     app = create_sampler({"API_TOKEN": TOKEN, "REGISTRY": str(registry.root), "DATA": str(tmp_path / "data"),
-                          "POOL": str(blurred_pool), "STRATEGY": "least_confidence",
-                          "LABELLED": str(synthetic / "val" / "annotations.json"),  # the pose strategy's space
-                          "CVAT": CvatSettings(cvat_server.url, cvat_server.user, cvat_server.password)})
+                          "POOL": str(blurred_pool), "SAMPLER_STRATEGY": "least_confidence",
+                          "SAMPLER_LABELLED": str(synthetic / "val" / "annotations.json"),  # the pose strategy's space
+                          **cvat_server.settings(poll_seconds=2.0)})
     client = app.test_client()
     for name in names:  # each strategy ranks the whole pool (the first request scores, the rest reuse it)
         resp = client.post("/rank", json={"strategy": name, "strategies": names, "limit": 16},

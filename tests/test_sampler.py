@@ -3,9 +3,9 @@ import time
 
 import pytest
 
-from cals.cvat.client import CvatSettings
 from cals.cvat.rounds import round_tasks
 from cals.errors import CalsError
+from cals.settings import SamplerEnv
 from sampler import create_app
 from sampler.__main__ import main
 
@@ -17,13 +17,13 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def settings(cvat_server):
-    return CvatSettings(cvat_server.url, cvat_server.user, cvat_server.password, poll_seconds=0.05)
+    return cvat_server.settings()
 
 
 @pytest.fixture
 def config(trained, blurred_pool, tmp_path, settings):
     return {"API_TOKEN": TOKEN, "REGISTRY": str(trained[0].root), "DATA": str(tmp_path / "data"),
-            "POOL": str(blurred_pool), "STRATEGY": "least_confidence", "CVAT": settings}
+            "POOL": str(blurred_pool), "SAMPLER_STRATEGY": "least_confidence", **settings}
 
 
 @pytest.fixture
@@ -45,17 +45,17 @@ def test_configuration_errors_name_the_variable(config, monkeypatch):
     for key, message in (("API_TOKEN", "CALS_API_TOKEN"), ("REGISTRY", "CALS_REGISTRY")):
         with pytest.raises(CalsError, match=message):
             create_app({**config, key: None})
-    with pytest.raises(CalsError, match="CALS_SAMPLER_STRATEGY 'bald'"):
-        create_app({**config, "STRATEGY": "bald"})
+    with pytest.raises(CalsError, match="CALS_SAMPLER_STRATEGY: unknown strategy; choose one of .*, got 'bald'"):
+        create_app({**config, "SAMPLER_STRATEGY": "bald"})
     with pytest.raises(CalsError, match="CALS_POOL"):
         create_app({**config, "POOL": "/nowhere"})
     monkeypatch.setenv("CALS_ROUND_SIZE", "many")
-    with pytest.raises(CalsError, match="CALS_ROUND_SIZE must be int"):
+    with pytest.raises(CalsError, match="CALS_ROUND_SIZE: Input should be a valid integer"):
         create_app(config)
     monkeypatch.delenv("CALS_ROUND_SIZE")
     monkeypatch.delenv("CALS_CVAT_URL", raising=False)
     with pytest.raises(CalsError, match="CALS_CVAT_URL"):
-        create_app({k: v for k, v in config.items() if k != "CVAT"})
+        create_app({k: v for k, v in config.items() if not k.startswith("CVAT_")})
 
 
 @pytest.mark.parametrize("body, status, message", [
@@ -117,8 +117,7 @@ def test_round_request_opens_a_round_and_promotion_reuses_it(client, project, cv
 
 
 def test_cvat_unreachable_is_a_clear_error_and_opens_nothing(config, project, cvat_client):
-    down = CvatSettings("http://127.0.0.1:9", "admin", "admin", poll_seconds=0.05)
-    client = create_app({**config, "CVAT": down}).test_client()
+    client = create_app({**config, "CVAT_URL": "http://127.0.0.1:9"}).test_client()
     resp = client.post("/rank", json={"project_id": project.id}, headers=AUTH)
     assert resp.status_code == 502 and "unreachable" in resp.get_json()["error"]
     resp = client.post("/rounds", json={"project_id": project.id}, headers=AUTH)
@@ -197,7 +196,7 @@ def test_the_sampler_follows_promotions_as_the_function_does(trained, tmp_path, 
     from tests.test_function_helpers import copy_version
 
     registry = Registry(shutil.copytree(trained[0].root, tmp_path / "registry"))
-    sampler = Sampler({"REGISTRY": str(registry.root), "DATA": str(tmp_path / "data")}, settings)
+    sampler = Sampler(SamplerEnv.load(REGISTRY=str(registry.root), DATA=str(tmp_path / "data"), **settings))
     first = sampler.predictor()
     assert first.version_id == registry.current().id and sampler.predictor() is first  # loaded once
     new = copy_version(trained[1], registry)

@@ -19,7 +19,8 @@ from cals.cvat.project_setup import label_problems
 from cals.startup_checks import FUNCTIONS, check_function, check_label, check_webhook, check_writable
 from tests.trainer_helpers import make_task, serve
 from trainer import create_app
-from trainer.config import raw_config
+from cals.settings import TrainerEnv
+from tests.trainer_helpers import env_file_settings
 
 FUNCTION_YAML = Path(__file__).parents[1] / "serverless" / "spine-pose" / "nuclio" / "function.yaml"
 ENV_EXAMPLE = Path(__file__).parents[1] / "deploy" / ".env.example"
@@ -57,7 +58,7 @@ def hooks_of(client, project_id: int) -> list:
 
 def trainer_config(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """The trainer's settings as docker compose builds them from the same env file."""
-    return {**raw_config(env=env), "REGISTRY": str(tmp_path / "registry"), "DATA": str(tmp_path / "data"), "WORKER": "0"}
+    return {**env_file_settings(env, TrainerEnv), "REGISTRY": str(tmp_path / "registry"), "DATA": str(tmp_path / "data"), "WORKER": "0"}
 
 
 def test_setup_creates_project_label_and_webhook_and_stores_secrets(env_path, cvat_client, schema, capsys):
@@ -238,4 +239,4 @@ def test_secrets_from_the_shell_are_written_where_compose_reads_them(env_path, m
 def test_a_malformed_project_id_is_named(env_path, capsys):
     env_file.store(env_path, "CALS_PROJECT_ID", "seven")
     assert setup(env_path) == 1
-    assert "CALS_PROJECT_ID must be a CVAT project id" in capsys.readouterr().err
+    assert "CALS_PROJECT_ID: must be a CVAT project id (a positive integer), got 'seven'" in capsys.readouterr().err

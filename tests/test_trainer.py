@@ -21,7 +21,7 @@ from cals.training.queue import RunQueue
 from cals.cvat.safe_zip import UnsafeArchiveError, extract
 from tests.trainer_helpers import make_task, zip_bytes
 from trainer import create_app
-from trainer.config import ConfigError
+from cals.settings import SettingsError
 
 SECRET = "whsec-" + "x" * 24
 TOKEN = "api-token-for-tests"
@@ -55,7 +55,7 @@ def signed(body: bytes, secret: str = SECRET) -> dict:
 # --- configuration -------------------------------------------------------------------------------
 
 def test_missing_configuration_names_the_variables(tmp_path):
-    with pytest.raises(ConfigError, match="CALS_WEBHOOK_SECRET.*CALS_API_TOKEN"):
+    with pytest.raises(SettingsError, match="CALS_WEBHOOK_SECRET.*CALS_API_TOKEN"):
         create_app({"CVAT_URL": "http://cvat:8080", "CVAT_USER": "u", "CVAT_PASSWORD": "p",
                     "REGISTRY": str(tmp_path / "r"), "DATA": str(tmp_path / "d")})
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALS_")}
@@ -65,14 +65,14 @@ def test_missing_configuration_names_the_variables(tmp_path):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("TRAIN_ITERS", "many", "CALS_TRAIN_ITERS must be a number"),
+    ("TRAIN_ITERS", "many", "CALS_TRAIN_ITERS: Input should be a valid integer"),
     ("JOB_TRIGGER", "state:done", "CALS_JOB_TRIGGER: unknown job trigger 'state:done'"),
     ("CVAT_URL", "cvat:8080", "CALS_CVAT_URL"),
-    ("VAL_FRACTION", "1.5", "CALS_VAL_FRACTION must be between"),
+    ("VAL_FRACTION", "1.5", "CALS_VAL_FRACTION: Input should be less than or equal to 0.99"),
     ("TRAIN_CONFIG", "huge", "CALS_TRAIN_CONFIG: unknown config 'huge'"),
 ])
 def test_wrong_configuration_names_the_variable(cvat_server, tmp_path, key, value, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(SettingsError, match=message):
         create_app(config(cvat_server, tmp_path, **{key: value}))
 
 

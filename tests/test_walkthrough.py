@@ -22,12 +22,12 @@ import sampler
 import trainer
 from cals import env_file
 from cals.cli import main
-from cals.cvat.client import CvatSettings
 from cals.cvat.coco_upload import import_coco
 from cals.cvat.rounds import round_tasks
 from cals.registry import Registry
+from cals.settings import SamplerEnv, TrainerEnv
 from tests.test_coco_import import coco17
-from tests.trainer_helpers import HttpClient, ground_truth, running, serve
+from tests.trainer_helpers import HttpClient, env_file_settings, ground_truth, running, serve
 
 ROUND, JOB = 10, 5  # a first job of 5 frames puts 1 in the validation split (CALS_VAL_FRACTION 0.2)
 
@@ -40,12 +40,11 @@ def free_port() -> int:
 
 def services(env: dict[str, str], registry: Path, data: Path, cvat_server):
     """The trainer's and sampler's settings as compose derives them from deploy/.env."""
-    trainer_cfg = {**trainer.config.raw_config(env=env), "REGISTRY": str(registry), "DATA": str(data), "TRAIN_ITERS": "20",
-                   "PROMOTE_MARGIN": "1.0", "WORKER_POLL_SECONDS": "0.2", "CVAT_POLL_SECONDS": "0.05"}
-    sampler_cfg = {"API_TOKEN": env["CALS_API_TOKEN"], "REGISTRY": str(registry), "DATA": str(data),
-                   "PROJECT_ID": int(env["CALS_PROJECT_ID"]), "ROUND_SIZE": ROUND, "JOB_SIZE": JOB,
-                   "AUTO_OPEN": True, "STRATEGY": "least_confidence",
-                   "CVAT": CvatSettings(cvat_server.url, cvat_server.user, cvat_server.password, poll_seconds=0.05)}
+    trainer_cfg = {**env_file_settings(env, TrainerEnv), "REGISTRY": str(registry), "DATA": str(data),
+                   "TRAIN_ITERS": "20", "PROMOTE_MARGIN": "1.0", "WORKER_POLL_SECONDS": "0.2", "CVAT_POLL_SECONDS": "0.05"}
+    sampler_cfg = {**env_file_settings(env, SamplerEnv), "REGISTRY": str(registry), "DATA": str(data),
+                   "ROUND_SIZE": ROUND, "JOB_SIZE": JOB, "AUTO_OPEN": True, "SAMPLER_STRATEGY": "least_confidence",
+                   "CVAT_POLL_SECONDS": "0.05"}
     return trainer_cfg, sampler_cfg
 
 

@@ -18,8 +18,15 @@ from urllib.parse import urlsplit
 from werkzeug.serving import make_server
 
 from cals.cvat.coco_upload import import_coco
+from cals.settings import PREFIX
 
 COCO_KP = "COCO Keypoints 1.0"
+
+
+def env_file_settings(values: dict[str, str], group) -> dict[str, str]:
+    """The `cals.settings` group's fields that an env file's values set, as docker compose hands them
+    to a service (CALS_X=v becomes the override X=v)."""
+    return {name: values[PREFIX + name] for name in group.model_fields if values.get(PREFIX + name)}
 
 
 def generated_frames(root: Path, count: int, seed: int) -> Path:

@@ -13,13 +13,13 @@ from flask import Flask
 from cals.http_service import add_health, install_errors
 from cals.training.queue import RunQueue
 from trainer import api, webhooks, worker
-from trainer.config import load, raw_config
+from trainer.config import load
 from trainer.state import TrainerState
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app; raises trainer.config.ConfigError before serving on bad configuration."""
-    settings = load(raw_config(config))
+    """Build the app; raises cals.settings.SettingsError before serving on bad configuration."""
+    settings = load(config)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024  # webhook payloads are a few KB
     app.config["API_TOKEN"] = settings.api_token

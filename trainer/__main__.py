@@ -12,13 +12,13 @@ import sys
 from cals.errors import CalsError
 from cals.http_service import serve
 from cals.startup_checks import startup
-from trainer.config import load, raw_config
+from trainer.config import load
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = load(raw_config())
+        settings = load()
         # wrong URL, credentials, label or a read-only volume fail now, not at the first run
         startup("trainer", settings.run.cvat, settings.run.schema, project_id=settings.project_id,
                 function_name=settings.function_name,

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +25,9 @@ def _emit(doc: Any, out: str | None = None) -> None:
 def _registry(args):
     from cals.registry import Registry
 
-    root = args.registry or os.environ.get("CALS_REGISTRY")
+    from cals.settings import ModelEnv
+
+    root = args.registry or ModelEnv.load().REGISTRY
     if not root:
         raise CalsError("no registry given: pass --registry DIR or set CALS_REGISTRY")
     return Registry(root)
@@ -65,8 +66,10 @@ def cmd_import_coco(args) -> None:
 def cmd_train(args) -> None:
     from cals.model.train import train
 
+    from cals.settings import ModelEnv
+
     registry = _registry(args)
-    version = train(args.data, registry, config=args.config, schema=_schema(args),
+    version = train(args.data, registry, config=args.config or ModelEnv.load().CONFIG, schema=_schema(args),
                     epochs=args.epochs, iters=args.iters, init=args.init, val_root=args.val,
                     batch_size=args.batch_size)
     if args.promote or registry.current() is None:
@@ -92,7 +95,9 @@ def cmd_predict(args) -> None:
 
     predictor = Predictor.from_registry(_registry(args), args.version)
     detector = None
-    if not args.boxes and (args.detector or os.environ.get("CALS_DETECTOR")):
+    from cals.settings import ModelEnv
+
+    if not args.boxes and (args.detector or ModelEnv.load().DETECTOR):
         from cals.model.detector import PersonDetector
 
         detector = PersonDetector(args.detector)
@@ -174,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train or fine-tune a model; prints the new version id")
     t.add_argument("--data", required=True, help="COCO dataset folder (annotations.json + images/)")
     t.add_argument("--registry", help=REGISTRY_HELP)
-    t.add_argument("--config", default=os.environ.get("CALS_CONFIG", "cpu"),
+    t.add_argument("--config",
                    help="cpu | rtmpose-m | path to an mmengine config (default: $CALS_CONFIG or cpu)")
     sched = t.add_mutually_exclusive_group()
     sched.add_argument("--epochs", type=int, help="train for E epochs instead of the config's schedule")

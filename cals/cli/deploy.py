@@ -11,9 +11,10 @@ import sys
 
 from cals import env_file
 from cals.errors import CalsError
+from cals.settings import HostEnv, default
 
-DEFAULT_PROJECT_NAME = "CALS spine"
-DEFAULT_TRAINER_URL = "http://trainer.cals.internal:8010"  # the trainer as CVAT's webhook worker reaches it (compose alias)
+DEFAULT_PROJECT_NAME: str = default("CALS_PROJECT_NAME")
+DEFAULT_TRAINER_URL: str = default("CALS_TRAINER_URL")  # the trainer as CVAT's webhook worker reaches it (compose alias)
 
 
 def add_parsers(sub) -> None:
@@ -48,12 +49,13 @@ def add_parsers(sub) -> None:
     r.set_defaults(func=cmd_round)
 
 
-def _settings(args):
+def _settings(args) -> tuple[HostEnv, object, object]:
+    """The host's settings (--env-file under the process environment), CVAT's, and the schema."""
     from cals.cvat.client import CvatSettings
     from cals.schema import load_schema
 
-    env = env_file.merged(args.env_file)
-    return env, CvatSettings.from_env(env), load_schema(args.schema or env.get("CALS_SCHEMA"))
+    env = HostEnv.load(env_file=args.env_file)
+    return env, CvatSettings.from_env(env), load_schema(args.schema or env.SCHEMA)
 
 
 def cmd_setup_project(args) -> None:
@@ -61,20 +63,20 @@ def cmd_setup_project(args) -> None:
     from cals.cvat.project_setup import ensure_project, ensure_webhook, webhook_url
 
     env, cvat, schema = _settings(args)
-    generated = {k: secrets.token_urlsafe(32) for k in ("CALS_WEBHOOK_SECRET", "CALS_API_TOKEN") if not env.get(k)}
+    generated = {k: secrets.token_urlsafe(32) for k in ("WEBHOOK_SECRET", "API_TOKEN") if not getattr(env, k)}
     if generated and not args.env_file:
-        raise CalsError(f"set {' and '.join(generated)}, or pass --env-file to store generated ones")
-    env.update(generated)
-    project_id = _project_id(env)
-    name = args.name or env.get("CALS_PROJECT_NAME") or DEFAULT_PROJECT_NAME
-    target = webhook_url(args.trainer_url or env.get("CALS_TRAINER_URL") or DEFAULT_TRAINER_URL)
+        raise CalsError(f"set {' and '.join('CALS_' + k for k in generated)}, or pass --env-file to store "
+                        "generated ones")
+    env = env.model_copy(update=generated)
+    name = args.name or env.PROJECT_NAME
+    target = webhook_url(args.trainer_url or env.TRAINER_URL)
     with connect(cvat) as client:
-        project, step = ensure_project(client, schema, project_id=project_id, name=name)
+        project, step = ensure_project(client, schema, project_id=env.PROJECT_ID, name=name)
         print(f"{step} ({project.name!r}, label {schema.label!r} with {schema.num_keypoints} points)")
-        print(f"{ensure_webhook(client, project.id, target, env['CALS_WEBHOOK_SECRET'])} (update:job -> {target})")
+        print(f"{ensure_webhook(client, project.id, target, str(env.WEBHOOK_SECRET))} (update:job -> {target})")
     if args.env_file:  # what CVAT now depends on, so compose hands the services the same values
-        values = {"CALS_PROJECT_ID": str(project.id), "CALS_WEBHOOK_SECRET": env["CALS_WEBHOOK_SECRET"],
-                  "CALS_API_TOKEN": env["CALS_API_TOKEN"]}
+        values = {"CALS_PROJECT_ID": str(project.id), "CALS_WEBHOOK_SECRET": str(env.WEBHOOK_SECRET),
+                  "CALS_API_TOKEN": str(env.API_TOKEN)}
         written = [k for k, v in values.items() if env_file.store(args.env_file, k, v)]
         print(f"wrote {', '.join(written)} to {args.env_file}" if written else f"{args.env_file} is up to date")
         if written:
@@ -90,17 +92,15 @@ def cmd_check(args) -> None:
     checks = [result]
     if client is not None:
         with client:
-            project_id = _project_id(env)
-            if project_id:
-                checks.append(check_label(client, project_id, schema))
+            if env.PROJECT_ID:
+                checks.append(check_label(client, env.PROJECT_ID, schema))
                 if not args.no_ping:
-                    target = webhook_url(env.get("CALS_TRAINER_URL") or DEFAULT_TRAINER_URL)
-                    checks.append(check_webhook(client, project_id, target))
-            checks.append(check_function(client, env.get("CALS_FUNCTION_NAME") or None, schema))
+                    checks.append(check_webhook(client, env.PROJECT_ID, webhook_url(env.TRAINER_URL)))
+            checks.append(check_function(client, env.FUNCTION_NAME, schema))
     for check in checks:
         print(check)
     failed = [c.name for c in checks if not c.ok]
-    if not env.get("CALS_PROJECT_ID"):
+    if not env.PROJECT_ID:
         failed.append("CALS_PROJECT_ID")
         print("[FAIL] CALS_PROJECT_ID: not set; run make setup-project")
     if failed:
@@ -113,13 +113,10 @@ def cmd_pool_task(args) -> None:
     from cals.data.coco import load_dataset
 
     env, cvat, schema = _settings(args)
-    project_id = _project_id(env)
-    if project_id is None:
-        raise CalsError("set CALS_PROJECT_ID (make setup-project writes it to deploy/.env)")
+    env.require("PROJECT_ID", why="make setup-project writes it to deploy/.env")
     dataset = load_dataset(args.data, schema)
     with connect(cvat) as client:
-        task = create_pool_task(client, project_id, dataset,
-                                name=args.name or env.get("CALS_POOL_TASK") or "pool")
+        task = create_pool_task(client, env.PROJECT_ID, dataset, name=args.name or env.POOL_TASK)
     people = len(dataset.coco["annotations"])
     print(f"task {task.id} {task.name!r}: {len(dataset.coco['images'])} frames, {people} labelled people")
 
@@ -127,12 +124,11 @@ def cmd_pool_task(args) -> None:
 def cmd_round(args) -> None:
     from cals.sampling.client import SamplerApi
 
-    env = env_file.merged(args.env_file)
-    if not env.get("CALS_API_TOKEN"):
-        raise CalsError("set CALS_API_TOKEN (make setup-project writes it to deploy/.env)")
-    url = args.sampler_url or f"http://127.0.0.1:{env.get('CALS_SAMPLER_PORT') or 8091}"
-    api = SamplerApi(url, env["CALS_API_TOKEN"])
-    body = {k: v for k, v in {"project_id": args.project or _project_id(env), "size": args.size,
+    env = HostEnv.load(env_file=args.env_file)
+    env.require("API_TOKEN", why="make setup-project writes it to deploy/.env")
+    url = args.sampler_url or f"http://127.0.0.1:{env.SAMPLER_PORT}"
+    api = SamplerApi(url, str(env.API_TOKEN))
+    body = {k: v for k, v in {"project_id": args.project or env.PROJECT_ID, "size": args.size,
                               "job_size": args.job_size, "strategy": args.strategy}.items() if v is not None}
     job = api.open_round(body)
     print(f"sampler job {job['id']}: scoring the pool and opening the round ...", file=sys.stderr)
@@ -140,8 +136,3 @@ def cmd_round(args) -> None:
     result = done["result"]
     print(json.dumps({k: v for k, v in result.items() if k != "ranking"}, indent=2))
 
-
-def _project_id(env: dict[str, str]) -> int | None:
-    from cals.cvat.client import parse_project_id
-
-    return parse_project_id(env.get("CALS_PROJECT_ID"))

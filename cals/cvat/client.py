@@ -1,38 +1,22 @@
 """One way for the trainer, the sampler and the setup commands to reach CVAT: cvat-sdk's Client,
-configured from the environment, with failures turned into messages that say what to fix.
-
-Environment (read by `CvatSettings.from_env`):
-  CALS_CVAT_URL       CVAT's address, e.g. http://cvat_server:8080 inside CVAT's compose network
-  CALS_CVAT_USER      user name, with CALS_CVAT_PASSWORD
-  CALS_CVAT_PASSWORD
-  CALS_CVAT_TOKEN     a personal access token instead of user/password (CVAT >= 2.26)
-  CALS_CVAT_POLL_SECONDS  how often to poll CVAT's background requests (default 2)
+configured from the CALS_CVAT_* settings (`cals.settings.CvatEnv`: address, user and password or a
+personal access token, poll period), with failures turned into messages that say what to fix.
 """
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from cals.cvat.version import check_supported, server_version
 from cals.errors import CalsError
+from cals.settings import CvatEnv
 
 log = logging.getLogger(__name__)
 
 
 class CvatConnectionError(CalsError):
     """CVAT is unreachable, or refused the credentials."""
-
-
-def parse_project_id(raw: str | int | None, name: str = "CALS_PROJECT_ID") -> int | None:
-    """A CVAT project id setting: unset or empty is None, else a positive integer (the error names `name`)."""
-    if raw is None or str(raw).strip() == "":
-        return None
-    value = str(raw).strip()
-    if not value.isdigit() or int(value) < 1:
-        raise CalsError(f"{name} must be a CVAT project id (a positive integer), got {raw!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -44,11 +28,11 @@ class CvatSettings:
     poll_seconds: float = 2.0
 
     @classmethod
-    def from_env(cls, env: os._Environ | dict | None = None) -> "CvatSettings":
-        env = os.environ if env is None else env
-        settings = cls(url=env.get("CALS_CVAT_URL", ""), user=env.get("CALS_CVAT_USER") or None,
-                       password=env.get("CALS_CVAT_PASSWORD") or None, token=env.get("CALS_CVAT_TOKEN") or None,
-                       poll_seconds=float(env.get("CALS_CVAT_POLL_SECONDS") or 2.0))
+    def from_env(cls, env: CvatEnv | None = None) -> "CvatSettings":
+        """From CALS_CVAT_* (`env`, default the process environment's), checked."""
+        env = CvatEnv.load() if env is None else env
+        settings = cls(url=env.CVAT_URL or "", user=env.CVAT_USER, password=env.CVAT_PASSWORD, token=env.CVAT_TOKEN,
+                       poll_seconds=env.CVAT_POLL_SECONDS)
         settings.check()
         return settings
 

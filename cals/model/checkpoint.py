@@ -29,7 +29,9 @@ COCO17_NAMES = (
 
 def cache_dir() -> Path:
     """$CALS_CACHE, default ~/.cache/cals: downloads and trained base models live here."""
-    return Path(os.environ.get("CALS_CACHE") or Path.home() / ".cache" / "cals")
+    from cals.settings import ModelEnv
+
+    return ModelEnv.load().CACHE
 
 
 def fetch(path_or_url: str) -> Path:

@@ -15,7 +15,6 @@ CONFIGS = {
     "cpu": "cpu_res18n-hm_b16-600it_128x96.py",
     "rtmpose-m": "rtmpose-m_simcc_b64-90e_256x192.py",
 }
-DEFAULT_CONFIG = os.environ.get("CALS_CONFIG", "cpu")
 
 
 def config_path(name: str) -> Path:

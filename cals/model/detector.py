@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from cals.errors import CalsError
+from cals.settings import default
 
 INPUT_SIZE = 320
 PAD_VALUE = 114
 MEAN = np.array([103.53, 116.28, 123.675], dtype=np.float32)  # BGR
 STD = np.array([57.375, 57.12, 58.395], dtype=np.float32)
 PERSON_LABEL = 0
-DEFAULT_SCORE = 0.3
-ENV = "CALS_DETECTOR"  # path or URL of end2end.onnx (or of the folder holding it)
+DEFAULT_SCORE: float = default("CALS_DETECTOR_SCORE")
 
 
 class PersonDetector:
@@ -78,9 +78,11 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
     """A local end2end.onnx from the argument or $CALS_DETECTOR (a URL is downloaded once and cached)."""
     from cals.model.checkpoint import fetch
 
-    spec = str(model) if model else os.environ.get(ENV)
+    from cals.settings import ModelEnv
+
+    spec = str(model) if model else ModelEnv.load().DETECTOR
     if not spec:
-        raise CalsError(f"no person detector configured: pass a model path or set ${ENV} "
+        raise CalsError("no person detector configured: pass a model path or set $CALS_DETECTOR "
                         "to an RTMDet person end2end.onnx")
     path = fetch(spec) if "://" in spec else Path(spec)
     if path.is_dir():

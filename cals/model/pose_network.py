@@ -22,7 +22,6 @@ from cals.errors import CalsError
 log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
-BACKENDS = ("auto", "onnxruntime", "pytorch")
 Outputs = Union[torch.Tensor, tuple]  # heatmaps, or (simcc_x, simcc_y)
 
 
@@ -76,11 +75,10 @@ class OnnxNetwork:
 
 
 def backend_setting() -> str:
-    """$CALS_POSE_BACKEND, checked."""
-    backend = (os.environ.get("CALS_POSE_BACKEND") or "auto").strip().lower()
-    if backend not in BACKENDS:
-        raise CalsError(f"CALS_POSE_BACKEND={backend!r}: choose one of {', '.join(BACKENDS)}")
-    return backend
+    """$CALS_POSE_BACKEND, checked by the settings layer."""
+    from cals.settings import ModelEnv
+
+    return ModelEnv.load().POSE_BACKEND
 
 
 def pick_network(model: torch.nn.Module, version_dir: Path, device: str,

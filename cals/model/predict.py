@@ -26,9 +26,11 @@ logger = logging.getLogger(__name__)
 
 def default_device() -> str:
     """$CALS_DEVICE, else CUDA when present, else CPU."""
-    env = os.environ.get("CALS_DEVICE")
-    if env:
-        return env
+    from cals.settings import ModelEnv
+
+    device = ModelEnv.load().DEVICE
+    if device:
+        return device
     import torch
 
     return "cuda:0" if torch.cuda.is_available() else "cpu"
@@ -59,12 +61,9 @@ def load_model(version_dir: str | os.PathLike, *, device: str = "cpu"):
 
 def flip_test_setting() -> bool | None:
     """$CALS_FLIP_TEST: 1 or 0; unset keeps the model config's choice (on for both CALS configs)."""
-    value = (os.environ.get("CALS_FLIP_TEST") or "").strip().lower()
-    if not value:
-        return None
-    if value not in ("0", "1", "true", "false", "on", "off"):
-        raise CalsError(f"CALS_FLIP_TEST={value!r}: use 1 or 0")
-    return value in ("1", "true", "on")
+    from cals.settings import ModelEnv
+
+    return ModelEnv.load().FLIP_TEST
 
 
 class Predictor:

@@ -10,7 +10,6 @@ are kept and marked outside, and a skeleton with every point outside is dropped.
 """
 from __future__ import annotations
 
-import os
 from functools import cached_property
 
 import cvat_sdk.auto_annotation as cvataa
@@ -23,7 +22,7 @@ from cals.errors import CalsError
 from cals.registry import Registry
 from cals.schema import Schema
 from cals.serving.cvat_shapes import point_visible
-from cals.serving.request import default_threshold
+from cals.settings import ServingEnv
 from cals.serving.service import SkeletonService
 
 
@@ -65,13 +64,13 @@ def create(registry: str | None = None, detector: str | None = None, *,
     """The function over a registry (default $CALS_REGISTRY) and detector (default $CALS_DETECTOR)."""
     from cals.model.detector import PersonDetector
 
-    root = registry or os.environ.get("CALS_REGISTRY")
+    env = ServingEnv.load()
+    root = registry or env.REGISTRY
     if not root:
         raise CalsError("no registry: pass -p registry=str:PATH or set CALS_REGISTRY")
-    threshold = default_threshold() if point_threshold is None else float(point_threshold)
+    threshold = env.POINT_THRESHOLD if point_threshold is None else float(point_threshold)
     if not 0.0 <= threshold <= 1.0:
         raise CalsError(f"point_threshold must be in [0, 1], got {threshold}")
-    service = SkeletonService(Registry(root), PersonDetector(detector),
-                              device=device or os.environ.get("CALS_DEVICE") or None)
+    service = SkeletonService(Registry(root), PersonDetector(detector), device=device or env.DEVICE)
     schema = service.watcher.get().schema  # fails now, not mid-task, when nothing can serve
     return SpineSkeletonFunction(service, schema, point_threshold=threshold)

@@ -7,7 +7,6 @@ EXIF orientation is applied, so coordinates match the image as CVAT shows it.
 from __future__ import annotations
 
 import io
-import os
 import warnings
 
 import numpy as np
@@ -15,7 +14,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cals.errors import CalsError
 
-DEFAULT_MAX_PIXELS = 40_000_000  # 8K x 5K; $CALS_MAX_PIXELS
 
 
 class BadImage(CalsError):
@@ -23,7 +21,9 @@ class BadImage(CalsError):
 
 
 def max_pixels() -> int:
-    return int(os.environ.get("CALS_MAX_PIXELS") or DEFAULT_MAX_PIXELS)
+    from cals.settings import ServingEnv
+
+    return ServingEnv.load().MAX_PIXELS
 
 
 def decode_image(data: bytes, *, limit: int | None = None) -> np.ndarray:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -19,10 +18,11 @@ from typing import Iterator
 from cals.errors import CalsError
 from cals.registry import Registry, Version
 from cals.schema import Schema, load_schema
+from cals.settings import default
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = "rtmpose-m"  # $CALS_INIT_CONFIG: must be the architecture of the checkpoint
+DEFAULT_CONFIG: str = default("CALS_INIT_CONFIG")  # must be the architecture of the checkpoint
 
 
 def ensure_initial_model(registry: Registry, checkpoint: str, *, config: str = DEFAULT_CONFIG,
@@ -75,7 +75,3 @@ def _init_lock(registry: Registry) -> Iterator[None]:
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
-
-def init_checkpoint_from_env() -> str | None:
-    """$CALS_INIT_CHECKPOINT: path or URL of a COCO-17 checkpoint, or None to wait for the trainer."""
-    return os.environ.get("CALS_INIT_CHECKPOINT") or None

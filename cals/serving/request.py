@@ -9,7 +9,6 @@ import base64
 import binascii
 import json
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,6 @@ import numpy as np
 from cals.errors import CalsError
 from cals.serving.image_decode import BadImage, decode_image
 
-DEFAULT_THRESHOLD = 0.3  # $CALS_POINT_THRESHOLD: points scoring below it are sent as outside
 
 
 class BadRequest(CalsError):
@@ -32,7 +30,10 @@ class DetectorRequest:
 
 
 def default_threshold() -> float:
-    return float(os.environ.get("CALS_POINT_THRESHOLD") or DEFAULT_THRESHOLD)
+    """$CALS_POINT_THRESHOLD: points scoring below it are sent as outside."""
+    from cals.settings import ServingEnv
+
+    return ServingEnv.load().POINT_THRESHOLD
 
 
 def parse_request(body: Any) -> DetectorRequest:

@@ -1,21 +1,12 @@
 """Person boxes from the detector, poses from the registry's current model: one call per image.
 
 `SkeletonService` is what both shells (Nuclio `main.py`, the cvat-sdk function)
-hold for their lifetime. Settings come from the environment:
-
-  CALS_REGISTRY         model registry folder (shared volume with the trainer); required
-  CALS_DETECTOR         RTMDet person end2end.onnx (file, folder or URL); required
-  CALS_DETECTOR_SCORE   person box score threshold, default 0.3
-  CALS_INIT_CHECKPOINT  COCO-17 checkpoint registered as the first model when the registry is empty
-  CALS_INIT_CONFIG      its architecture (a cals config name), default rtmpose-m
-  CALS_DEVICE           inference device, default cuda:0 when available, else cpu
-  CALS_POSE_BACKEND     auto | onnxruntime | pytorch (cals.model.pose_network), default auto
-  CALS_FLIP_TEST        1 | 0, default the model config's (on)
+hold for their lifetime. Its settings are `cals.settings.ServingEnv` (CALS_REGISTRY and CALS_DETECTOR
+required; the detector score, the initial checkpoint and its config, device, pose backend, flip test).
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -23,12 +14,11 @@ import numpy as np
 
 from cals.errors import CalsError
 from cals.registry import Registry, Version
-from cals.serving.initial import DEFAULT_CONFIG, ensure_initial_model, init_checkpoint_from_env
+from cals.serving.initial import ensure_initial_model
 from cals.serving.watcher import ModelWatcher
+from cals.settings import ServingEnv
 
 log = logging.getLogger(__name__)
-
-DEFAULT_DETECTOR_SCORE = 0.3
 
 
 @dataclass
@@ -60,20 +50,16 @@ class SkeletonService:
         """Build from CALS_* settings (module docstring); registers the initial model if needed."""
         from cals.model.detector import PersonDetector
 
-        root = os.environ.get("CALS_REGISTRY")
-        if not root:
-            raise CalsError("CALS_REGISTRY is not set: point it at the model registry folder")
-        registry = Registry(root)
-        score = float(os.environ.get("CALS_DETECTOR_SCORE") or DEFAULT_DETECTOR_SCORE)
-        detector = PersonDetector(score_threshold=score)
-        checkpoint = init_checkpoint_from_env()
-        if checkpoint and registry.current() is None:
+        env = ServingEnv.load()
+        env.require("REGISTRY", why="the model registry folder")
+        registry = Registry(env.REGISTRY)
+        detector = PersonDetector(env.DETECTOR, score_threshold=env.DETECTOR_SCORE)
+        if env.INIT_CHECKPOINT and registry.current() is None:
             try:
-                ensure_initial_model(registry, checkpoint,
-                                     config=os.environ.get("CALS_INIT_CONFIG") or DEFAULT_CONFIG)
+                ensure_initial_model(registry, env.INIT_CHECKPOINT, config=env.INIT_CONFIG)
             except CalsError as e:  # keep running: a trainer's promote still brings a model
                 log.error("cannot register the initial model: %s", e)
-        service = cls(registry, detector, device=os.environ.get("CALS_DEVICE") or None)
+        service = cls(registry, detector, device=env.DEVICE)
         try:
             service.watcher.get()  # load now, not on the first request
         except CalsError as e:

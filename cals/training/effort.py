@@ -14,8 +14,9 @@ import numpy as np
 
 from cals.metrics.evaluate import keypoints_array, oks
 from cals.schema import Schema
+from cals.settings import default
 
-DEFAULT_TOLERANCE = 0.5  # OKS term of a point: 0.5 ≈ the COCO "AP50" closeness
+DEFAULT_TOLERANCE: float = default("CALS_EFFORT_TOLERANCE")  # OKS term of a point: 0.5 ≈ COCO "AP50" closeness
 
 
 def correction_effort(pre: Mapping[Any, Sequence[dict]], final: Mapping[Any, Sequence[dict]],

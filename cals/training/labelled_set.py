@@ -26,10 +26,11 @@ from typing import Any
 from cals.cvat.export import ExportedJob
 from cals.data.coco import ANNOTATIONS, IMAGES, annotations_by_image, read_json, write_coco
 from cals.schema import Schema
+from cals.settings import default
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val")
-DEFAULT_VAL_FRACTION = 0.2
+DEFAULT_VAL_FRACTION: float = default("CALS_VAL_FRACTION")
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cals.settings import default
+
 # the documented defaults of CALS_PROMOTE_MARGIN / CALS_PROMOTE_METRIC, which the trainer's settings read
-DEFAULT_MARGIN = 0.0
-DEFAULT_METRIC = "overall.AP"
+DEFAULT_MARGIN: float = default("CALS_PROMOTE_MARGIN")
+DEFAULT_METRIC: str = default("CALS_PROMOTE_METRIC")
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,11 @@ class CvatEndpoint:
     def port(self) -> int | None:
         return urlsplit(self.url).port
 
+    def settings(self, poll_seconds: float = 0.05) -> dict[str, Any]:
+        """The CVAT part of a service's settings (cals.settings.CvatEnv keys), for create_app overrides."""
+        return {"CVAT_URL": self.url, "CVAT_USER": self.user, "CVAT_PASSWORD": self.password,
+                "CVAT_POLL_SECONDS": poll_seconds}
+
     def make_client(self) -> Client:
         """A logged-in client made the way the product makes one (any supported CVAT release);
         polls background requests quickly against the test server."""

@@ -1,0 +1,198 @@
+"""Every `CALS_*` environment variable, with its type and documented default, in one place.
+
+Settings are pydantic-settings classes, one per consumer, so that a malformed sampler variable never
+stops the Nuclio function. A variable is declared once, in the group that owns it; groups that need
+it inherit it:
+
+  CvatEnv       CVAT's address and credentials
+  ModelEnv      registry, model config, device, runtime, schema, person detector: whatever loads a model
+  ServingEnv    the Nuclio function (ModelEnv + request limits and the initial model)
+  ServiceEnv    what the trainer, the sampler and the setup commands share (CvatEnv + ModelEnv + ...)
+  TrainerEnv    the training sidecar (trainer/)
+  SamplerEnv    the sampler service (sampler/)
+  HostEnv       the host commands setup-project, check, pool-task and round
+  ContainerEnv  read only by the Makefile, the scripts and docker compose; declared so the docs have one list
+
+Values come from the process environment (an empty value counts as unset), then keyword overrides;
+`load(env_file=...)` also reads a dotenv file (deploy/.env) under the environment. Field names are
+the variable names without the `CALS_` prefix. deploy/.env.example documents exactly `variables()`,
+with the defaults declared here (tests/test_env_example.py).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, PositiveInt, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cals.errors import CalsError
+
+PREFIX = "CALS_"
+T = TypeVar("T", bound="CalsEnv")
+
+
+class SettingsError(CalsError):
+    """A setting is missing or malformed; the message names its environment variable."""
+
+
+class CalsEnv(BaseSettings):
+    """Base of every group: the CALS_ prefix, exact names, empty means unset, unknown names ignored."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, case_sensitive=True, env_ignore_empty=True,
+                                      extra="ignore", frozen=True)
+
+    @classmethod
+    def load(cls: type[T], env_file: str | os.PathLike | None = None, **overrides: Any) -> T:
+        """The group from the environment (and `env_file` beneath it), then `overrides`.
+
+        Raises SettingsError naming every missing or malformed variable.
+        """
+        if env_file is not None and not Path(env_file).is_file():
+            raise SettingsError(f"env file {env_file} not found: copy deploy/.env.example to it and fill in "
+                                "CVAT's address and credentials")
+        try:
+            return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            raise SettingsError(describe(exc)) from None
+
+    def require(self, *names: str, why: str = "") -> None:
+        """Fail naming every variable among `names` that was not set, even where a default exists
+        (a consumer that must not fall back on it, like the trainer's CALS_DATA)."""
+        missing = [PREFIX + name for name in names
+                   if name not in self.model_fields_set or getattr(self, name) in (None, "")]
+        if missing:
+            raise SettingsError(f"set {' and '.join(missing)}" + (f" ({why})" if why else ""))
+
+
+def describe(exc: ValidationError) -> str:
+    """pydantic's errors as one line per variable, in the words an admin acts on."""
+    missing = [PREFIX + str(e["loc"][0]) for e in exc.errors() if e["type"] == "missing"]
+    lines = [f"set {' and '.join(missing)}"] if missing else []
+    for error in exc.errors():
+        if error["type"] != "missing":
+            name = PREFIX + str(error["loc"][0]) if error["loc"] else "settings"
+            lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}, got {error['input']!r}")
+    return "; ".join(lines)
+
+
+class CvatEnv(CalsEnv):
+    CVAT_URL: str | None = Field(None, description="CVAT's address as this process reaches it")
+    CVAT_USER: str | None = Field(None, description="CVAT account, with CALS_CVAT_PASSWORD")
+    CVAT_PASSWORD: str | None = None
+    CVAT_TOKEN: str | None = Field(None, description="personal access token instead of user/password (CVAT >= 2.26)")
+    CVAT_POLL_SECONDS: float = Field(2.0, gt=0, description="poll period of CVAT's background requests")
+
+
+class ModelEnv(CalsEnv):
+    REGISTRY: str | None = Field(None, description="model registry folder, shared by trainer, sampler, function")
+    CONFIG: str = Field("cpu", description="model config of `cals train`: cpu | rtmpose-m | FILE.py")
+    POSE_BACKEND: Literal["auto", "onnxruntime", "pytorch"] = "auto"
+    CACHE: Path = Field(Path.home() / ".cache" / "cals", description="downloads and cached base models")
+    DEVICE: str | None = Field(None, description="inference/training device; default cuda:0 when present, else cpu")
+    FLIP_TEST: bool | None = Field(None, description="average with the mirrored crop; unset: the model config's")
+    SCHEMA: Path | None = Field(None, description="keypoint schema YAML; default the bundled COCO-17 + spine")
+    DETECTOR: str | None = Field(None, description="RTMDet person end2end.onnx (file, folder or URL)")
+
+    @field_validator("POSE_BACKEND", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class ServingEnv(ModelEnv):
+    DETECTOR_SCORE: float = Field(0.3, ge=0, le=1, description="person box score threshold")
+    POINT_THRESHOLD: float = Field(0.3, ge=0, le=1, description="points scoring below it are sent as outside")
+    MAX_PIXELS: PositiveInt = Field(40_000_000, description="largest image decoded (8K x 5K)")
+    INIT_CHECKPOINT: str | None = Field(None, description="COCO-17 checkpoint registered when the registry is empty")
+    INIT_CONFIG: str = Field("rtmpose-m", description="the initial checkpoint's architecture")
+
+
+class ServiceEnv(CvatEnv, ModelEnv):
+    DATA: str = Field("cals-data", description="working data: labelled set, queue, score cache, round reports")
+    API_TOKEN: str | None = Field(None, description="bearer token between trainer, sampler and `make round`")
+    WEBHOOK_SECRET: str | None = Field(None, description="CVAT signs webhooks with it; the trainer checks them")
+    PROJECT_ID: PositiveInt | None = Field(None, description="the CVAT project")
+    POOL_TASK: str = Field("pool", description="the CVAT task holding the unlabelled pool")
+    FUNCTION_NAME: str | None = Field(None, description="Nuclio function the checks look for; default CPU or GPU build")
+
+    @field_validator("PROJECT_ID", mode="before")
+    @classmethod
+    def _project_id(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().isdigit():
+            raise ValueError("must be a CVAT project id (a positive integer)")
+        return value
+
+
+class TrainerEnv(ServiceEnv):
+    QUEUE_DB: str | None = Field(None, description="run queue; default $CALS_DATA/queue.sqlite3")
+    JOB_TRIGGER: str = "state:completed"
+    TRAIN_CONFIG: str = "cpu"
+    TRAIN_ITERS: int = Field(100, ge=1)
+    TRAIN_BATCH_SIZE: PositiveInt | None = Field(None, description="default: the model config's")
+    PROMOTE_MARGIN: float = Field(0.0, ge=0)
+    PROMOTE_METRIC: str = "overall.AP"
+    VAL_FRACTION: float = Field(0.2, ge=0, le=0.99)
+    EFFORT_TOLERANCE: float = Field(0.5, ge=0, le=1)
+    SAMPLER_URL: str | None = None
+    TRAINER_BIND: str = "0.0.0.0:8010"
+    WORKER: bool = True
+    WORKER_POLL_SECONDS: float = Field(5.0, gt=0)
+
+
+class SamplerEnv(ServiceEnv):
+    POOL: str = Field("cvat", description='"cvat" (the project\'s pool task) or a local COCO folder')
+    ROUND_SIZE: PositiveInt = 50
+    JOB_SIZE: PositiveInt = 10
+    AUTO_OPEN: bool = Field(False, description="open the next round when the trainer promotes")
+    SAMPLER_STRATEGY: str = "hybrid"
+    SAMPLER_UNCERTAINTY: str = Field("entropy", description="hybrid's shortlist strategy")
+    SAMPLER_REDUCE: Literal["max", "mean", "sum"] = Field("max", description="people -> image score")
+    SAMPLER_GROUP: str = Field("spine", description='schema point group scored ("all": every point)')
+    SAMPLER_BATCH: PositiveInt = 16
+    SAMPLER_LABELLED: str | None = Field(None, description="COCO file for the pose strategy's shape space")
+    SAMPLER_BIND: str = "0.0.0.0:8090"
+
+    @field_validator("SAMPLER_STRATEGY", "SAMPLER_UNCERTAINTY")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        from cals.sampling.strategies import STRATEGIES
+
+        if value not in STRATEGIES:
+            raise ValueError(f"unknown strategy; choose one of {sorted(STRATEGIES)}")
+        return value
+
+
+class HostEnv(ServiceEnv):
+    PROJECT_NAME: str = Field("CALS spine", description="project setup-project creates when CALS_PROJECT_ID is unset")
+    TRAINER_URL: str = Field("http://trainer.cals.internal:8010", description="the trainer as CVAT's webhook worker "
+                                                                              "reaches it (compose alias)")
+    SAMPLER_PORT: int = Field(8091, description="host port of the sampler (loopback only)")
+
+
+class ContainerEnv(CalsEnv):
+    CVAT_INTERNAL_URL: str = "http://cvat_server:8080"
+    REGISTRY_HOST: str = "/var/lib/cals/registry"
+    NUCLIO_NETWORK: str = "cvat_cvat"
+    NUCLIO_PLATFORM: str = "local"
+    TORCH_INDEX: str = "https://download.pytorch.org/whl/cpu"
+    IMAGE_TAG: str = "latest"
+    TRAINER_PORT: int = 8010
+    DETECTOR_URL: str | None = Field(None, description="detector fetched at the function's build (function.yaml)")
+    POSE_URL: str | None = Field(None, description="pose checkpoint fetched at the function's build")
+
+
+GROUPS: tuple[type[CalsEnv], ...] = (CvatEnv, ModelEnv, ServingEnv, ServiceEnv, TrainerEnv, SamplerEnv,
+                                     HostEnv, ContainerEnv)
+
+
+def variables() -> dict[str, FieldInfo]:
+    """Every declared variable (with its prefix) and its field: the list deploy/.env.example documents."""
+    return {PREFIX + name: info for group in GROUPS for name, info in group.model_fields.items()}
+
+
+def default(variable: str) -> Any:
+    """The declared default of a variable, e.g. default("CALS_PROMOTE_MARGIN") == 0.0."""
+    return variables()[variable].default
