@@ -42,6 +42,19 @@ def test_every_strategy_runs_every_round_from_the_same_start(simulation):
         assert 0.0 <= r["effort_spine"]["moved_share"] <= 1.0
 
 
+def test_the_seed_scores_its_shared_start_once(simulation):
+    """Every strategy's round 1 ranks the pool with round 0's model: one scoring, cached for the seed."""
+    import sqlite3
+
+    out, _, doc = simulation
+    start = next(r["version"] for r in doc["rows"] if r["round"] == 0)
+    with sqlite3.connect(out / "runs" / "seed0" / "scores.sqlite") as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM records WHERE version = ?", (start,))]
+        strategies = {s for (s,) in db.execute("SELECT DISTINCT strategy FROM scores WHERE version = ?", (start,))}
+    assert len(keys) == len(set(keys)) == 40 - 4  # the pool less round 0's frames, each once
+    assert len(strategies) == 2  # random's and least confidence's scores of the same predictions
+
+
 def test_frames_are_labelled_once_and_strategies_choose_differently(simulation):
     out, _, _ = simulation
     picks = {}

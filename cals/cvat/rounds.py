@@ -35,7 +35,7 @@ from cals.sampling.pool import Pool, PoolItem
 from cals.sampling.ranking import Ranked, rank
 from cals.sampling.round_coco import round_coco
 from cals.sampling.round_report import contact_sheet, write_ranking
-from cals.sampling.scoring import Scorer, person_record
+from cals.sampling.scoring import Scorer
 from cals.sampling.strategies import PoolStrategy, Strategy
 
 log = logging.getLogger(__name__)
@@ -163,19 +163,11 @@ def _items_by_name(pool: Pool, names: set[str]) -> dict[str, PoolItem]:
 
 def _write_frames(pool: Pool, items: list[PoolItem], folder: Path, scorer: Scorer) -> list[dict]:
     """Save the chosen frames under their pool names; return what the pre-annotations need."""
-    import cv2
-
     frames = []
     for item in items:
         data = pool.image_bytes(item)
         (folder / item.name).write_bytes(data)
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        people = scorer.cache.people(scorer.predictor.version_id, item.key)
-        if people is None:  # cache disabled: predict again (same model, same boxes)
-            people = [person_record(p) for p in scorer.predictor.predict(image, scorer.boxes(item, image),
-                                                                         distributions=False)]
-        frames.append({"name": item.name, "width": image.shape[1], "height": image.shape[0],
-                       "people": people, "labelled": item.labelled})
+        frames.append(scorer.frame_record(item, data))
     return frames
 
 

@@ -98,6 +98,20 @@ class Scorer:
         return {"people": [person_record(p) for p in people], "features": features,
                 "scores": {s.cache_id: s.score(obs) for s in per_image}}
 
+    def frame_record(self, item: PoolItem, data: bytes) -> dict:
+        """What a round's pre-annotations need of a chosen frame: its size, the people the model found
+        when it scored the frame (from the cache; predicted again, same model and boxes, without one)
+        and the points people already labelled."""
+        import cv2
+
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        people = self.cache.people(self.predictor.version_id, item.key)
+        if people is None:
+            people = [person_record(p) for p in self.predictor.predict(image, self.boxes(item, image),
+                                                                       distributions=False)]
+        return {"name": item.name, "width": image.shape[1], "height": image.shape[0], "people": people,
+                "labelled": item.labelled}
+
     def boxes(self, item: PoolItem, image: np.ndarray) -> np.ndarray:
         if item.boxes is not None:
             return item.boxes

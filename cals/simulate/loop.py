@@ -1,33 +1,37 @@
 """One simulated labelling campaign (one strategy, one seed): rounds of score → pick → reveal →
 fine-tune → promote-or-keep → test, with per-round state saved so an interrupted run resumes.
 
-Scoring and ranking are the sampler's (`Scorer`, `rank`), fine-tuning and promotion the
-trainer's (`fine_tune_round`); the simulated annotator only reveals ground truth.
+Scoring, ranking and pre-annotations are the sampler's (`Scorer`, `rank`, `round_coco`), fine-tuning
+and promotion the trainer's (`fine_tune_round`); the simulated annotator only reveals ground truth.
+A round loads each model version once (`Campaign.predictor`) and scores through a per-seed score cache:
+strategies share round 0's model, and a round that kept its model rescores nothing.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from cals.data.coco import annotations_by_image, load_dataset
 from cals.durable import write_json_atomic
-from cals.data.coco import load_dataset
-from cals.training.effort import correction_effort
-from cals.training.fine_tune import fine_tune_round
-from cals.data.coco import annotations_by_image
-from cals.model.evaluation import evaluate_predictor, predict_dataset
+from cals.model.evaluation import evaluate_predictor
 from cals.model.predict import Predictor
+from cals.registry import Registry
+from cals.sampling.cache import ScoreCache
+from cals.sampling.inputs import StrategyOptions, build_strategy, labelled_features
 from cals.sampling.pool import LocalPool
 from cals.sampling.ranking import rank
-from cals.registry import Registry
-from cals.schema import Schema
+from cals.sampling.round_coco import round_coco
 from cals.sampling.scoring import Scorer, strategy_needs
+from cals.schema import Schema
 from cals.simulate import data
 from cals.simulate.config import SimulationConfig
-from cals.sampling.inputs import StrategyOptions, build_strategy, labelled_features
+from cals.training.effort import correction_effort
+from cals.training.fine_tune import fine_tune_round
 
 log = logging.getLogger(__name__)
 STATE = "state.json"
@@ -45,10 +49,24 @@ class Campaign:
     pool_view: Path  # body-only: what the sampler scores
     val: Path
     test: Path
+    _models: dict[str, Predictor] = field(default_factory=dict, repr=False)
 
     @property
     def registry(self) -> Registry:
         return Registry(self.folder / "registry")
+
+    @cached_property
+    def cache(self) -> ScoreCache:
+        """Scores and predictions per (frame, version), shared by the seed's campaigns (same round 0)."""
+        return ScoreCache(self.folder.parent / "scores.sqlite")
+
+    def predictor(self, version_id: str) -> Predictor:
+        """The version's model, loaded once; the two most recent stay loaded (current and previous)."""
+        if version_id not in self._models:
+            self._models[version_id] = Predictor.from_registry(self.registry, version_id)
+            for old in list(self._models)[:-2]:
+                del self._models[old]
+        return self._models[version_id]
 
     def load_state(self) -> dict[str, Any]:
         path = self.folder / STATE
@@ -67,7 +85,7 @@ def run_round(c: Campaign, state: dict[str, Any], picked: list[str], effort: dic
                               batch_size=c.cfg.batch_size,
                               margin=c.cfg.margin, metric=c.cfg.metric)
     current = c.registry.current()
-    metrics = evaluate_predictor(Predictor(current.path, version_id=current.id), c.test, progress=False)
+    metrics = evaluate_predictor(c.predictor(current.id), c.test, progress=False)
     row = {"strategy": c.strategy, "seed": c.seed, "round": len(state["rounds"]), "labelled": len(labelled),
            "spine_AP": metrics["groups"]["spine"]["AP"], "body_AP": metrics["groups"]["body"]["AP"],
            "AP": metrics["overall"]["AP"], "families": {f: m.get("spine_AP") for f, m in metrics.get("families", {}).items()},
@@ -84,31 +102,33 @@ def run_round(c: Campaign, state: dict[str, Any], picked: list[str], effort: dic
 
 def pick(c: Campaign, state: dict[str, Any]) -> tuple[list[str], dict | None]:
     """The next batch as the sampler would rank it, and the annotator's effort on its pre-annotations."""
-    predictor = Predictor.from_registry(c.registry)
-    current = c.registry.get(predictor.version_id)
+    current = c.registry.current()
     strategy = build_strategy(c.strategy, c.schema, current, options=StrategyOptions(seed=c.seed))
     previous = None
     if "previous" in strategy_needs([strategy]):
-        previous_id = c.registry.previous(predictor.version_id)
-        previous = Predictor.from_registry(c.registry, previous_id) if previous_id else None
+        previous_id = c.registry.previous(current.id)
+        previous = c.predictor(previous_id) if previous_id else None
     pool = LocalPool(c.pool_view, c.schema)
     labelled = set(state["labelled"])
-    scorer = Scorer(predictor, previous=previous)
+    scorer = Scorer(c.predictor(current.id), previous=previous, cache=c.cache)
     table = scorer.score(pool, [strategy], exclude=labelled, progress=False)
     ranked = rank(table, strategy, k=c.cfg.batch, exclude=labelled,
                   labelled=labelled_features(scorer, strategy, current))
     picked = [r.name for r in ranked[:c.cfg.batch]]
-    return picked, spine_effort(c, predictor, picked)
+    return picked, spine_effort(c, scorer, pool, picked)
 
 
-def spine_effort(c: Campaign, predictor: Predictor, names: list[str]) -> dict | None:
-    """What the annotator moves: pre-annotations of the picked frames against their ground truth."""
-    view = data.revealed(c.pool, names, c.folder / "picked", c.schema)
-    dataset = load_dataset(view, c.schema)
-    names_by_id = {im["id"]: im["file_name"] for im in dataset.coco["images"]}
-    pre = annotations_by_image({"annotations": predict_dataset(predictor, dataset, progress=False)})
-    final = annotations_by_image(dataset.coco)
-    effort = correction_effort({names_by_id[k]: v for k, v in pre.items()},
-                               {names_by_id[k]: v for k, v in final.items()}, c.schema)
+def spine_effort(c: Campaign, scorer: Scorer, pool: LocalPool, names: list[str]) -> dict | None:
+    """What the annotator moves: the round's pre-annotations (as the sampler uploads them) against
+    the picked frames' ground truth."""
+    chosen = set(names)
+    frames = [scorer.frame_record(item, pool.image_bytes(item)) for item in pool.items() if item.name in chosen]
+    pre = round_coco(frames, c.schema)
+    truth = load_dataset(data.revealed(c.pool, names, c.folder / "picked", c.schema), c.schema).coco
+    effort = correction_effort(_by_name(pre), _by_name(truth), c.schema)
     return effort["spine"]
 
+
+def _by_name(coco: dict) -> dict[str, list[dict]]:
+    names = {im["id"]: im["file_name"] for im in coco["images"]}
+    return {names[k]: v for k, v in annotations_by_image(coco).items()}

@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cals.sampling.pool import LocalPool
+from cals.sampling.scoring import Scorer
 from cals.schema import Schema, load_schema
 from cals.simulate import data
 from cals.simulate.base_model import base_model, seed_registry
 from cals.simulate.config import SimulationConfig
-from cals.simulate.loop import Campaign, pick, run_round
+from cals.simulate.loop import Campaign, pick, run_round, spine_effort
 from cals.simulate.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -62,10 +64,8 @@ def _round_zero(cfg, schema, seed, base, names, pool, view, val, test, bar) -> C
             seed_registry(c.registry, base)
         rng = np.random.default_rng(seed)
         picked = sorted(rng.choice(names, cfg.initial, replace=False).tolist())
-        from cals.model.predict import Predictor
-        from cals.simulate.loop import spine_effort
-
-        effort = spine_effort(c, Predictor.from_registry(c.registry), picked)
+        scorer = Scorer(c.predictor(c.registry.current().id), cache=c.cache)
+        effort = spine_effort(c, scorer, LocalPool(view, schema), picked)
         run_round(c, state, picked, effort)
     bar.update(1)
     return c

@@ -56,6 +56,16 @@ def compare(rows: list[dict], strategy: str, budget: int, *, seed: int = 0) -> d
     }
 
 
+def mean_interval(values: list[float], *, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of the mean over seeds (the plot's band); one value is its own interval."""
+    arr = np.asarray(values, dtype=float)
+    if len(arr) < 2:
+        return float(arr.mean()), float(arr.mean())
+    means = np.random.default_rng(seed).choice(arr, size=(BOOTSTRAP, len(arr))).mean(axis=1)
+    tail = (1 - LEVEL) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
 def verdict(name: str, result: dict[str, Any] | None) -> str:
     """One line a reader can act on; 'no saving beyond noise' when the interval holds zero."""
     if result is None:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from cals.simulate.config import SimulationConfig
-from cals.simulate.stats import compare, labels_to_reach, verdict
+from cals.simulate.stats import LEVEL, compare, labels_to_reach, mean_interval, verdict
 
 CSV_FIELDS = ["strategy", "seed", "round", "labelled", "spine_AP", "body_AP", "AP", "effort_spine_moved_share",
               "promoted", "version", "seconds"]
@@ -93,12 +93,12 @@ def plot(rows: list[dict], path: Path, cfg: SimulationConfig) -> None:
     for strategy, by_n in sorted(curves(rows).items()):
         n = np.array(sorted(by_n))
         mean = np.array([np.mean(by_n[k]) for k in n])
-        std = np.array([np.std(by_n[k]) for k in n])
+        band = np.array([mean_interval(by_n[k]) for k in n])
         ax.plot(n, mean, marker="o", label=strategy)
-        ax.fill_between(n, mean - std, mean + std, alpha=0.2)
+        ax.fill_between(n, band[:, 0], band[:, 1], alpha=0.2)
     ax.set_xlabel("labelled images")
     ax.set_ylabel("spine AP (held-out, balanced poses)")
-    ax.set_title(f"label efficiency, {len(cfg.seeds)} seed(s), mean ± std")
+    ax.set_title(f"label efficiency: mean of {len(cfg.seeds)} seed(s), {LEVEL:.0%} bootstrap CI")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
