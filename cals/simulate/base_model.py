@@ -51,4 +51,8 @@ def _key(body_view: Path, schema: Schema, model: str, iters: int, batch_size: in
     digest = hashlib.sha256()
     digest.update((body_view / ANNOTATIONS).read_bytes())
     digest.update(json.dumps([schema.names, model, iters, batch_size, "with model.onnx"]).encode())
+    # the config's text too: a changed augmentation or head under the same name ("cpu") is another model
+    from cals.model.config import config_path
+
+    digest.update(config_path(model).read_bytes())
     return digest.hexdigest()[:16]
