@@ -146,7 +146,8 @@ def cmd_simulate(args) -> None:
         initial=args.initial, batch=args.batch, rounds=args.rounds,
         strategies=[s for s in args.strategies.split(",") if s],
         seeds=[int(s) for s in args.seeds.split(",") if s], model=args.config,
-        base_iters=args.base_iters, round_iters=args.round_iters, batch_size=args.batch_size)
+        base_iters=args.base_iters, round_iters=args.round_iters, batch_size=args.batch_size,
+        margin=args.margin, metric=args.metric)
     doc = run_simulation(cfg, schema=_schema(args))
     print(format_table(doc["summary"]))
     print(f"results: {args.out}/results.json, results.csv, label_efficiency.png")
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--base-iters", type=int, default=d.base_iters, help="body-only base model (cached)")
     sim.add_argument("--round-iters", type=int, default=d.round_iters, help="fine-tune iterations per round")
     sim.add_argument("--batch-size", type=int, help="training batch size (default: the config's)")
+    sim.add_argument("--margin", type=float, default=d.margin,
+                     help=f"promotion margin, as the trainer's CALS_PROMOTE_MARGIN (default {d.margin})")
+    sim.add_argument("--metric", default=d.metric, help=f"promotion metric (default {d.metric})")
     sim.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("schema", help="show the keypoint schema")
