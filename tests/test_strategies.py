@@ -182,3 +182,21 @@ def test_strategies_are_built_with_their_inputs_one_way(schema, synthetic):
         build_strategy("pose", schema, None)
     with pytest.raises(CalsError, match="not 'coreset'"):
         build_strategy("hybrid", schema, None, options=StrategyOptions(uncertainty="coreset"))
+
+
+def test_an_initial_model_ranks_by_its_body_points(schema, tmp_path):
+    """An initial model's spine is the prior (one constant score): ranking by it would tie every
+    frame and take the pool in file order, so the first round scores the body points instead."""
+    from cals.registry import Version
+    from cals.sampling.inputs import build_strategy
+
+    initial = Version("v0001", tmp_path, {"spine_trained": False})
+    trained = Version("v0002", tmp_path, {"spine_trained": True})
+    body, spine = schema.groups["body"], schema.groups["spine"]
+    assert list(build_strategy("least_confidence", schema, initial).points) == list(body)
+    assert list(build_strategy("least_confidence", schema, trained).points) == list(spine)
+    assert list(build_strategy("least_confidence", schema, None).points) == list(spine)
+    scores = np.full(schema.num_keypoints, 0.05)
+    scores[body] = np.linspace(0.2, 0.9, len(body))
+    lc = build_strategy("least_confidence", schema, initial)
+    assert lc.score(obs(person(scores=scores))) != lc.score(obs(person(scores=np.full(schema.num_keypoints, 0.05))))

@@ -32,6 +32,11 @@ def build_strategy(name: str, schema, current: Version | None, *, options: Strat
                    labelled: str | Path | None = None) -> Strategy | PoolStrategy:
     """The strategy `name`; `labelled` is a COCO file of labelled poses (default: the current version's)."""
     group = None if options.group == "all" else options.group
+    if group == DEFAULT_GROUP and current is not None and current.meta.get("spine_trained") is False:
+        # an initial model's spine points are the geometric prior, all with one constant score: every
+        # frame would tie and the round would be the pool's first frames in file order. Its body
+        # points are the model's own, so the uncertainty of the body ranks the first round.
+        group = "body" if "body" in schema.groups else None
     if name == "hybrid":
         if options.uncertainty in ("coreset", "hybrid"):
             raise CalsError(f"hybrid shortlists with a per-image strategy, not {options.uncertainty!r}")
