@@ -11,7 +11,7 @@ ENV_FILE ?= deploy/.env
 # run a command with the env file's settings (when it exists); a variable set in the shell wins
 WITH_ENV = $(PY) -m cals.env_file $(ENV_FILE)
 
-.PHONY: install test test-real-cvat test-browser screenshots demo train bench clean deploy-function trainer sampler sample setup-project check round
+.PHONY: install test test-real-cvat test-browser screenshots demo benchmark-al train bench clean deploy-function trainer sampler sample setup-project check round
 
 install: .venv/.installed
 
@@ -32,6 +32,9 @@ screenshots: install  # the browser tests, saving the README walkthrough's scree
 
 demo: install
 	bash scripts/demo.sh $(OUT)
+
+benchmark-al: install  # label efficiency on 5 seeds x 5 rounds (about an hour on 2 cores); bench/results/al
+	bash scripts/benchmark-al.sh bench/results/al
 
 train: install
 	$(CALS) train --data $(DATA) --registry $(REG) --config $(CONFIG) $(if $(VAL),--val $(VAL)) $(if $(EPOCHS),--epochs $(EPOCHS))

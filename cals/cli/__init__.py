@@ -145,7 +145,8 @@ def cmd_simulate(args) -> None:
         val_images=args.val_images, test_images=args.test_images, pool_mix=args.pool_mix, test_mix=args.test_mix,
         initial=args.initial, batch=args.batch, rounds=args.rounds,
         strategies=[s for s in args.strategies.split(",") if s],
-        seeds=[int(s) for s in args.seeds.split(",") if s], model=args.config,
+        seeds=[int(s) for s in args.seeds.split(",") if s], survey=[s for s in args.survey.split(",") if s],
+        model=args.config,
         base_iters=args.base_iters, round_iters=args.round_iters, batch_size=args.batch_size,
         margin=args.margin, metric=args.metric)
     doc = run_simulation(cfg, schema=_schema(args))
@@ -236,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated (random is required): random, least_confidence, entropy, "
                           "multipeak_entropy, flip, committee, pose, coreset, hybrid")
     sim.add_argument("--seeds", default=",".join(map(str, d.seeds)), help="comma-separated seeds")
+    sim.add_argument("--survey", default="", help="more strategies, run on the first seed only: every strategy "
+                                                   "compared at a fraction of the cost (no verdict from one seed)")
     sim.add_argument("--config", default=d.model, help="model config (cpu | rtmpose-m | FILE.py)")
     sim.add_argument("--base-iters", type=int, default=d.base_iters, help="body-only base model (cached)")
     sim.add_argument("--round-iters", type=int, default=d.round_iters, help="fine-tune iterations per round")

@@ -31,7 +31,7 @@ model = dict(
               loss=dict(type='KeypointMSELoss', use_target_weight=True), decoder=codec),
     # shift_heatmap: the mirrored heatmap is one heatmap pixel off after flipping back (MSRA
     # heatmaps are not pixel-centre aligned, as UDP's are); without the shift every flip-tested
-    # point was ~3 px left of the truth on 320x240 frames (scripts/al_investigation/diag_errors.py)
+    # point was ~3 px left of the truth on 320x240 frames (measured for issue 17)
     test_cfg=dict(flip_test=True, flip_mode='heatmap', shift_heatmap=True, output_heatmaps=True))
 
 train_pipeline = [

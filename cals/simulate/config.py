@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cals.errors import CalsError
+from cals.training.promotion import DEFAULT_MARGIN
 
 # A pool skewed like real data (bent and lying people are rare); a balanced test set.
 POOL_MIX = "upright=0.8,bending=0.15,lying=0.05"
@@ -35,11 +36,12 @@ class SimulationConfig:
     rounds: int = 3
     strategies: list[str] = field(default_factory=lambda: ["random", "least_confidence"])
     seeds: list[int] = field(default_factory=lambda: [0, 1])
+    survey: list[str] = field(default_factory=list)  # more strategies, run on the first seed only
     model: str = "cpu"
     base_iters: int = 800  # body-only base model, trained once per pool and cached
     round_iters: int = 100  # fine-tune per round
     batch_size: int | None = None  # training batch; None: the model config's
-    margin: float = 0.02  # promotion margin (as the trainer's CALS_PROMOTE_MARGIN)
+    margin: float = DEFAULT_MARGIN  # promotion margin: the trainer's CALS_PROMOTE_MARGIN default
     metric: str = "groups.spine.AP"
 
     def __post_init__(self) -> None:
@@ -50,6 +52,12 @@ class SimulationConfig:
             raise CalsError("a simulation needs at least one strategy and one seed")
         if "random" not in self.strategies:
             raise CalsError("include 'random' in the strategies: savings are measured against it")
+        if set(self.survey) & set(self.strategies):
+            raise CalsError(f"a survey strategy is already among the strategies: {sorted(set(self.survey) & set(self.strategies))}")
+
+    def strategies_for(self, seed: int) -> list[str]:
+        """Every seed runs `strategies`; the first also runs the survey's."""
+        return self.strategies + (self.survey if seed == self.seeds[0] else [])
 
     @property
     def budget(self) -> int:

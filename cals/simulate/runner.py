@@ -34,11 +34,11 @@ def run_simulation(cfg: SimulationConfig, *, schema: Schema | None = None, progr
         raise_budget(len(names), cfg)
     view = data.body_only(pool, out / "data" / "pool-body", schema)
     base = base_model(view, schema, model=cfg.model, iters=cfg.base_iters, batch_size=cfg.batch_size)
-    total = len(cfg.seeds) * (1 + len(cfg.strategies) * cfg.rounds)
+    total = sum(1 + len(cfg.strategies_for(seed)) * cfg.rounds for seed in cfg.seeds)
     with tqdm(total=total, desc="simulated rounds", unit="round", disable=not progress) as bar:
         for seed in cfg.seeds:
             start = _round_zero(cfg, schema, seed, base, names, pool, view, val, test, bar)
-            for strategy in cfg.strategies:
+            for strategy in cfg.strategies_for(seed):
                 c = _campaign(cfg, schema, strategy, seed, pool, view, val, test)
                 if not c.folder.exists():
                     shutil.copytree(start.folder, c.folder, symlinks=True)

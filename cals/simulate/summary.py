@@ -20,7 +20,7 @@ CSV_FIELDS = ["strategy", "seed", "round", "labelled", "spine_AP", "body_AP", "A
 def collect(out: Path, cfg: SimulationConfig) -> list[dict[str, Any]]:
     rows = []
     for seed in cfg.seeds:
-        for strategy in cfg.strategies:
+        for strategy in cfg.strategies_for(seed):
             path = out / "runs" / f"seed{seed}" / strategy / "state.json"
             if path.is_file():
                 rows += json.loads(path.read_text())["rounds"]
