@@ -33,7 +33,7 @@ screenshots: install  # the browser tests, saving the README walkthrough's scree
 demo: install
 	bash scripts/demo.sh $(OUT)
 
-benchmark-al: install  # label efficiency on 5 seeds x 5 rounds (about an hour on 2 cores); bench/results/al
+benchmark-al: install  # label efficiency on 5 seeds x 5 rounds (about 45 min on 2 cores); bench/results/al
 	bash scripts/benchmark-al.sh bench/results/al
 
 train: install

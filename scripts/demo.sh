@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # make demo: the active-learning loop offline (cals simulate) with its default, CPU-sized
-# configuration — see README "The demo". Resumes when OUT holds an unfinished run.
+# configuration — see README "Label efficiency". Resumes when OUT holds an unfinished run.
 set -euo pipefail
 OUT=${1:-demo-output}
 CALS=${CALS:-.venv/bin/cals}
-echo "== cals simulate --out $OUT (generated pool, body-only base model, random vs least confidence)"
+echo "== cals simulate --out $OUT (generated pool, body-only base model, random vs hybrid, 3 seeds)"
 $CALS simulate --out "$OUT" "${@:2}"
 echo "== plot: $OUT/label_efficiency.png"

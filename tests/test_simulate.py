@@ -170,3 +170,13 @@ def test_the_verdict_tells_a_saving_from_noise():
     two = compare(_rows({"random": 0.0, "least_confidence": 0.05}, seeds=2), "least_confidence", 80)
     assert "no verdict from 2 seed(s)" in verdict("least_confidence", two)
     json.dumps(better), json.dumps(worse)  # results.json holds them: no infinities
+
+
+def test_the_table_gives_each_strategy_its_own_verdict():
+    from cals.simulate.summary import label_savings
+
+    rows = _rows({"random": 0.0, "least_confidence": 0.08, "entropy": 0.0}, seeds=6)
+    cfg = SimulationConfig(out="unused", strategies=["random", "least_confidence", "entropy"], seeds=list(range(6)))
+    lines = format_table(label_savings(rows, cfg)).splitlines()
+    assert any(line.startswith("least_confidence: better than random beyond noise") for line in lines)
+    assert any(line.startswith("entropy: no saving beyond noise") for line in lines)

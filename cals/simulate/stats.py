@@ -77,7 +77,10 @@ def verdict(name: str, result: dict[str, Any] | None) -> str:
     span = f"spine AP {result['ap_difference']:+.3f} vs random at the full budget ({LEVEL:.0%} CI {lo:+.3f} to " \
            f"{hi:+.3f}, {result['seeds']} seed(s))"
     slo, shi = result["saving_interval"]
-    span += f"; label saving {_percent(result['saving'])} (CI {_percent(slo)} to {_percent(shi)})"
+    if result["saving"] is None and shi is None:
+        span += "; no label saving: it never reaches random's full-budget spine AP"
+    else:
+        span += f"; label saving {_percent(result['saving'])} (CI {_percent(slo)} to {_percent(shi)})"
     if lo > 0:
         return f"{name}: better than random beyond noise: {span}"
     if hi < 0:

@@ -90,9 +90,12 @@ def plot(rows: list[dict], path: Path, cfg: SimulationConfig) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for strategy, by_n in sorted(curves(rows).items()):
+    for strategy, by_n in sorted(curves(rows).items(), key=lambda item: item[0] in cfg.survey):
         n = np.array(sorted(by_n))
         mean = np.array([np.mean(by_n[k]) for k in n])
+        if strategy in cfg.survey:  # one seed: a thin line, no band
+            ax.plot(n, mean, linestyle="--", linewidth=0.8, label=f"{strategy} (seed {cfg.seeds[0]})")
+            continue
         band = np.array([mean_interval(by_n[k]) for k in n])
         ax.plot(n, mean, marker="o", label=strategy)
         ax.fill_between(n, band[:, 0], band[:, 1], alpha=0.2)
@@ -100,7 +103,7 @@ def plot(rows: list[dict], path: Path, cfg: SimulationConfig) -> None:
     ax.set_ylabel("spine AP (held-out, balanced poses)")
     ax.set_title(f"label efficiency: mean of {len(cfg.seeds)} seed(s), {LEVEL:.0%} bootstrap CI")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -117,7 +120,7 @@ def format_table(savings: dict[str, Any]) -> str:
         saving = "-" if s["saving_vs_random"] is None else f"{100 * s['saving_vs_random']:.0f}%"
         effort = "-" if s["effort_spine_moved_share"] is None else f"{100 * s['effort_spine_moved_share']:.0f}%"
         lines.append(f"{name:<20} {final:>14} {needed:>18} {saving:>8} {s['paired_wins'] or '-':>7} {effort:>7}")
-    lines += [verdict(name, s.get("vs_random")) for name in savings["strategies"] if name != "random"]
+    lines += [verdict(name, s.get("vs_random")) for name, s in savings["strategies"].items() if name != "random"]
     return "\n".join(lines)
 
 
