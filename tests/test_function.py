@@ -163,6 +163,11 @@ def _png_header_only(width: int, height: int) -> bytes:
     (b"\xff\xfe\x00", "not JSON"),
     ("[1, 2]", "must be a JSON object"),
     (b"", "empty"),
+    # Nuclio decodes a JSON body before the handler sees it: name what was sent, not "empty"
+    ([{"image": "..."}], "must be a JSON object {\"image\": base64, \"threshold\": float}, got a list of 1"),
+    (42, "got a number (42)"),
+    (None, "got null"),
+    (True, "got a boolean (true)"),
 ])
 def test_bad_input_is_a_400_that_says_which(served, body, message):
     platform, _ = served

@@ -18,7 +18,6 @@ from cals.errors import CalsError
 from cals.serving.image_decode import BadImage, decode_image
 
 
-
 class BadRequest(CalsError):
     """The request cannot be served as sent (answered with 400)."""
 
@@ -49,23 +48,42 @@ def parse_request(body: Any) -> DetectorRequest:
     return DetectorRequest(image=image, threshold=threshold)
 
 
+EXPECTED = "a JSON object {\"image\": base64, \"threshold\": float}"
+
+
 def _json_object(body: Any) -> dict:
-    if isinstance(body, dict):
-        return body
+    """The body as a dict. Nuclio hands over JSON already decoded, so a list, number or null
+    arrives here as that value, not as text: the message names what was sent."""
     if isinstance(body, (bytes, bytearray)):
         try:
             body = bytes(body).decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("request body is not JSON (not even UTF-8 text)") from None
-    if not isinstance(body, str) or not body.strip():
-        raise BadRequest("request body is empty; expected JSON {\"image\": base64, \"threshold\": float}")
-    try:
-        payload = json.loads(body)
-    except json.JSONDecodeError as e:
-        raise BadRequest(f"request body is not JSON: {e.msg} at position {e.pos}") from None
-    if not isinstance(payload, dict):
-        raise BadRequest(f"request body must be a JSON object, got {type(payload).__name__}")
-    return payload
+    if isinstance(body, str):
+        if not body.strip():
+            raise BadRequest(f"request body is empty; expected {EXPECTED}")
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError as e:
+            raise BadRequest(f"request body is not JSON: {e.msg} at position {e.pos}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"request body must be {EXPECTED}, got {_json_type(body)}")
+    return body
+
+
+def _json_type(value: Any) -> str:
+    """`value`'s JSON type, as the sender wrote it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({json.dumps(value)})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} item(s)"
+    return type(value).__name__
 
 
 def _threshold(value: Any) -> float:
