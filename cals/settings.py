@@ -177,6 +177,8 @@ class ContainerEnv(CalsEnv):
     REGISTRY_HOST: str = "/var/lib/cals/registry"
     NUCLIO_NETWORK: str = "cvat_cvat"
     NUCLIO_PLATFORM: str = "local"
+    NUCLIO_DASHBOARD_URL: str = Field("http://localhost:8070", description="Nuclio's dashboard as this host reaches "
+                                      "it: make deploy-function stops unless nuctl is its release")
     TORCH_INDEX: str = "https://download.pytorch.org/whl/cpu"
     IMAGE_TAG: str = "latest"
     TRAINER_PORT: int = 8010

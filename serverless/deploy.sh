@@ -8,6 +8,7 @@
 #   NUCTL                  nuctl binary (default: nuctl on PATH)
 #   CALS_NUCLIO_PLATFORM   nuctl --platform (default: local)
 #   CALS_NUCLIO_NETWORK    docker network of CVAT (default: cvat_cvat)
+#   CALS_NUCLIO_DASHBOARD_URL  Nuclio's dashboard, whose release nuctl must match (default: http://localhost:8070)
 #   CALS_REGISTRY_HOST     host folder with the model registry, shared with the trainer
 #                          (default: /var/lib/cals/registry)
 #   CALS_DETECTOR_URL      RTMDet person ONNX SDK zip fetched at build time
@@ -45,6 +46,9 @@ if ! command -v "$NUCTL" >/dev/null 2>&1; then
        "CVAT's Nuclio: https://github.com/nuclio/nuclio/releases)" >&2
   exit 1
 fi
+# nuctl must be the Nuclio release (major.minor) of the dashboard CVAT uses: cals/nuclio_version.py
+PYTHONPATH="$ROOT" "${PYTHON:-python3}" -m cals.nuclio_version --nuctl "$NUCTL" \
+  --dashboard "${CALS_NUCLIO_DASHBOARD_URL:-http://localhost:8070}" || exit 1
 PLATFORM="${CALS_NUCLIO_PLATFORM:-local}"
 NETWORK="${CALS_NUCLIO_NETWORK:-cvat_cvat}"
 REGISTRY_HOST="${CALS_REGISTRY_HOST:-/var/lib/cals/registry}"

@@ -3,7 +3,8 @@
 Test infrastructure only; the product never imports it. CVAT (settings `CVAT_NUCLIO_HOST`,
 `CVAT_NUCLIO_PORT`, `CVAT_NUCLIO_INVOKE_METHOD=dashboard`) lists functions with
 `GET /api/functions`, reads one with `GET /api/functions/<name>` and invokes one with
-`POST /api/function_invocations` (header `x-nuclio-function-name`, the JSON payload as body).
+`POST /api/function_invocations` (header `x-nuclio-function-name`, the JSON payload as body);
+`make deploy-function` reads its release with `GET /api/versions`.
 This server answers those from a real `function.yaml` and runs the real handler in-process
 through `nuclio_sdk.test.Platform`, so CVAT's own auto-annotation path can be tested without
 Docker or Nuclio. Each function also gets its own HTTP trigger port (its `status.httpPort`),
@@ -146,9 +147,11 @@ def _as_response(reply: Any) -> tuple[int, bytes, str, dict[str, str]]:
 class NuclioDashboard:
     """The dashboard API CVAT uses, served from a background thread (port 0 picks a free one)."""
 
-    def __init__(self, functions: list[NuclioFunction], *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, functions: list[NuclioFunction], *, host: str = "127.0.0.1", port: int = 0,
+                 version: str = "1.13.0") -> None:
         self.functions = {f.name: f for f in functions}
         self.host = host
+        self.version = version  # the release label; CVAT v2.23.1 and v2.24 pin the 1.13.0 dashboard
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers) seen
         self._server: BaseWSGIServer = make_server(host, port, self._app, threaded=True)
         self.port = self._server.server_port
@@ -173,6 +176,9 @@ class NuclioDashboard:
         self.requests.append((request.method, request.path, dict(request.headers)))
         path = request.path.rstrip("/")
         functions = self._visible(request)
+        if request.method == "GET" and path == "/api/versions":  # nuclio pkg/dashboard/resource/version.go
+            return _json({"dashboard": {"label": self.version, "gitCommit": "0" * 40, "os": "linux",
+                                        "arch": "amd64"}})
         if request.method == "GET" and path == "/api/functions":
             return _json({n: f.describe() for n, f in functions.items()})
         if request.method == "GET" and path.startswith("/api/functions/"):
