@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,22 +37,27 @@ def unavailable() -> str | None:
 
 @contextmanager
 def chromium(size: tuple[int, int] = (1600, 1000)) -> Iterator:
-    """A headless Chromium (software GL, no proxy: CVAT's canvas needs WebGL only for masks)."""
+    """A headless Chromium (software GL, no proxy: CVAT's canvas needs WebGL only for masks).
+
+    Its profile and every temporary file it or chromedriver makes live in one folder of ours, removed on
+    exit: left to itself, Chromium leaves a `.org.chromium.Chromium.*` profile in the temp dir per run."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={size[0]},{size[1]}",
-                "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-proxy-server",
-                "--lang=en-US"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    with tempfile.TemporaryDirectory(prefix="cals-chromium-", ignore_cleanup_errors=True) as home:
+        options = webdriver.ChromeOptions()
+        options.binary_location = shutil.which(CHROMIUM)
+        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={size[0]},{size[1]}",
+                    "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-proxy-server",
+                    "--lang=en-US", f"--user-data-dir={home}/profile", f"--crash-dumps-dir={home}/crashes"):
+            options.add_argument(arg)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        service = Service(shutil.which(CHROMEDRIVER), env={**os.environ, "TMPDIR": home})
+        driver = webdriver.Chrome(service=service, options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
 
 
 @dataclass
