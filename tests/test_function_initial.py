@@ -73,11 +73,27 @@ def test_without_any_model_it_answers_503_until_a_promote(empty, trained, image_
     assert status == 200 and headers["X-CALS-Model-Version"] == version.id
 
 
-def test_an_initial_checkpoint_that_fails_keeps_the_function_up(empty, tmp_path, image_body):
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_an_initial_model_that_cannot_be_registered_is_named_in_the_503(empty, tmp_path, image_body, trained,
+                                                                       damage):
+    """The function comes up, answers 503 naming the checkpoint and what went wrong, and serves the
+    first version promoted later."""
     registry, monkeypatch = empty
-    bad = tmp_path / "broken.pth"
-    bad.write_bytes(b"not a checkpoint")
+    bad = tmp_path / "rtmpose-m-coco.pth"
+    if damage == "corrupt":
+        bad.write_bytes(b"not a checkpoint")
     monkeypatch.setenv("CALS_INIT_CHECKPOINT", str(bad))
-    status, reply, _ = call(nuclio_sdk.test.Platform(), image_body)
-    assert status == 503 and "no model to serve" in reply["error"]
+    platform = nuclio_sdk.test.Platform()
+    status, reply, _ = call(platform, image_body)
+    assert status == 503, reply
+    error = reply["error"]
+    assert error.startswith(f"initial model could not be registered from CALS_INIT_CHECKPOINT={bad}")
+    assert ("checkpoint not found" if damage == "missing" else "cannot load checkpoint") in error
+    assert "\n" not in error and "restart the function" in error
     assert registry.current() is None
+    status, reply, _ = call(platform, image_body)  # the same answer, still running
+    assert status == 503 and reply["error"] == error
+    version = copy_version(trained[1], registry)
+    registry.promote(version.id)
+    status, _, headers = call(platform, image_body)
+    assert status == 200 and headers["X-CALS-Model-Version"] == version.id

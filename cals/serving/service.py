@@ -15,7 +15,7 @@ import numpy as np
 from cals.errors import CalsError
 from cals.registry import Registry, Version
 from cals.serving.initial import ensure_initial_model
-from cals.serving.watcher import ModelWatcher
+from cals.serving.watcher import ModelWatcher, NoModel
 from cals.settings import ServingEnv
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,14 @@ class Annotated:
 class SkeletonService:
     """Detect people, then pose them with whatever version is current when the call starts."""
 
-    def __init__(self, registry: Registry, detector, *, device: str | None = None) -> None:
+    def __init__(self, registry: Registry, detector, *, device: str | None = None,
+                 initial_error: str | None = None) -> None:
         self.registry = registry
         self.detector = detector
         self.device = device
         self.watcher: ModelWatcher = ModelWatcher(registry, self._load)
+        # why the initial model could not be registered: the 503 says it until a version is promoted
+        self.initial_error = initial_error
 
     @classmethod
     def from_env(cls) -> "SkeletonService":
@@ -54,12 +57,10 @@ class SkeletonService:
         env.require("REGISTRY", why="the model registry folder")
         registry = Registry(env.REGISTRY)
         detector = PersonDetector(env.DETECTOR, score_threshold=env.DETECTOR_SCORE)
+        initial_error = None
         if env.INIT_CHECKPOINT and registry.current() is None:
-            try:
-                ensure_initial_model(registry, env.INIT_CHECKPOINT, config=env.INIT_CONFIG)
-            except CalsError as e:  # keep running: a trainer's promote still brings a model
-                log.error("cannot register the initial model: %s", e)
-        service = cls(registry, detector, device=env.DEVICE)
+            initial_error = register_initial(registry, env.INIT_CHECKPOINT, env.INIT_CONFIG)
+        service = cls(registry, detector, device=env.DEVICE, initial_error=initial_error)
         try:
             service.watcher.get()  # load now, not on the first request
         except CalsError as e:
@@ -73,7 +74,12 @@ class SkeletonService:
 
     def annotate(self, image: np.ndarray, *, box_score: float | None = None) -> Annotated:
         """People in a BGR image; `box_score` overrides the detector's threshold."""
-        predictor = self.watcher.get()  # kept for the whole call, whatever is promoted meanwhile
+        try:
+            predictor = self.watcher.get()  # kept for the whole call, whatever is promoted meanwhile
+        except NoModel as e:
+            if self.initial_error is None:
+                raise
+            raise NoModel(f"{self.initial_error}; {e}") from None
         t0 = time.perf_counter()
         boxes = self.detector(image, box_score)
         t1 = time.perf_counter()
@@ -81,3 +87,23 @@ class SkeletonService:
         t2 = time.perf_counter()
         return Annotated(people=people, box_scores=boxes[:, 4].copy(), predictor=predictor,
                          timings={"detect": t1 - t0, "pose": t2 - t1})
+
+
+def register_initial(registry: Registry, checkpoint: str, config: str) -> str | None:
+    """Register and promote the initial model; on failure, the one-line reason the 503 gives.
+
+    The function keeps running either way: a version promoted later (e.g. by `cals train --init
+    CHECKPOINT`; the trainer only fine-tunes) is served as soon as it appears. Nothing retries here, since the same checkpoint fails the same
+    way; restarting the function (after fixing the checkpoint) retries.
+    """
+    try:
+        ensure_initial_model(registry, checkpoint, config=config)
+        return None
+    except Exception as e:  # noqa: BLE001 - whatever failed, the function must come up and say why
+        log.exception("cannot register the initial model from %s", checkpoint)
+        reason = " ".join((str(e) or type(e).__name__).split())[:400]
+        if not isinstance(e, CalsError):
+            reason = f"{type(e).__name__}: {reason}"
+        return (f"initial model could not be registered from CALS_INIT_CHECKPOINT={checkpoint} "
+                f"(CALS_INIT_CONFIG={config}): {reason}; fix it and restart the function, "
+                f"or promote a version into {registry.root}")
