@@ -230,6 +230,32 @@ def test_a_failed_training_keeps_the_model_and_the_labels(
     assert sorted(im["cvat"]["frame"] for im in recorded["images"]) == names
 
 
+def test_without_an_initial_model_the_run_fails_and_trains_nothing(
+        cvat_client, cvat_server, project, frames, tmp_path):
+    """An empty registry means the function could not register its COCO-body model: the trainer must
+    not put a model trained from scratch in its place."""
+    names = NAMES[:3]
+    task = make_task(cvat_client, project.id, frames, names, tmp_path)
+    (job,) = task.get_jobs()
+    registry_root = tmp_path / "empty-registry"
+    app = create_app(settings(cvat_server.url, cvat_server, tmp_path, registry_root))
+    with serve(app) as url:
+        api = HttpClient(url, token=TOKEN)
+        run = wait_for_run(api, api.post("/train", {"jobs": [job.id]}).get_json()["id"], timeout=300)
+    app.extensions["cals_trainer"].worker.stop(30)
+    assert run["state"] == "failed", run
+    assert run["error"] == (f"no initial model registered in {registry_root}: the trainer only fine-tunes; "
+                            "the Nuclio function registers it from CALS_INIT_CHECKPOINT at its first start "
+                            "(its 503 reply says why it could not), or run `cals train --init CHECKPOINT`; "
+                            "this run's labels are kept for the next")
+    registry = Registry(registry_root)
+    assert registry.current() is None and registry.list() == []
+    labelled = tmp_path / "data" / "labelled"
+    merged = [json.loads((labelled / split / "annotations.json").read_text())["images"]
+              for split in ("train", "val") if (labelled / split / "annotations.json").is_file()]
+    assert sorted(im["cvat"]["frame"] for images in merged for im in images) == names
+
+
 def test_candidate_and_current_are_scored_on_the_same_split_before_promotion(registry_root, frames):
     from cals.training.fine_tune import evaluate_and_decide
 

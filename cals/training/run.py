@@ -1,5 +1,6 @@
 """A training run from CVAT: export finished jobs, report correction effort, merge them into the
 labelled set, then one `fine_tune_round` (train, evaluate both, promote) and notify the sampler.
+A run needs a current model to fine-tune: it never trains a first one from scratch.
 
 The trainer's worker calls `execute` for each claimed run; nothing here knows about HTTP. Every
 export is read and checked before anything is merged, so a failed export or a bad archive leaves
@@ -93,6 +94,7 @@ def _execute(run: Run, settings: RunSettings, report: Report, workdir: Path) -> 
     report("merging", {"jobs": len(exports)})
     labelled = settings.labelled_set
     result["labelled_set"] = labelled.merge(exports, run_id=run.id).as_dict()
+    require_initial_model(settings.registry)  # the labels stay merged for the run that follows
     outcome = fine_tune_round(
         labelled.split_root("train"), labelled.split_root("val"), settings.registry,
         config=settings.config, iters=settings.iters, batch_size=settings.batch_size, margin=settings.margin, metric=settings.metric,
@@ -102,6 +104,15 @@ def _execute(run: Run, settings: RunSettings, report: Report, workdir: Path) -> 
     if outcome.promoted:
         result["notification"] = notify_sampler(settings, outcome.version.id, exports)
     return result
+
+
+def require_initial_model(registry: Registry) -> None:
+    """The trainer only fine-tunes: a first model trained from scratch here would stand in for the
+    function's initial model (COCO-17 body weights, spine from the prior) and lose its body points."""
+    if registry.current() is None:
+        raise CalsError(f"no initial model registered in {registry.root}: the trainer only fine-tunes; the Nuclio "
+                        "function registers it from CALS_INIT_CHECKPOINT at its first start (its 503 reply says "
+                        "why it could not), or run `cals train --init CHECKPOINT`; this run's labels are kept for the next")
 
 
 def export_all(targets: dict[str, list[int]], settings: RunSettings, workdir: Path,
