@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -43,6 +44,24 @@ AI_TASK, AI_FRAMES = "ai-tools", 3
 def shots(tmp_path_factory) -> Path:
     where = os.environ.get("SCREENSHOTS_DIR")
     return Path(where) if where else tmp_path_factory.mktemp("screenshots")
+
+
+def test_the_browser_leaves_nothing_in_the_temp_dir(monkeypatch):
+    """Chromium left a `.org.chromium.Chromium.*` profile in the temp dir per browser started."""
+    if not (shutil.which(cvat_ui.CHROMIUM) and shutil.which(cvat_ui.CHROMEDRIVER)):
+        pytest.skip(f"no {cvat_ui.CHROMIUM} / {cvat_ui.CHROMEDRIVER}")
+    pytest.importorskip("selenium")
+    # a short path: Chromium's profile lock is a Unix socket in it, and pytest's tmp_path is too long for one
+    temp = Path(tempfile.mkdtemp(prefix="cals-t-"))
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr("tempfile.tempdir", str(temp))
+    try:
+        with cvat_ui.chromium() as driver:
+            driver.get("data:text/html,<title>cals</title>")
+            assert driver.title == "cals" and any(temp.iterdir())  # it did work in our temp dir
+        assert list(temp.iterdir()) == []
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
