@@ -182,8 +182,12 @@ class ContainerEnv(CalsEnv):
     TORCH_INDEX: str = "https://download.pytorch.org/whl/cpu"
     IMAGE_TAG: str = "latest"
     TRAINER_PORT: int = 8010
-    DETECTOR_URL: str | None = Field(None, description="detector fetched at the function's build (function.yaml)")
-    POSE_URL: str | None = Field(None, description="pose checkpoint fetched at the function's build")
+    DETECTOR_URL: str | None = Field(None, description="detector zip the function's build downloads (function.yaml)")
+    POSE_URL: str | None = Field(None, description="RTMPose-m checkpoint the function's build downloads")
+    DETECTOR_FILE: str | None = Field(None, description="offline: local detector staged instead of DETECTOR_URL")
+    POSE_FILE: str | None = Field(None, description="offline: local checkpoint staged instead of POSE_URL")
+    DETECTOR_SHA256: str | None = Field(None, description="sha256 replacing the detector's pin (cals.model.pretrained)")
+    POSE_SHA256: str | None = Field(None, description="sha256 replacing the checkpoint's pin (cals.model.pretrained)")
 
 
 GROUPS: tuple[type[CalsEnv], ...] = (CvatEnv, ModelEnv, ServingEnv, ServiceEnv, TrainerEnv, SamplerEnv,

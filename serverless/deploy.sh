@@ -11,8 +11,15 @@
 #   CALS_NUCLIO_DASHBOARD_URL  Nuclio's dashboard, whose release nuctl must match (default: http://localhost:8070)
 #   CALS_REGISTRY_HOST     host folder with the model registry, shared with the trainer
 #                          (default: /var/lib/cals/registry)
-#   CALS_DETECTOR_URL      RTMDet person ONNX SDK zip fetched at build time
-#   CALS_POSE_URL          COCO-17 RTMPose checkpoint fetched at build time (the initial model)
+#   CALS_DETECTOR_URL      RTMDet-nano person ONNX SDK zip downloaded by the build (default: function.yaml's)
+#   CALS_POSE_URL          RTMPose-m checkpoint (AIC+COCO, COCO's 17 points) downloaded by the build; the
+#                          initial model is built from it (default: function.yaml's)
+#   CALS_DETECTOR_FILE     offline install: a local detector instead (that zip, its end2end.onnx or a folder
+#                          holding it)
+#   CALS_POSE_FILE         offline install: a local copy of the checkpoint instead
+#   CALS_DETECTOR_SHA256, CALS_POSE_SHA256   sha256 of another file than the pinned one (the pins are in
+#                          cals/model/pretrained.py; the detector's is of its end2end.onnx)
+#   PYTHON                 python3 that runs the checks (default: python3)
 #   CALS_POINT_THRESHOLD, CALS_DETECTOR_SCORE, CALS_MAX_PIXELS   runtime settings (--env)
 set -euo pipefail
 
@@ -62,8 +69,23 @@ mkdir "$STAGE/cals-src"
 cp -r "$ROOT/cals" "$ROOT/requirements" "$ROOT/pyproject.toml" "$ROOT/README.md" "$STAGE/cals-src/"
 find "$STAGE/cals-src" -name __pycache__ -prune -exec rm -rf {} +
 
-# Build-time URLs and the registry's host folder, overridable from the environment.
-for var in CALS_DETECTOR_URL CALS_POSE_URL; do
+# Pretrained files: a local one is checked against its pin now and staged in models/ (the image's
+# /opt/nuclio/models), and its URL emptied so that the build downloads only the others.
+STAGE_ARGS=()
+for file in CALS_POSE_FILE CALS_DETECTOR_FILE; do
+  url="${file%_FILE}_URL" name="${file#CALS_}"
+  [[ -n "${!file:-}" ]] || continue
+  if [[ -n "${!url:-}" ]]; then echo "deploy.sh: error: set $file or $url, not both" >&2; exit 1; fi
+  STAGE_ARGS+=("--$(tr A-Z a-z <<< "${name%_FILE}")" "${!file}")
+  sed -i "s#$url=.*#$url=#" "$STAGE/$FILE"
+done
+if [[ ${#STAGE_ARGS[@]} -gt 0 ]]; then
+  PYTHONPATH="$STAGE/cals-src" "${PYTHON:-python3}" -m cals.model.pretrained "$STAGE/models" "${STAGE_ARGS[@]}" \
+    --pose-sha256 "${CALS_POSE_SHA256:-}" --detector-sha256 "${CALS_DETECTOR_SHA256:-}"
+fi
+
+# Build-time URLs and sha256 overrides, and the registry's host folder, from the environment.
+for var in CALS_DETECTOR_URL CALS_POSE_URL CALS_DETECTOR_SHA256 CALS_POSE_SHA256; do
   if [[ -n "${!var:-}" ]]; then sed -i "s#$var=.*#$var=${!var}#" "$STAGE/$FILE"; fi
 done
 sed -i "s#path: /var/lib/cals/registry#path: ${REGISTRY_HOST}#" "$STAGE/$FILE"

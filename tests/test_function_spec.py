@@ -147,3 +147,121 @@ def test_deploy_says_when_the_dashboard_cannot_be_reached(tmp_path):
     assert f"cannot reach Nuclio's dashboard at {url}/api/versions" in result.stderr
     assert "set CALS_NUCLIO_DASHBOARD_URL" in result.stderr
     assert not log.exists()
+
+
+# ---- pretrained files: pinned, and installable offline from local files ------------------------------------
+
+def _build_env(doc: dict) -> dict[str, str]:
+    return dict(d["value"].split("=", 1) for d in doc["spec"]["build"]["directives"]["preCopy"] if d["kind"] == "ENV")
+
+
+def _check_run(doc: dict) -> str:
+    """The postCopy RUN that installs and checks the pretrained files (before any pip install)."""
+    runs = [d["value"] for d in doc["spec"]["build"]["directives"]["postCopy"] if d["kind"] == "RUN"]
+    assert "cals.model.pretrained" in runs[0] and "pip install" not in runs[0]
+    return runs[0]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_the_build_downloads_the_pinned_files_and_checks_them(path):
+    from cals.model.pretrained import DETECTOR, POSE
+
+    doc = yaml.safe_load(path.read_text())
+    build = _build_env(doc)
+    assert build["CALS_POSE_URL"] == POSE.url and build["CALS_DETECTOR_URL"] == DETECTOR.url
+    assert build["CALS_POSE_SHA256"] == build["CALS_DETECTOR_SHA256"] == ""  # the pins of cals/model/pretrained.py
+    assert "curl" not in str(doc["spec"]["build"])  # nothing reaches the image unchecked
+    run = _check_run(doc)
+    assert "--all" in run and "/opt/nuclio/models" in run
+    env = {e["name"]: e["value"] for e in doc["spec"]["env"]}
+    assert env["CALS_INIT_CHECKPOINT"] == f"/opt/nuclio/models/{POSE.file}"
+    assert f"{env['CALS_DETECTOR']}/end2end.onnx" == f"/opt/nuclio/models/{DETECTOR.file}"
+    assert POSE.file == "rtmpose-m_aic-coco_body17.pth"  # named for what it is: AIC+COCO, COCO's 17 points
+    assert POSE.sha256 == "5e55be2a03f6e5dcd14d088afc4ae5afe94a4f9de93c22e5deb725ad0eee899d"
+    assert DETECTOR.sha256 == "b8585adb6d1352796f6e86337e09c3459b830645a7e7192d9381670bea2facbd"
+
+
+def test_the_detector_pin_is_the_shared_detectors_sha256():
+    from cals.model.pretrained import DETECTOR, sha256_of
+    from tests.test_function_helpers import DETECTOR as SHARED_DETECTOR
+
+    if not SHARED_DETECTOR.is_file():
+        pytest.skip(f"{SHARED_DETECTOR} not present")
+    assert sha256_of(SHARED_DETECTOR) == DETECTOR.sha256
+
+
+def test_the_builds_check_installs_from_urls_and_stops_on_a_mismatch(tmp_path):
+    """The postCopy RUN exactly as written, in a models folder of this machine, with small files."""
+    import hashlib
+    import sys
+    from pathlib import Path
+
+    from tests.test_pretrained import detector_zip, http_folder
+
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "pose.pth").write_bytes(b"pose weights")
+    detector_zip(www / "det.zip", b"detector onnx")
+    run = _check_run(yaml.safe_load(FILES[0].read_text())).replace("/opt/nuclio/models", str(tmp_path / "models"))
+    with http_folder(www) as url:
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "CALS_POSE_URL": f"{url}/pose.pth",
+               "CALS_DETECTOR_URL": f"{url}/det.zip",
+               "CALS_POSE_SHA256": hashlib.sha256(b"pose weights").hexdigest(),
+               "CALS_DETECTOR_SHA256": hashlib.sha256(b"detector onnx").hexdigest()}
+        done = subprocess.run(["bash", "-c", run], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "models" / "rtmpose-m_aic-coco_body17.pth").read_bytes() == b"pose weights"
+        assert (tmp_path / "models" / "rtmdet-nano-person" / "end2end.onnx").read_bytes() == b"detector onnx"
+        staged = subprocess.run(["bash", "-c", run], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                                env={**env, "CALS_POSE_URL": "", "CALS_DETECTOR_URL": ""})
+        assert staged.returncode == 0, staged.stderr  # files deploy.sh staged: checked, nothing downloaded
+        (tmp_path / "models" / "rtmpose-m_aic-coco_body17.pth").unlink()
+        wrong = subprocess.run(["bash", "-c", run], cwd=ROOT, env={**env, "CALS_POSE_SHA256": ""},
+                               capture_output=True, text=True, timeout=120)  # the real pin
+    assert wrong.returncode == 1
+    assert wrong.stderr.count("\n") == 1 and wrong.stderr.startswith("cals: error: RTMPose-m checkpoint")
+    assert "expected 5e55be2a03f6e5dcd14d088afc4ae5afe94a4f9de93c22e5deb725ad0eee899d" in wrong.stderr
+    assert not (tmp_path / "models" / "rtmpose-m_aic-coco_body17.pth").exists()
+
+
+def _keeping_nuctl(tmp_path):
+    """fake_nuctl that keeps a copy of the build context it is given (deploy.sh removes its own)."""
+    fake, _ = fake_nuctl(tmp_path, "1.13.0", f'if [ "$1" = deploy ]; then cp -r "$5" {tmp_path / "context"}; fi')
+    return fake, tmp_path / "context"
+
+
+def test_offline_deploy_stages_local_files_and_downloads_nothing(tmp_path, dashboard):
+    import hashlib
+
+    from tests.test_pretrained import detector_zip
+
+    fake, context = _keeping_nuctl(tmp_path)
+    (tmp_path / "pose.pth").write_bytes(b"pose weights")
+    env = {"NUCTL": str(fake), "CALS_REGISTRY_HOST": str(tmp_path / "reg"), "CALS_NUCLIO_DASHBOARD_URL": dashboard.url,
+           "CALS_POSE_FILE": str(tmp_path / "pose.pth"),
+           "CALS_DETECTOR_FILE": str(detector_zip(tmp_path / "det.zip", b"detector onnx")),
+           "CALS_POSE_SHA256": hashlib.sha256(b"pose weights").hexdigest(),
+           "CALS_DETECTOR_SHA256": hashlib.sha256(b"detector onnx").hexdigest()}
+    result = deploy(env=env)
+    assert result.returncode == 0, result.stderr
+    assert (context / "models" / "rtmpose-m_aic-coco_body17.pth").read_bytes() == b"pose weights"
+    assert (context / "models" / "rtmdet-nano-person" / "end2end.onnx").read_bytes() == b"detector onnx"
+    build = _build_env(yaml.safe_load((context / "function.yaml").read_text()))
+    assert build["CALS_POSE_URL"] == build["CALS_DETECTOR_URL"] == ""  # the build's check only checks them
+    assert build["CALS_POSE_SHA256"] == env["CALS_POSE_SHA256"]
+    assert build["CALS_DETECTOR_SHA256"] == env["CALS_DETECTOR_SHA256"]
+
+
+def test_offline_deploy_refuses_a_file_that_is_not_the_pinned_one(tmp_path, dashboard):
+    fake, context = _keeping_nuctl(tmp_path)
+    (tmp_path / "pose.pth").write_bytes(b"some other checkpoint")
+    env = {"NUCTL": str(fake), "CALS_REGISTRY_HOST": str(tmp_path / "reg"), "CALS_NUCLIO_DASHBOARD_URL": dashboard.url,
+           "CALS_POSE_FILE": str(tmp_path / "pose.pth")}
+    result = deploy(env=env)
+    assert result.returncode == 1 and not context.exists()  # nothing deployed
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"cals: error: RTMPose-m checkpoint (AIC+COCO, COCO's 17 points) "
+                                    f"{tmp_path / 'pose.pth'} has sha256 ")
+    assert "expected 5e55be2a03f6e5dcd14d088afc4ae5afe94a4f9de93c22e5deb725ad0eee899d" in result.stderr
+    both = deploy(env={**env, "CALS_POSE_URL": "https://example.org/pose.pth"})
+    assert both.returncode == 1 and both.stderr == "deploy.sh: error: set CALS_POSE_FILE or CALS_POSE_URL, not both\n"

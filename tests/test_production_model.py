@@ -38,7 +38,7 @@ NAMES = [f"{i:06d}.jpg" for i in range(6)]
 def initial(tmp_path_factory, schema) -> Path:
     """A registry whose current version is the function's first model: RTMPose-m from the release."""
     root = tmp_path_factory.mktemp("rtmpose-m")
-    release = root / "rtmpose-m-coco.pth"
+    release = root / "rtmpose-m_aic-coco_body17.pth"
     torch.save({"state_dict": released_state(), "meta": {"epoch": 420}}, release)
     registry = Registry(root / "registry")
     ensure_initial_model(registry, str(release), config="rtmpose-m", schema=schema)

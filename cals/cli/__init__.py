@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--epochs", type=int, help="train for E epochs instead of the config's schedule")
     sched.add_argument("--iters", type=int, help="train for N iterations instead of the config's schedule")
     t.add_argument("--batch-size", type=int, help="images per training step (default: the config's)")
-    t.add_argument("--init", help="registry version id, 'current', or a checkpoint path/URL (COCO-17 ok)")
+    t.add_argument("--init", help="registry version id, 'current', or a checkpoint path, file:// or http(s) URL "
+                                   "(COCO-17 ok; a URL's '#sha256=HEX' is checked)")
     t.add_argument("--val", help="validation dataset folder; its metrics are stored with the version")
     t.add_argument("--promote", action="store_true", help="make the new version current (the first one always is)")
     t.set_defaults(func=cmd_train)

@@ -11,12 +11,13 @@ import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import torch
 
 from cals.errors import CalsError
+from cals.model.pretrained import check_sha256, download, local_path, pinned_sha256, sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -34,22 +35,27 @@ def cache_dir() -> Path:
     return ModelEnv.load().CACHE
 
 
-def fetch(path_or_url: str) -> Path:
-    """A local path as is; a URL downloaded once into the cache (with a progress bar)."""
-    if urlparse(path_or_url).scheme in ("http", "https"):
-        target = cache_dir() / "checkpoints" / Path(urlparse(path_or_url).path).name
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            logger.info("downloading %s", path_or_url)
-            try:
-                torch.hub.download_url_to_file(path_or_url, str(target), progress=True)
-            except Exception as e:  # network errors come in many types
-                raise CalsError(f"cannot download {path_or_url}: {e}") from None
-        return target
-    path = Path(path_or_url).expanduser()
+def fetch(path_or_url: str, sha256: str | None = None) -> Path:
+    """A local path or file:// URL as is; an http(s) URL downloaded once into the cache.
+
+    The file is checked against `sha256`, else a `#sha256=HEX` URL fragment (as pip reads one), else
+    the pin of a known download (cals.model.pretrained); a mismatch raises and keeps nothing.
+    """
+    parsed = urlparse(path_or_url)
+    fragment = parse_qs(parsed.fragment).get("sha256", [None])[0]
+    expected = sha256 or fragment or pinned_sha256(parsed._replace(fragment="").geturl())
+    path = local_path(path_or_url)
+    if path is None:
+        path = cache_dir() / "checkpoints" / Path(parsed.path).name
+        if path.is_file() and expected and sha256_of(path) != expected:
+            logger.warning("cached %s does not match its sha256: downloading it again", path)
+            path.unlink()
+        if not path.is_file():
+            download(parsed._replace(fragment="").geturl(), path, expected)
+        return path
     if not path.is_file():
         raise CalsError(f"checkpoint not found: {path}")
-    return path
+    return check_sha256(path, expected, f"checkpoint {path}") if expected else path
 
 
 def _safe_globals() -> list:
