@@ -60,9 +60,10 @@ sampler: install  # sampler service (ranks the pool, opens CVAT rounds)
 sample: install  # open the next CVAT round in this process, without the sampler service (ARGS="--help")
 	$(WITH_ENV) $(PY) -m sampler round $(ARGS)
 
-bench: install  # training and accuracy, serving speed, a trainer round, pool scoring; results in bench/results
+bench: install  # training and accuracy, serving speed, the function's first start, a trainer round, pool scoring; results in bench/results
 	$(PY) -m bench.run
 	$(PY) -m bench.serving
+	$(PY) -m bench.first_start --out bench/results/first-start.json
 	$(PY) -m bench.trainer_round --out bench/results/trainer-round.json
 	$(PY) -m bench.sampler_scoring --sizes 200,1000 | tee bench/results/sampler-scoring.jsonl
 
