@@ -11,7 +11,7 @@ ENV_FILE ?= deploy/.env
 # run a command with the env file's settings (when it exists); a variable set in the shell wins
 WITH_ENV = $(PY) -m cals.env_file $(ENV_FILE)
 
-.PHONY: install test test-real-cvat test-browser screenshots demo benchmark-al train bench clean deploy-function trainer sampler sample setup-project check round
+.PHONY: install check-build test test-real-cvat test-browser screenshots demo benchmark-al train bench clean deploy-function trainer sampler sample setup-project check round
 
 install: .venv/.installed
 
@@ -20,6 +20,9 @@ install: .venv/.installed
 
 test: install
 	$(PY) -m pytest -q
+
+check-build: install  # the function image's and deploy/Dockerfile's pip steps, resolved in fresh environments (no Docker)
+	$(PY) scripts/check_build.py
 
 test-real-cvat: install  # the CVAT-facing tests against a real CVAT (CVAT_URL=..., or ../shared/realcvat)
 	bash scripts/test-real-cvat.sh
