@@ -123,10 +123,28 @@ def check_webhook(client, project_id: int, target_url: str) -> Check:
     status, text = ping_webhook(client, hook.id)
     if status is not None and 200 <= status < 300:
         return Check("webhook", True, f"CVAT delivered a ping to {target_url} (HTTP {status})")
-    hint = ("CVAT's webhook proxy (smokescreen) refuses private addresses: add SMOKESCREEN_OPTS=--allow-range="
-            "<CVAT network subnet> to CVAT's .env and restart CVAT" if status in (407, 502, 503, None)
-            else "is the trainer running with the same CALS_WEBHOOK_SECRET?")
+    hint = _proxy_hint(target_url) if status in (407, 502, 503, None) else \
+        "is the trainer running with the same CALS_WEBHOOK_SECRET?"
     return Check("webhook", False, f"a ping to {target_url} got HTTP {status} {text[:120]!r}; {hint}")
+
+
+def _proxy_hint(target_url: str) -> str:
+    """What to allow in CVAT's smokescreen proxy: the trainer's address and port, nothing wider (CVAT's
+    whole subnet would let any webhook reach every container on it, the unauthenticated Nuclio dashboard
+    included)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    url = urlsplit(target_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    host = url.hostname or "?"
+    try:
+        ip = ipaddress.ip_address(host)
+        address = f"[{ip}]" if ip.version == 6 else str(ip)
+    except ValueError:  # a name: the address CVAT's webhook worker resolves it to
+        address = f"<address of `docker exec cvat_worker_webhooks getent hosts {host}`>"
+    return (f"CVAT's webhook proxy (smokescreen) refuses private addresses: add SMOKESCREEN_OPTS=--allow-address="
+            f"{address}:{port} to CVAT's .env and re-run its docker compose up -d")
 
 
 def failures(checks: list[Check]) -> list[Check]:
