@@ -2,10 +2,12 @@
 PY      := .venv/bin/python
 CALS    := .venv/bin/cals
 OUT     ?= demo-output
+# make train: DATA is a COCO keypoints folder (annotations.json + images/); the default is the pool that
+# make demo generates (every point labelled), validated on its val set. CONFIG empty: $CALS_CONFIG or cpu.
 REG     ?= $(OUT)/registry
-DATA    ?= $(OUT)/train
-VAL     ?= $(OUT)/val
-CONFIG  ?= cpu
+DATA    ?= $(OUT)/data/pool
+VAL     ?= $(if $(filter $(OUT)/data/pool,$(DATA)),$(OUT)/data/val)
+CONFIG  ?=
 EPOCHS  ?=
 ENV_FILE ?= deploy/.env
 # run a command with the env file's settings (when it exists); a variable set in the shell wins
@@ -39,8 +41,9 @@ demo: install
 benchmark-al: install  # label efficiency on 5 seeds x 5 rounds (about 45 min on 2 cores); bench/results/al
 	bash scripts/benchmark-al.sh bench/results/al
 
-train: install
-	$(CALS) train --data $(DATA) --registry $(REG) --config $(CONFIG) $(if $(VAL),--val $(VAL)) $(if $(EPOCHS),--epochs $(EPOCHS))
+train: install  # train a model on DATA=<COCO folder> (default: make demo's pool) into REG; VAL, CONFIG, EPOCHS optional
+	@test -f $(DATA)/annotations.json || { echo "make train: no COCO dataset at $(DATA) (annotations.json): run make demo first, or pass DATA=<COCO keypoints folder>" >&2; exit 1; }
+	$(CALS) train --data $(DATA) --registry $(REG) $(if $(CONFIG),--config $(CONFIG)) $(if $(VAL),--val $(VAL)) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 setup-project: install  # create/update the CVAT project, skeleton label and trainer webhook; writes ids and secrets to $(ENV_FILE)
 	$(CALS) setup-project --env-file $(ENV_FILE)

@@ -78,7 +78,7 @@ def run_once(folder: Path, checkpoint: Path, detector: Path) -> dict:
     folder.mkdir()
     out = folder / "timings.json"
     env = {**os.environ, "CALS_REGISTRY": str(folder / "registry"), "CALS_DETECTOR": str(detector),
-           "CALS_INIT_CHECKPOINT": str(checkpoint), "CALS_INIT_CONFIG": "rtmpose-m", "CALS_DEVICE": "cpu",
+           "CALS_INIT_CHECKPOINT": str(checkpoint), "CALS_CONFIG": "rtmpose-m", "CALS_DEVICE": "cpu",
            "CALS_CACHE": str(folder / "cache"), "PYTHONPATH": str(ROOT)}
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "bench.first_start", "--child", repr(t0), str(out)],

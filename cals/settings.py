@@ -20,18 +20,21 @@ with the defaults declared here (tests/test_env_example.py).
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, PositiveInt, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cals import env_file as dotenv
 from cals.errors import CalsError
 
 PREFIX = "CALS_"
 T = TypeVar("T", bound="CalsEnv")
+log = logging.getLogger(__name__)
 
 
 class SettingsError(CalsError):
@@ -43,6 +46,8 @@ class CalsEnv(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, case_sensitive=True, env_ignore_empty=True,
                                       extra="ignore", frozen=True)
+    # {old name: new name}: a renamed variable still read, with a warning, where the new one is unset
+    RENAMED: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def load(cls: type[T], env_file: str | os.PathLike | None = None, **overrides: Any) -> T:
@@ -53,6 +58,7 @@ class CalsEnv(BaseSettings):
         if env_file is not None and not Path(env_file).is_file():
             raise SettingsError(f"env file {env_file} not found: copy deploy/.env.example to it and fill in "
                                 "CVAT's address and credentials")
+        overrides = {**renamed(cls.RENAMED, dotenv.merged(env_file), overrides), **overrides}
         try:
             return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
         except ValidationError as exc:
@@ -65,6 +71,23 @@ class CalsEnv(BaseSettings):
                    if name not in self.model_fields_set or getattr(self, name) in (None, "")]
         if missing:
             raise SettingsError(f"set {' and '.join(missing)}" + (f" ({why})" if why else ""))
+
+
+def renamed(names: dict[str, str], values: dict[str, str], overrides: dict[str, Any]) -> dict[str, str]:
+    """{new name: value} of each old name in `values` (environment and env file), so a deployment
+    written before a rename keeps working; both names set to different values is an error."""
+    found = {}
+    for old, new in names.items():
+        value = values.get(PREFIX + old)
+        if not value:
+            continue
+        current = overrides.get(new) or values.get(PREFIX + new)
+        if current and current != value:
+            raise SettingsError(f"{PREFIX}{old}={value} and {PREFIX}{new}={current} are both set: {PREFIX}{old} "
+                                f"is the old name of {PREFIX}{new}, remove it")
+        log.warning("%s%s is deprecated: rename it %s%s", PREFIX, old, PREFIX, new)
+        found[new] = value
+    return found
 
 
 def describe(exc: ValidationError) -> str:
@@ -88,7 +111,9 @@ class CvatEnv(CalsEnv):
 
 class ModelEnv(CalsEnv):
     REGISTRY: str | None = Field(None, description="model registry folder, shared by trainer, sampler, function")
-    CONFIG: str = Field("cpu", description="model config of `cals train`: cpu | rtmpose-m | FILE.py")
+    CONFIG: str = Field("cpu", description="config of a model with no version to start from: cpu | rtmpose-m | "
+                                           "FILE.py (`cals train`, the trainer's first model, the function's "
+                                           "initial model); a model trained from a version keeps that version's")
     POSE_BACKEND: Literal["auto", "onnxruntime", "pytorch"] = "auto"
     CACHE: Path = Field(Path.home() / ".cache" / "cals", description="downloads and cached base models")
     DEVICE: str | None = Field(None, description="inference/training device; default cuda:0 when present, else cpu")
@@ -103,11 +128,11 @@ class ModelEnv(CalsEnv):
 
 
 class ServingEnv(ModelEnv):
+    RENAMED = {"INIT_CONFIG": "CONFIG"}  # the initial model's config, function.yaml sets CALS_CONFIG
     DETECTOR_SCORE: float = Field(0.3, ge=0, le=1, description="person box score threshold")
     POINT_THRESHOLD: float = Field(0.3, ge=0, le=1, description="points scoring below it are sent as outside")
     MAX_PIXELS: PositiveInt = Field(40_000_000, description="largest image decoded (8K x 5K)")
     INIT_CHECKPOINT: str | None = Field(None, description="COCO-17 checkpoint registered when the registry is empty")
-    INIT_CONFIG: str = Field("rtmpose-m", description="the initial checkpoint's architecture")
 
 
 class ServiceEnv(CvatEnv, ModelEnv):
@@ -127,9 +152,9 @@ class ServiceEnv(CvatEnv, ModelEnv):
 
 
 class TrainerEnv(ServiceEnv):
+    RENAMED = {"TRAIN_CONFIG": "CONFIG"}  # the config of the trainer's first model
     QUEUE_DB: str | None = Field(None, description="run queue; default $CALS_DATA/queue.sqlite3")
     JOB_TRIGGER: str = "state:completed"
-    TRAIN_CONFIG: str = "cpu"
     TRAIN_ITERS: int = Field(100, ge=1)
     TRAIN_BATCH_SIZE: PositiveInt | None = Field(None, description="default: the model config's")
     PROMOTE_MARGIN: float = Field(0.0, ge=0)

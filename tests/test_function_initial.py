@@ -30,7 +30,7 @@ def empty(tmp_path, monkeypatch):
     monkeypatch.setenv("CALS_REGISTRY", str(registry.root))
     monkeypatch.setenv("CALS_DETECTOR", str(DETECTOR))
     monkeypatch.setenv("CALS_DEVICE", "cpu")
-    monkeypatch.setenv("CALS_INIT_CONFIG", "cpu")
+    monkeypatch.setenv("CALS_CONFIG", "cpu")
     monkeypatch.delenv("CALS_INIT_CHECKPOINT", raising=False)
     return registry, monkeypatch
 

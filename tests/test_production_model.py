@@ -71,7 +71,7 @@ def test_a_completed_job_fine_tunes_rtmpose_m_and_the_function_serves_it(
     before = Registry(root).current()
     config = {"CVAT_URL": cvat_server.url, "CVAT_USER": cvat_server.user, "CVAT_PASSWORD": cvat_server.password,
               "CVAT_POLL_SECONDS": "0.05", "WEBHOOK_SECRET": SECRET, "API_TOKEN": TOKEN,
-              "REGISTRY": str(root), "DATA": str(tmp_path / "data"), "TRAIN_CONFIG": "rtmpose-m",
+              "REGISTRY": str(root), "DATA": str(tmp_path / "data"), "CONFIG": "rtmpose-m",
               "TRAIN_ITERS": "2", "TRAIN_BATCH_SIZE": "2", "PROMOTE_MARGIN": "1.0",
               "WORKER_POLL_SECONDS": "0.2"}
     app = create_trainer(config)

@@ -25,13 +25,14 @@ def test_metric_path_and_missing_values():
 
 def test_fine_tuning_keeps_the_current_models_architecture(tmp_path):
     """The function's initial model is an rtmpose-m; the trainer's default config (cpu) fits a first model only."""
-    from cals.training.fine_tune import _architecture
+    from cals.model.train import InitSource, run_config
     from cals.registry import Version
 
-    def version(config):
-        return Version(id="v0001-20260101T000000", path=tmp_path, meta={"config": config})
+    def current(config):
+        return InitSource("current", Version(id="v0001-20260101T000000", path=tmp_path, meta={"config": config}))
 
-    assert _architecture(None, "cpu") == "cpu"
-    assert _architecture(version("rtmpose-m"), "cpu") == "rtmpose-m"
-    assert _architecture(version("cpu"), "cpu") == "cpu"
-    assert _architecture(version(str(tmp_path / "gone.py")), "cpu") == "cpu"  # trained elsewhere: fall back
+    assert run_config("cpu", None) == "cpu"  # a first model
+    assert run_config(None, current("rtmpose-m")) == "rtmpose-m"
+    assert run_config(None, current("cpu")) == "cpu"
+    (tmp_path / "config.py").write_text("")  # trained elsewhere: the config the version keeps
+    assert run_config(None, current(str(tmp_path / "gone.py"))) == str(tmp_path / "config.py")

@@ -80,6 +80,11 @@ def test_a_first_rtmpose_model_trains_by_iterations_from_the_release(releases, s
     version = Registry(registry).current()
     assert version.id == capsys.readouterr().out.strip() and version.meta["iterations"] == 2
     assert version.meta["config"] == "rtmpose-m"
+    # the case: fine-tuning the current RTMPose-m needs no --config (CALS_CONFIG's default is cpu)
+    assert main(["train", "--data", str(synthetic / "val"), "--registry", str(registry), "--init", "current",
+                 "--iters", "1", "--batch-size", "2"]) == 0
+    child = Registry(registry).get(capsys.readouterr().out.strip())
+    assert child.parent == version.id and child.meta["config"] == "rtmpose-m"
 
 
 def test_a_checkpoint_of_another_architecture_is_named(releases, tmp_path, schema):
@@ -105,6 +110,6 @@ def test_a_version_of_another_architecture_is_refused_before_training(trained, s
 
     registry, version = trained
     before = registry.list()
-    with pytest.raises(CalsError, match=f"version {version.id} is a 'cpu' model and this run trains 'rtmpose-m'"):
+    with pytest.raises(CalsError, match=f"version {version.id} is a 'cpu' model and --config 'rtmpose-m' is another"):
         train(synthetic / "val", registry, config="rtmpose-m", iters=1, init=version.id, progress=False)
     assert registry.list() == before

@@ -69,7 +69,7 @@ def test_missing_configuration_names_the_variables(tmp_path):
     ("JOB_TRIGGER", "state:done", "CALS_JOB_TRIGGER: unknown job trigger 'state:done'"),
     ("CVAT_URL", "cvat:8080", "CALS_CVAT_URL"),
     ("VAL_FRACTION", "1.5", "CALS_VAL_FRACTION: Input should be less than or equal to 0.99"),
-    ("TRAIN_CONFIG", "huge", "CALS_TRAIN_CONFIG: unknown config 'huge'"),
+    ("CONFIG", "huge", "CALS_CONFIG: unknown config 'huge'"),
 ])
 def test_wrong_configuration_names_the_variable(cvat_server, tmp_path, key, value, message):
     with pytest.raises(SettingsError, match=message):

@@ -44,10 +44,10 @@ def load(overrides: Mapping[str, Any] | None = None) -> TrainerSettings:
     run = RunSettings(
         cvat=cvat, registry=registry, data_root=data, schema=_checked("SCHEMA", load_schema),
         trigger=_checked("JOB_TRIGGER", lambda: JobTrigger.parse(env.JOB_TRIGGER)),
-        config=env.TRAIN_CONFIG, iters=env.TRAIN_ITERS, batch_size=env.TRAIN_BATCH_SIZE,
+        config=env.CONFIG, iters=env.TRAIN_ITERS, batch_size=env.TRAIN_BATCH_SIZE,
         margin=env.PROMOTE_MARGIN, metric=env.PROMOTE_METRIC, val_fraction=env.VAL_FRACTION,
         effort_tolerance=env.EFFORT_TOLERANCE, sampler_url=env.SAMPLER_URL, api_token=str(env.API_TOKEN))
-    _checked("TRAIN_CONFIG", lambda: config_path(run.config))
+    _checked("CONFIG", lambda: config_path(run.config))
     return TrainerSettings(
         run=run, queue_db=Path(env.QUEUE_DB or data / "queue.sqlite3"),
         webhook_secret=str(env.WEBHOOK_SECRET), api_token=str(env.API_TOKEN), bind=env.TRAINER_BIND,

@@ -66,10 +66,8 @@ def cmd_import_coco(args) -> None:
 def cmd_train(args) -> None:
     from cals.model.train import train
 
-    from cals.settings import ModelEnv
-
     registry = _registry(args)
-    version = train(args.data, registry, config=args.config or ModelEnv.load().CONFIG, schema=_schema(args),
+    version = train(args.data, registry, config=args.config, schema=_schema(args),
                     epochs=args.epochs, iters=args.iters, init=args.init, val_root=args.val,
                     batch_size=args.batch_size)
     if args.promote or registry.current() is None:
@@ -182,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="COCO dataset folder (annotations.json + images/)")
     t.add_argument("--registry", help=REGISTRY_HELP)
     t.add_argument("--config",
-                   help="cpu | rtmpose-m | path to an mmengine config (default: $CALS_CONFIG or cpu)")
+                   help="cpu | rtmpose-m | path to an mmengine config (default: an --init version's own; "
+                        "else $CALS_CONFIG or cpu). With an --init version it must be that version's config")
     sched = t.add_mutually_exclusive_group()
     sched.add_argument("--epochs", type=int, help="train for E epochs instead of the config's schedule")
     sched.add_argument("--iters", type=int, help="train for N iterations instead of the config's schedule")

@@ -27,6 +27,11 @@ def config_path(name: str) -> Path:
     raise CalsError(f"unknown config {name!r}; choose one of {sorted(CONFIGS)} or a .py config file")
 
 
+def same_config(a: str, b: str) -> bool:
+    """Whether two config names or paths are one config: the same file, however it is named."""
+    return config_path(a).samefile(config_path(b))
+
+
 def build_config(name: str, schema: Schema, *, data_root: str | os.PathLike | None = None,
                  epochs: int | None = None, iters: int | None = None,
                  work_dir: str | os.PathLike | None = None, batch_size: int | None = None) -> Config:

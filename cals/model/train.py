@@ -25,7 +25,7 @@ from cals.errors import CalsError
 from cals.model import mm_imports
 from cals.model.checkpoint import adapt_state_dict, fetch, load_checkpoint, save_checkpoint, \
     source_keypoint_names
-from cals.model.config import build_config, config_path
+from cals.model.config import build_config, config_path, same_config
 from cals.model.onnx_export import export_onnx
 from cals.model.pose_network import ONNX_FILE
 from cals.model.progress_hook import ProgressHook
@@ -56,7 +56,7 @@ def resolve_init(spec: str | None, registry: Registry) -> InitSource | None:
     return InitSource(spec)
 
 
-def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cpu",
+def train(data_root: str | os.PathLike, registry: Registry, *, config: str | None = None,
           schema: Schema | None = None, epochs: int | None = None, iters: int | None = None,
           init: str | None = None, val_root: str | os.PathLike | None = None,
           progress: bool = True, work_dir: str | os.PathLike | None = None,
@@ -65,12 +65,12 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str = "cp
 
     `init`: a registry version id (or "current") to fine-tune, or a checkpoint
     path/URL (e.g. a COCO-17 mmpose release) whose shared points are copied.
+    `config`: see `run_config`; None follows the `init` version.
     `on_progress` gets the iteration, epoch and loss while the Runner trains (ProgressHook).
     """
-    config_path(config)  # an unknown config fails before any work starts
-    schema = schema or load_schema()
     source = resolve_init(init, registry)
-    _same_architecture(source, config)
+    config = run_config(config, source)  # an unknown or mismatched config fails before any work starts
+    schema = schema or load_schema()
     dataset = load_dataset(data_root, schema)
     summary = dataset.summary(schema)
     if not dataset.coco["annotations"]:
@@ -133,12 +133,43 @@ def init_checkpoint(cfg, schema: Schema, source: InitSource, work: Path) -> Path
     return save_checkpoint(adapted, work / "init.pth", {"init_report": report})
 
 
-def _same_architecture(source: InitSource | None, config: str) -> None:
-    """A registry version initialises only a model of its own config."""
-    have = source.version.meta.get("config") if source and source.version else None
-    if have and have != config:
-        raise CalsError(f"--init {source.spec}: version {source.version.id} is a {have!r} model and this run "
-                        f"trains {config!r}; use --config {have} to fine-tune it")
+def run_config(config: str | None, source: InitSource | None) -> str:
+    """The config a run trains. A registry version's weights fit only its own config, so a run from
+    one follows it; an explicit `config` must resolve to the same file ("cpu" and the path of its file
+    are one config). Without a version to start from: `config`, else $CALS_CONFIG (default cpu)."""
+    from cals.settings import ModelEnv
+
+    version = source.version if source else None
+    if version is None:
+        config = config or ModelEnv.load().CONFIG
+        config_path(config)
+        return config
+    own = version_config(version)
+    if config is None:
+        env = ModelEnv.load()
+        if "CONFIG" in env.model_fields_set and not same_config(env.CONFIG, own):
+            logger.warning("CALS_CONFIG=%s is for a model with no version to start from; %s keeps its own "
+                           "config %r", env.CONFIG, version.id, own)
+        logger.info("training from %s with its own config %r", version.id, own)
+        return own
+    if not same_config(config, own):
+        raise CalsError(f"--init {source.spec}: version {version.id} is a {own!r} model and --config {config!r} "
+                        f"is another config; leave --config out to fine-tune it with its own")
+    return config
+
+
+def version_config(version: Version) -> str:
+    """A version's own config: the name or file it was trained with where that resolves here, else
+    the config.py stored with it (a file of another machine, a config since removed)."""
+    name = version.meta.get("config")
+    try:
+        if name:
+            config_path(name)
+            return name
+    except CalsError:
+        logger.warning("version %s was trained with config %r, not found here: using its stored config.py",
+                       version.id, name)
+    return str(version.path / "config.py")
 
 
 def keypoint_count(state: dict, model, spec: str) -> int:

@@ -18,16 +18,15 @@ from typing import Iterator
 from cals.errors import CalsError
 from cals.registry import Registry, Version
 from cals.schema import Schema, load_schema
-from cals.settings import default
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG: str = default("CALS_INIT_CONFIG")  # must be the architecture of the checkpoint
 
-
-def ensure_initial_model(registry: Registry, checkpoint: str, *, config: str = DEFAULT_CONFIG,
+def ensure_initial_model(registry: Registry, checkpoint: str, *, config: str,
                          schema: Schema | None = None) -> Version:
     """The current version; when there is none, one registered from `checkpoint` and promoted.
+
+    `config` must be the checkpoint's architecture (the function's CALS_CONFIG: rtmpose-m for the pinned one).
 
     A file lock makes concurrent workers register it once.
     """
@@ -39,7 +38,7 @@ def ensure_initial_model(registry: Registry, checkpoint: str, *, config: str = D
         return registry.promote(version.id, reason="initial model: COCO-17 body, spine from the prior")
 
 
-def register_initial_model(registry: Registry, checkpoint: str, *, config: str = DEFAULT_CONFIG,
+def register_initial_model(registry: Registry, checkpoint: str, *, config: str,
                            schema: Schema | None = None) -> Version:
     """Add (not promote) a version whose body points come from a COCO-17 `checkpoint`."""
     from cals.model import mm_imports

@@ -59,7 +59,7 @@ class SkeletonService:
         detector = PersonDetector(env.DETECTOR, score_threshold=env.DETECTOR_SCORE)
         initial_error = None
         if env.INIT_CHECKPOINT and registry.current() is None:
-            initial_error = register_initial(registry, env.INIT_CHECKPOINT, env.INIT_CONFIG)
+            initial_error = register_initial(registry, env.INIT_CHECKPOINT, env.CONFIG)
         service = cls(registry, detector, device=env.DEVICE, initial_error=initial_error)
         try:
             service.watcher.get()  # load now, not on the first request
@@ -105,5 +105,5 @@ def register_initial(registry: Registry, checkpoint: str, config: str) -> str | 
         if not isinstance(e, CalsError):
             reason = f"{type(e).__name__}: {reason}"
         return (f"initial model could not be registered from CALS_INIT_CHECKPOINT={checkpoint} "
-                f"(CALS_INIT_CONFIG={config}): {reason}; fix it and restart the function, "
+                f"(CALS_CONFIG={config}): {reason}; fix it and restart the function, "
                 f"or promote a version into {registry.root}")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cals.data.coco import ANNOTATIONS, read_json
-from cals.errors import CalsError
 from cals.training.promotion import DEFAULT_MARGIN, DEFAULT_METRIC, Decision, decide
 from cals.registry import Registry, Version
 
@@ -46,6 +45,8 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
                     work_dir: str | os.PathLike | None = None) -> RoundOutcome:
     """Train a candidate (from the current version when there is one), evaluate, maybe promote.
 
+    `config` is for a first model: fine-tuning keeps the current version's own config (its weights
+    fit no other; the function's initial model is an rtmpose-m whatever the trainer's CALS_CONFIG).
     `work_dir`: where training writes its scratch files (default: a temp dir); the trainer gives
     each run its own folder so a killed run's files can be found and removed at the next start.
     """
@@ -53,9 +54,8 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
 
     report = on_progress or (lambda phase, info: None)
     current = registry.current()
-    config = _architecture(current, config)
     report("training", {})
-    candidate = train(train_root, registry, config=config, iters=iters, batch_size=batch_size,
+    candidate = train(train_root, registry, config=None if current else config, iters=iters, batch_size=batch_size,
                       init=current.id if current else None, progress=False, work_dir=work_dir,
                       on_progress=lambda state: report("training", state))
     report("evaluating", {"version": candidate.id})
@@ -71,26 +71,6 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
         log.info("kept %s unpromoted: %s", candidate.id, decision.reason)
     return RoundOutcome(registry.get(candidate.id), decision, cand_metrics, cur_metrics,
                         current.id if current else None)
-
-
-def _architecture(current: Version | None, config: str) -> str:
-    """Fine-tuning keeps the current model's config (its weights fit no other); `config` is for a first model.
-
-    The function's initial model is an rtmpose-m while the trainer's default config is cpu: without
-    this, the first completed job would fail with "no weights fit this model".
-    """
-    from cals.model.config import config_path
-
-    kept = (current.meta.get("config") if current else None) or config
-    try:
-        config_path(kept)
-    except CalsError:
-        log.warning("current model's config %r is not available here; training with %r", kept, config)
-        return config
-    if kept != config:
-        log.info("fine-tuning %s with its own config %r (the configured %r is for a first model)",
-                 current.id, kept, config)
-    return kept
 
 
 def evaluate_and_decide(registry: Registry, candidate: Version, current: Version | None,
