@@ -112,8 +112,8 @@ class CvatEnv(CalsEnv):
 class ModelEnv(CalsEnv):
     REGISTRY: str | None = Field(None, description="model registry folder, shared by trainer, sampler, function")
     CONFIG: str = Field("cpu", description="config of a model with no version to start from: cpu | rtmpose-m | "
-                                           "FILE.py (`cals train`, the trainer's first model, the function's "
-                                           "initial model); a model trained from a version keeps that version's")
+                                           "FILE.py (`cals train`, the function's initial model); a model "
+                                           "trained from a version (every trainer run) keeps that version's")
     POSE_BACKEND: Literal["auto", "onnxruntime", "pytorch"] = "auto"
     CACHE: Path = Field(Path.home() / ".cache" / "cals", description="downloads and cached base models")
     DEVICE: str | None = Field(None, description="inference/training device; default cuda:0 when present, else cpu")
@@ -152,7 +152,7 @@ class ServiceEnv(CvatEnv, ModelEnv):
 
 
 class TrainerEnv(ServiceEnv):
-    RENAMED = {"TRAIN_CONFIG": "CONFIG"}  # the config of the trainer's first model
+    RENAMED = {"TRAIN_CONFIG": "CONFIG"}  # formerly the config of the trainer's first model
     QUEUE_DB: str | None = Field(None, description="run queue; default $CALS_DATA/queue.sqlite3")
     JOB_TRIGGER: str = "state:completed"
     TRAIN_ITERS: int = Field(100, ge=1)
