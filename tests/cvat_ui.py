@@ -95,10 +95,23 @@ class CvatUi:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def click(self, css: str) -> None:
+        """Click `css` once it is clickable and nothing lies over it: a closing modal's wrap (ant-modal-wrap)
+        stays over the page for its fade-out and takes the click, for longer on a busy machine."""
+        from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions as EC
 
-        self.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, css)), f"{css} is not clickable").click()
+        def clicked():
+            element = EC.element_to_be_clickable((By.CSS_SELECTOR, css))(self.driver)
+            if not element:
+                return False
+            try:
+                element.click()
+            except (ElementClickInterceptedException, StaleElementReferenceException):
+                return False
+            return True
+
+        self.wait.until(lambda _: clicked(), f"{css} is not clickable, or something else lies over it")
 
     def click_text(self, css: str, text: str) -> None:
         """Click the visible element matching `css` whose text is `text` (menus, options)."""
