@@ -120,8 +120,12 @@ def test_image_formats_give_the_same_person(served, one_person, schema, variant)
     assert status == 200, shapes
     assert len(shapes) == 1
     points, _ = skeleton_points(shapes[0])
-    assert oks(points, keypoints_array(ann), np.array(schema.sigmas), ann["area"]) > OKS_BAR
-    _, reference, _ = call(platform, {"image": encode(pil, "PNG"), "threshold": 0})
+    # what the model is given: grey pixels stay grey (three equal channels), so its points on them are
+    # that model's luck; the guarantee is that they equal those of the same grey pixels sent as RGB
+    seen = pil.convert("L").convert("RGB") if variant == "grey" else pil
+    if variant != "grey":
+        assert oks(points, keypoints_array(ann), np.array(schema.sigmas), ann["area"]) > OKS_BAR
+    _, reference, _ = call(platform, {"image": encode(seen, "PNG"), "threshold": 0})
     moved = np.linalg.norm(points - skeleton_points(reference[0])[0], axis=1)
     assert np.median(moved) < 3.0, moved  # pixels: the same person, in the frame CVAT shows
 
