@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import threading
 import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +20,7 @@ from cals.errors import CalsError
 from cals.model import pretrained
 from cals.model.checkpoint import fetch
 from cals.model.pretrained import DETECTOR, POSE, Pretrained, install
+from tests.trainer_helpers import running
 
 
 @contextlib.contextmanager
@@ -30,14 +30,8 @@ def http_folder(root: Path) -> Iterator[str]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running(ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))) as url:
+        yield url
 
 
 def sha(data: bytes) -> str:
