@@ -1,6 +1,7 @@
 """Synthetic people generator: valid COCO keypoints, deterministic, mix-skewable, clear errors."""
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from cals.data.coco import load_dataset
 from cals.errors import CalsError
 from cals.schema import load_schema
 from cals.synth import POSE_FAMILIES, generate_dataset, parse_mix
@@ -55,6 +57,35 @@ def test_data_is_not_trivial(dataset):
     assert counts[1] > 0 and counts[2] > counts[1]
     heights = [a["bbox"][3] for a in data["annotations"]]
     assert max(heights) > 2 * min(heights)
+
+
+def test_records_occluder_and_blur(dataset):
+    """Each person says whether an occluder was drawn over it, each image its blur sigma; both vary,
+    and the dataset still loads (the extra keys are COCO-compatible)."""
+    data = load_dataset(dataset.parent, load_schema()).coco
+    occluded = [a["occluder"] for a in data["annotations"]]
+    assert all(type(o) is bool for o in occluded) and 0 < sum(occluded) < len(occluded)
+    blur = [im["blur"] for im in data["images"]]
+    assert all(type(b) is float for b in blur)
+    assert all(b == 0.0 or 0.5 <= b <= 1.3 for b in blur) and 0 < sum(b > 0 for b in blur) < len(blur)
+
+
+# sha256 (first 16 hex digits) of seed 0's images, 96x72, recorded before the generator recorded occluders
+# and blur (opencv 5.1.0, numpy 2.4.6): recording them must not move a single random draw or pixel
+_SEED0_IMAGES = ["6924015d7bca9433", "1176f463574a2119", "0314565663afa9de",
+                 "8d013d267b2f14bf", "3707921265f075c0", "c39022b490480a94"]
+_SEED0_ANNOTATIONS = "d7c1bcef95b3022ca535f2add1936a4dbc5d270751ad84ca522b217e3441b141"
+
+
+def test_recording_changes_no_pixel(tmp_path):
+    path = generate_dataset(tmp_path, 6, seed=0, image_size=(96, 72), max_people=3, workers=1, progress=False)
+    got = [hashlib.sha256((tmp_path / "images" / f"{i:06d}.jpg").read_bytes()).hexdigest()[:16] for i in range(6)]
+    assert got == _SEED0_IMAGES, "seed 0's images changed (or opencv/numpy changed how they draw or encode)"
+    data = json.loads(path.read_text())
+    assert [im["blur"] > 0 for im in data["images"]] == [False] * 4 + [True, False]
+    assert sum(a.pop("occluder") for a in data["annotations"]) == 2
+    text = json.dumps(data["annotations"], sort_keys=True)
+    assert hashlib.sha256(text.encode()).hexdigest() == _SEED0_ANNOTATIONS
 
 
 def test_same_seed_same_bytes_any_workers(tmp_path):

@@ -76,21 +76,22 @@ class _Job:
     weights: tuple[float, ...]
 
 
-def _draw_image(job: _Job, index: int) -> tuple[str, list[Person]]:
+def _draw_image(job: _Job, index: int) -> tuple[str, list[Person], float]:
+    """Draw, encode and write image `index`; returns (file name, people, blur sigma)."""
     rng = np.random.default_rng([job.seed, index])
     counts = np.arange(1, job.max_people + 1)
     n = int(rng.choice(counts, p=(1 / counts) / (1 / counts).sum()))
     families = [job.families[i] for i in rng.choice(len(job.families), size=n, p=job.weights)]
-    image, people = make_scene(rng, job.size, families)
+    scene = make_scene(rng, job.size, families)
     name = f"{index:06d}.jpg"
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    ok, buf = cv2.imencode(".jpg", scene.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise SynthError(f"could not encode image {name}")
     Path(job.image_dir, name).write_bytes(buf.tobytes())
-    return name, people
+    return name, scene.people, scene.blur
 
 
-def _work(args: tuple[_Job, int]) -> tuple[str, list[Person]]:
+def _work(args: tuple[_Job, int]) -> tuple[str, list[Person], float]:
     return _draw_image(*args)
 
 
@@ -109,7 +110,7 @@ def _annotation(person: Person, order: np.ndarray, ann_id: int, image_id: int) -
         "id": ann_id, "image_id": image_id, "category_id": 1,
         "bbox": [round(v, 2) for v in person.bbox], "area": person.area, "iscrowd": 0,
         "num_keypoints": int((kps[:, 2] > 0).sum()), "keypoints": flat,
-        "pose_family": person.family,
+        "pose_family": person.family, "occluder": bool(person.occluder),
     }
 
 
@@ -125,7 +126,7 @@ def _check_args(n_images: int, image_size: tuple[int, int], max_people: int, wor
 
 
 def _draw_all(jobs: list[tuple[_Job, int]], workers: int, progress: bool):
-    """Yield (file name, people) in image order, in-process or from a pool."""
+    """Yield (file name, people, blur sigma) in image order, in-process or from a pool."""
     bar = dict(total=len(jobs), disable=not progress, desc="generate", unit="img")
     if workers == 1 or len(jobs) == 1:
         yield from tqdm(map(_work, jobs), **bar)
@@ -161,10 +162,11 @@ def generate_dataset(out_dir: str | Path, n_images: int, *, seed: int = 0, mix: 
     workers = min(workers or os.cpu_count() or 1, n_images)
     log.info("generating %d images into %s with %d worker(s), seed %d", n_images, out, workers, seed)
     images, annotations = [], []
-    for index, (name, people) in enumerate(_draw_all([(job, i) for i in range(n_images)], workers, progress)):
+    drawn = _draw_all([(job, i) for i in range(n_images)], workers, progress)
+    for index, (name, people, blur) in enumerate(drawn):
         image_id = index + 1
         images.append({"id": image_id, "file_name": name, "width": job.size[0], "height": job.size[1],
-                       "pose_families": [p.family for p in people]})
+                       "pose_families": [p.family for p in people], "blur": round(blur, 4)})
         for person in people:
             annotations.append(_annotation(person, order, len(annotations) + 1, image_id))
     coco = {"info": {"description": "CALS synthetic people", "seed": int(seed),

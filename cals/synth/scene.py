@@ -3,6 +3,7 @@ and each person's keypoints with COCO visibility read back from what was actuall
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -18,11 +19,20 @@ _HEAD = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
 
 @dataclass
 class Person:
-    """One annotated person: keypoints (K, 3) as x, y, visibility in KEYPOINT_NAMES order."""
+    """One annotated person: keypoints (K, 3) as x, y, visibility in KEYPOINT_NAMES order;
+    `occluder` says an occluder was drawn over one of its points (reports of what a sampler picks)."""
     family: str
     keypoints: np.ndarray
     bbox: list[float]
     area: float
+    occluder: bool = False
+
+
+class Scene(NamedTuple):
+    """One drawn image (BGR), its people, and the Gaussian blur sigma applied to it (0.0: none)."""
+    image: np.ndarray
+    people: list[Person]
+    blur: float
 
 
 def _place(rng: np.random.Generator, body: Body, size: tuple[int, int], height: float) -> Placement:
@@ -88,8 +98,8 @@ def _mark_covered(cv: Canvas, person: Person, owners: np.ndarray) -> None:
     k[covered, 2] = 1
 
 
-def make_scene(rng: np.random.Generator, size: tuple[int, int], families: list[str]) -> tuple[np.ndarray, list[Person]]:
-    """Draw one image with one person per entry of `families`; returns (BGR image, people)."""
+def make_scene(rng: np.random.Generator, size: tuple[int, int], families: list[str]) -> Scene:
+    """Draw one image with one person per entry of `families`."""
     cv = Canvas(background(rng, size))
     crowd = 1.0 if len(families) == 1 else rng.uniform(0.45, 0.85)
     heights = sorted(rng.uniform(0.45, 1.15, len(families)) * size[1] * crowd)  # far (small) first
@@ -111,15 +121,21 @@ def make_scene(rng: np.random.Generator, size: tuple[int, int], families: list[s
             visible = np.flatnonzero(person.keypoints[:, 2] > 0)
             if len(visible):
                 draw_occluder(cv, rng, person.keypoints[rng.choice(visible), :2], height * rng.uniform(0.2, 0.5))
+                person.occluder = True
     for person, own in zip(people, owners):
         _mark_covered(cv, person, own)
-    return _finish(rng, cv.image), people
+    image, blur = _finish(rng, cv.image)
+    return Scene(image, people, blur)
 
 
-def _finish(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    """Camera-ish degradations: blur, contrast/brightness, sensor noise."""
+def _finish(rng: np.random.Generator, img: np.ndarray) -> tuple[np.ndarray, float]:
+    """Camera-ish degradations: blur, contrast/brightness, sensor noise; returns (image, blur sigma).
+
+    The draws' order is what makes a seed's images; recording the sigma must not change it."""
+    sigma = 0.0
     if rng.random() < 0.35:
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.3))
+        sigma = float(rng.uniform(0.5, 1.3))
+        img = cv2.GaussianBlur(img, (0, 0), sigma)
     out = img.astype(np.float32) * rng.uniform(0.75, 1.2) + rng.uniform(-25, 25)
     out += rng.normal(0, rng.uniform(0, 7), img.shape[:2] + (1,)).astype(np.float32)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    return np.clip(out, 0, 255).astype(np.uint8), sigma
