@@ -182,11 +182,20 @@ class SamplerEnv(ServiceEnv):
 
     @field_validator("SAMPLER_STRATEGY", "SAMPLER_UNCERTAINTY")
     @classmethod
-    def _known_strategy(cls, value: str) -> str:
-        from cals.sampling.strategies import STRATEGIES
+    def _known_strategy(cls, value: str, info) -> str:
+        """A strategy spec, name or name:option=value,... ("tcm:switch=80,random_share=0.25");
+        CALS_SAMPLER_UNCERTAINTY names a per-image strategy (what hybrid, typical_uncertainty, tcm rank by)."""
+        from cals.sampling.strategies import STRATEGIES, parse_spec, uncertainty_spec
 
-        if value not in STRATEGIES:
+        if value.partition(":")[0].strip() not in STRATEGIES:
             raise ValueError(f"unknown strategy; choose one of {sorted(STRATEGIES)}")
+        try:
+            if info.field_name == "SAMPLER_UNCERTAINTY":
+                uncertainty_spec("a pool strategy", value)
+            else:
+                parse_spec(value)
+        except CalsError as e:
+            raise ValueError(str(e)) from None
         return value
 
 

@@ -200,3 +200,173 @@ def test_an_initial_model_ranks_by_its_body_points(schema, tmp_path):
     scores[body] = np.linspace(0.2, 0.9, len(body))
     lc = build_strategy("least_confidence", schema, initial)
     assert lc.score(obs(person(scores=scores))) != lc.score(obs(person(scores=np.full(schema.num_keypoints, 0.05))))
+
+
+# ---- cold-start strategies: typicality, TypiClust, TCM, the clustered hybrid, a random share, specs ----
+
+def blobs(centres, size=30, spread=0.3, dim=8, seed=0):
+    """Tight Gaussian blobs around `centres` (scalars: on their own axis, 10 apart), frames in blob order."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, c in enumerate(centres):
+        centre = np.zeros(dim)
+        centre[i % dim] = c
+        out.append(centre + rng.normal(0, spread, (size, dim)))
+    return np.concatenate(out).astype(np.float32)
+
+
+def test_typicality_is_highest_in_the_dense_middle_and_lowest_for_an_outlier():
+    from cals.sampling.strategies import typicality
+
+    x = np.concatenate([blobs([10]), np.full((1, 8), 6.0, np.float32)])
+    t = typicality(x)
+    assert t.shape == (31,) and np.argmin(t) == 30
+    nearest_mean = np.argmin(np.linalg.norm(x[:30] - x[:30].mean(axis=0), axis=1))
+    assert t[nearest_mean] > np.median(t[:30])
+    assert typicality(x[:1]).tolist() == [1.0]  # nothing to compare with
+    assert typicality(x[:3], neighbours=20).shape == (3,)  # min(20, N-1) neighbours
+
+
+def test_typiclust_takes_the_typical_frame_of_each_dense_cluster():
+    outlier = np.array([[11.5, 0, 0, 0, 0, 0, 0, 0]], np.float32)  # frame 90: far out on blob 0's edge
+    x = np.concatenate([blobs([10, 10, 10]), outlier])
+    scores = create("typiclust").pool_scores(x, {}, k=3)
+    top = np.argsort(-scores, kind="stable")[:3]
+    assert sorted(top // 30) == [0, 1, 2]  # one frame per blob, not the outlier (which joins blob 0's cluster)
+    for i in top:  # each the blob's typical member: among the 5 frames nearest its blob's mean
+        blob = x[30 * (i // 30):30 * (i // 30) + 30]
+        assert i % 30 in np.argsort(np.linalg.norm(blob - blob.mean(axis=0), axis=1))[:5]
+    assert sorted(scores[top]) == [1, 2, 3] and (np.delete(scores, top) <= 0.5).all()
+    assert np.array_equal(scores, create("typiclust").pool_scores(x, {}, k=3))  # deterministic
+    assert scores[90] == np.delete(scores, top).min()  # the outlier: least typical, last
+
+
+def test_typiclust_skips_clusters_the_labelled_frames_cover():
+    x = blobs([10, 10, 10])
+    labelled = np.repeat(x[:30].mean(axis=0, keepdims=True), 2, axis=0)  # two labels in blob 0
+    top = np.argsort(-create("typiclust").pool_scores(x, {}, k=2, labelled=labelled))[:2]
+    assert sorted(top // 30) == [1, 2]
+
+
+def test_typical_uncertainty_never_ranks_an_outlier_first():
+    from cals.sampling.strategies import TypicalUncertainty
+
+    x = np.concatenate([blobs([10, 10, 10]), np.full((1, 8), 50.0, np.float32)])
+    n = len(x)
+    u = np.random.default_rng(1).uniform(0, 0.9, n)
+    u[-1] = 1.0  # the outlier is the most uncertain frame
+    s = TypicalUncertainty(create("least_confidence", group=None), drop=0.1)
+    ids = {s.uncertainty.cache_id: u}
+    order = list(np.argsort(-s.pool_scores(x, ids, k=5)))
+    assert order[0] == int(np.argmax(u[:-1]))  # the most uncertain typical frame
+    assert order.index(n - 1) == n - round(0.1 * n)  # below every typical frame, first among the dropped
+    plain = TypicalUncertainty(create("least_confidence", group=None), drop=0)
+    assert np.argmax(plain.pool_scores(x, ids, k=5)) == n - 1  # drop=0: plain uncertainty
+
+
+def test_tcm_runs_typiclust_below_switch_then_uncertainty_among_typical_frames(schema):
+    from cals.sampling.strategies import TypiClust, TypicalUncertainty
+
+    x = blobs([10, 10, 10])
+    tcm = create("tcm", schema=schema, switch=5, drop=0.2)
+    ids = {tcm.uncertainty.cache_id: np.random.default_rng(2).uniform(0, 1, len(x))}
+    typiclust = TypiClust().pool_scores(x, ids, k=4, labelled=x[:4])
+    typical = TypicalUncertainty(tcm.uncertainty, drop=0.2).pool_scores(x, ids, k=4)
+    assert np.array_equal(tcm.pool_scores(x, ids, k=4, labelled=None), TypiClust().pool_scores(x, ids, k=4))
+    assert np.array_equal(tcm.pool_scores(x, ids, k=4, labelled=x[:4]), typiclust)  # 4 < switch
+    assert np.array_equal(tcm.pool_scores(x, ids, k=4, labelled=x[:5]), typical)  # 5 labels: switched
+    assert tcm.components == [tcm.uncertainty] and create("tcm", schema=schema).switch == 60
+
+
+def test_hybrid_takes_one_frame_per_cluster_of_its_shortlist(schema):
+    x = blobs([10, 10, 10], size=6, spread=0.05)
+    u = np.concatenate([np.linspace(0.99, 0.94, 6), np.linspace(0.90, 0.85, 6), np.linspace(0.80, 0.75, 6)])
+    h = create("hybrid", schema=schema, factor=6)  # shortlist: all 18
+    scores = h.pool_scores(x, {h.uncertainty.cache_id: u}, k=3)
+    order = np.argsort(-scores)
+    assert sorted(order[:3] // 6) == [0, 1, 2]  # not two from the most uncertain tight cluster
+    assert list(u[order[:3]]) == sorted(u[order[:3]], reverse=True)  # picks in uncertainty order ...
+    assert list(u[order[3:]]) == sorted(u[order[3:]], reverse=True)  # ... the rest too, below them
+    assert np.array_equal(scores, h.pool_scores(x, {h.uncertainty.cache_id: u}, k=3))
+
+
+def test_a_random_share_replaces_the_last_picks_with_random_frames(schema):
+    from cals.sampling.strategies import RandomShare
+
+    n, k = 100, 8
+    u = np.random.default_rng(3).uniform(0, 1, n)
+    keys = [obs(key=f"f{i}") for i in range(n)]
+
+    def top(share, seed):
+        s = create(f"least_confidence:random_share={share},random_seed={seed}", schema=schema)
+        ids = {s.base.cache_id: u, s.random.cache_id: np.array([s.random.score(o) for o in keys])}
+        return s, list(np.argsort(-s.pool_scores(np.zeros((n, 2)), ids, k=k))[:k])
+
+    s, picks = top(0.25, 1)
+    assert isinstance(s, RandomShare) and s.random_count(k, n) == 2 == round(0.25 * k)
+    base_top = list(np.argsort(-u)[:k])
+    assert picks[:6] == base_top[:6]  # the base's best k - 2 first ...
+    assert not set(picks[6:]) & set(base_top[:6]) and len(set(picks)) == k  # ... then 2 others, no repeats
+    assert top(0.25, 1)[1] == picks and top(0.25, 2)[1][6:] != picks[6:]  # reproducible per seed
+    assert "share=0.25" in s.cache_id and "seed=1" in s.cache_id
+    assert [c.cache_id for c in s.components] == [s.base.cache_id, "random(seed=1)"]
+    assert s.random_count(6, n) == 2  # 1.5: rounded half up
+    assert create("typiclust:random_share=0.5").components[0].cache_id == "random(seed=0)"
+    assert not isinstance(create("entropy", schema=schema, random_share=0), RandomShare)
+
+
+def test_strategy_specs_round_trip_and_bad_ones_name_their_fault(schema):
+    from cals.sampling.strategies import StrategySpec, parse_spec
+
+    spec = parse_spec("tcm:switch=80,random_share=0.25,uncertainty=least_confidence")
+    assert spec.name == "tcm" and spec.kwargs == {"switch": 80, "random_share": 0.25, "uncertainty": "least_confidence"}
+    assert str(spec) == "tcm:random_share=0.25,switch=80,uncertainty=least_confidence"  # canonical: sorted
+    assert parse_spec(str(spec)) == spec and "/" not in str(spec)
+    assert parse_spec(" typiclust ") == StrategySpec("typiclust")
+    assert str(parse_spec("hybrid:factor=3")) == "hybrid:factor=3"
+    for bad, message in (("bald:x=1", "unknown strategy 'bald'"), ("tcm:switch", "malformed option 'switch'"),
+                         ("tcm:", "no options"), ("tcm:switch=1,switch=2", "'switch' given twice"),
+                         ("tcm:foo=1", r"'tcm' takes no option\(s\) \['foo'\]"),
+                         ("coreset:factor=2", r"'coreset' takes no option\(s\) \['factor'\]"),
+                         ("hybrid:uncertainty=a/b", "malformed option 'uncertainty=a/b'"),
+                         ("tcm:drop=nan", "not a finite number")):
+        with pytest.raises(CalsError, match=message):
+            parse_spec(bad)
+    for bad, message in (("tcm:switch=abc", "tcm option switch must be an integer"),
+                         ("tcm:drop=1", r"tcm option drop must be a number in \[0.0, 1.0\)"),
+                         ("hybrid:random_share=2", "random_share must be a number in"),
+                         ("typical_uncertainty:uncertainty=coreset", "must be a per-image strategy, not 'coreset'")):
+        with pytest.raises(CalsError, match=message):
+            create(bad, schema=schema)
+
+
+def test_build_strategy_builds_the_cold_start_specs(schema, tmp_path):
+    from cals.registry import Version
+    from cals.sampling.inputs import StrategyOptions, build_strategy
+    from cals.sampling.strategies import TCM, RandomShare, TypiClust, TypicalUncertainty
+
+    options = StrategyOptions(uncertainty="least_confidence", seed=7)
+    assert isinstance(build_strategy("typiclust", schema, None, options=options), TypiClust)
+    tu = build_strategy("typical_uncertainty:drop=0.2", schema, None, options=options)
+    assert isinstance(tu, TypicalUncertainty) and tu.drop == 0.2
+    assert tu.components[0].cache_id == create("least_confidence", schema=schema).cache_id
+    mixed = build_strategy("tcm:switch=80,random_share=0.25", schema, None, options=options)
+    assert isinstance(mixed, RandomShare) and isinstance(mixed.base, TCM) and mixed.base.switch == 80
+    assert mixed.random.seed == 7  # the campaign's seed, unless the spec sets random_seed
+    initial = Version("v0001", tmp_path, {"spine_trained": False})
+    tcm = build_strategy("tcm:uncertainty=entropy,reduce=mean", schema, initial, options=options)
+    assert tcm.uncertainty.cache_id == create("entropy", schema=schema, group="body", reduce="mean").cache_id
+    hybrid = build_strategy("hybrid:factor=3", schema, None)
+    assert hybrid.factor == 3.0 and hybrid.components[0].name == "entropy"  # StrategyOptions' default
+    with pytest.raises(CalsError, match="not 'typiclust'"):
+        build_strategy("tcm:uncertainty=typiclust", schema, None)
+
+
+def test_the_sampler_setting_takes_a_spec_and_names_its_fault():
+    from cals.settings import SamplerEnv, SettingsError
+
+    assert SamplerEnv.load(SAMPLER_STRATEGY="tcm:switch=80,random_share=0.25").SAMPLER_STRATEGY.startswith("tcm")
+    with pytest.raises(SettingsError, match=r"CALS_SAMPLER_STRATEGY: strategy 'tcm' takes no option\(s\) \['foo'\]"):
+        SamplerEnv.load(SAMPLER_STRATEGY="tcm:foo=1")
+    with pytest.raises(SettingsError, match="CALS_SAMPLER_UNCERTAINTY: .*per-image strategy, not 'tcm'"):
+        SamplerEnv.load(SAMPLER_UNCERTAINTY="tcm")

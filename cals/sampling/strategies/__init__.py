@@ -1,23 +1,28 @@
-"""Uncertainty and diversity strategies: which unlabelled frames to label first (higher = first).
+"""Uncertainty, diversity and typicality strategies: which unlabelled frames to label first (higher = first).
 
     from cals.sampling.strategies import create
     strategy = create("entropy", schema=schema, group="spine", reduce="max")
-    strategy.score(Observation(key, people))            # per-image strategies
-    create("hybrid", schema=schema).pool_scores(...)    # pool strategies (coreset, hybrid)
+    strategy.score(Observation(key, people))                 # per-image strategies
+    create("tcm:switch=80,random_share=0.25", schema=schema).pool_scores(...)   # pool strategies
 
-A new strategy is a subclass of `Strategy` (or `PoolStrategy`) added to `STRATEGIES`; the pool
-scorer and the sampler service look strategies up by name only.
+A strategy is named by a spec, `name` or `name:option=value,...` (see `spec`); OPTIONS lists what
+each takes, and every strategy also takes `random_share` (0..1) and `random_seed` (`RandomShare`).
+A new strategy is a subclass of `Strategy` (or `PoolStrategy`) added to `STRATEGIES` and `OPTIONS`;
+the pool scorer and the sampler service look strategies up by spec only.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from cals.errors import CalsError
-from cals.sampling.strategies.base import (NEEDS, REDUCTIONS, Observation, PoolStrategy, Strategy, box_scale,
-                                  resolve_reduce)
+from cals.sampling.strategies.base import (NEEDS, REDUCTIONS, Observation, PoolStrategy, Strategy, UncertaintyPool,
+                                           box_scale, resolve_reduce)
 from cals.sampling.strategies.disagreement import CommitteeDisagreement, FlipDisagreement
-from cals.sampling.strategies.diversity import CoreSet, Hybrid, k_center_greedy
+from cals.sampling.strategies.diversity import CoreSet, Hybrid, cluster_picks, k_center_greedy
+from cals.sampling.strategies.random_share import RandomShare
 from cals.sampling.strategies.shape import PoseImplausibility, ShapeSpace
+from cals.sampling.strategies.spec import StrategySpec, option_float, option_int, parse_spec
+from cals.sampling.strategies.typicality import TCM, TypiClust, TypicalUncertainty, kmeans, typicality
 from cals.sampling.strategies.uncertainty import Entropy, LeastConfidence, MultiPeakEntropy, Random
 
 STRATEGIES: dict[str, type] = {
@@ -30,35 +35,80 @@ STRATEGIES: dict[str, type] = {
     "pose": PoseImplausibility,
     "coreset": CoreSet,
     "hybrid": Hybrid,
+    "typiclust": TypiClust,
+    "typical_uncertainty": TypicalUncertainty,
+    "tcm": TCM,
 }
+_CLUSTERS = {"seed", "max_clusters", "min_cluster", "neighbours"}
+# The options a spec may give each strategy (pose's shape space is an input, built by build_strategy).
+OPTIONS: dict[str, frozenset[str]] = {name: frozenset(opts) for name, opts in {
+    "random": {"seed"},
+    "least_confidence": {"reduce"},
+    "entropy": {"reduce"},
+    "multipeak_entropy": {"reduce", "min_peak"},
+    "flip": {"reduce"},
+    "committee": {"reduce"},
+    "pose": {"reduce"},
+    "coreset": set(),
+    "hybrid": {"uncertainty", "reduce", "factor"},
+    "typiclust": _CLUSTERS,
+    "typical_uncertainty": {"uncertainty", "reduce", "drop", "neighbours"},
+    "tcm": {"uncertainty", "reduce", "switch", "drop"} | _CLUSTERS,
+}.items()}
+SHARE_OPTIONS = frozenset({"random_share", "random_seed"})  # every strategy: see RandomShare
+UNCERTAINTY_POOLS = frozenset({"hybrid", "typical_uncertainty", "tcm"})  # rank by an `uncertainty` strategy
 DEFAULT_GROUP = "spine"
-DEFAULT_HYBRID_BASE = "entropy"
+DEFAULT_HYBRID_BASE = "entropy"  # the `uncertainty` of hybrid, typical_uncertainty and tcm
 
 
-def create(name: str, *, schema=None, group: str | None = DEFAULT_GROUP, **options: Any
+def create(name: str | StrategySpec, *, schema=None, group: str | None = DEFAULT_GROUP, **options: Any
            ) -> Strategy | PoolStrategy:
-    """A strategy by name. `group` (a schema point group, None = all points) picks the points scored.
+    """A strategy by spec ("tcm", "tcm:switch=80"); `group` (a schema point group, None = all points)
+    picks the points scored.
 
-    Options go to the class (`reduce`, `seed`, `min_peak`, `space`, `factor`); hybrid also takes
-    `uncertainty` (a name, default 'entropy', or a Strategy). Unknown names/options raise CalsError.
+    Keyword options add to the spec's (the spec wins): those in OPTIONS, `reduce` (ignored where
+    nothing is reduced), pose's `space`, and `random_share`/`random_seed` for any strategy. The
+    uncertainty pools take `uncertainty` as a spec (default 'entropy', made with `reduce`) or a
+    Strategy. Unknown names/options raise CalsError.
     """
-    cls = STRATEGIES.get(name)
-    if cls is None:
-        raise CalsError(f"unknown strategy {name!r}; choose one of {sorted(STRATEGIES)}")
-    if cls is CoreSet:
-        _no_options(name, options)
-        return CoreSet()
-    if cls is Hybrid:
+    spec = parse_spec(name)
+    options = {**options, **spec.kwargs}
+    share = option_float(spec.name, "random_share", options.pop("random_share", 0.0), 0.0, 1.0)
+    seed = option_int(spec.name, "random_seed", options.pop("random_seed", 0), 0)
+    strategy = _create(spec.name, schema, group, options)
+    return RandomShare(strategy, share=share, seed=seed) if share > 0 else strategy
+
+
+def _create(name: str, schema, group: str | None, options: dict) -> Strategy | PoolStrategy:
+    cls = STRATEGIES[name]
+    allowed = set(OPTIONS[name])
+    if name in UNCERTAINTY_POOLS:
         base = options.pop("uncertainty", DEFAULT_HYBRID_BASE)
-        if isinstance(base, str):
-            if base in ("coreset", "hybrid"):
-                raise CalsError(f"hybrid shortlists with a per-image strategy, not {base!r}")
-            reduce = options.pop("reduce", "max")
-            base = create(base, schema=schema, group=group, reduce=reduce)
-        return Hybrid(base, **_checked(cls, options, {"factor"}))
-    points = _points(schema, group) if cls not in (Random, PoseImplausibility) else None
-    allowed = {"reduce"} | {"random": {"seed"}, "multipeak_entropy": {"min_peak"}, "pose": {"space"}}.get(name, set())
-    return cls(**_checked(cls, options, allowed), **({} if points is None else {"points": points}))
+        reduce = options.pop("reduce", "max")
+        if isinstance(base, (str, StrategySpec)):
+            base = create(uncertainty_spec(name, base), schema=schema, group=group, reduce=reduce)
+        return cls(base, **_checked(name, options, allowed - {"uncertainty", "reduce"}))
+    if issubclass(cls, PoolStrategy):  # coreset, typiclust: no per-image scores to reduce
+        options.pop("reduce", None)
+        return cls(**_checked(name, options, allowed))
+    if cls is Random:
+        return cls(**_checked(name, options, allowed | {"reduce"}))
+    if cls is PoseImplausibility:  # scores whole poses: no point group
+        return cls(**_checked(name, options, allowed | {"space"}))
+    return cls(**_checked(name, options, allowed), points=_points(schema, group))
+
+
+def uncertainty_spec(owner: str, spec: str | StrategySpec) -> StrategySpec:
+    """`spec` parsed; CalsError when it is no per-image strategy (the pool strategy `owner` ranks by it)."""
+    parsed = parse_spec(spec)
+    if issubclass(STRATEGIES[parsed.name], PoolStrategy) or set(parsed.kwargs) & SHARE_OPTIONS:
+        raise CalsError(f"{owner}'s uncertainty must be a per-image strategy, not {str(parsed)!r}")
+    return parsed
+
+
+def spec_options(name: str) -> frozenset[str]:
+    """Every option a spec may give strategy `name`."""
+    return OPTIONS[name] | SHARE_OPTIONS
 
 
 def names() -> list[str]:
@@ -75,20 +125,16 @@ def _points(schema, group: str | None) -> list[int] | None:
     return schema.groups[group]
 
 
-def _checked(cls: type, options: dict, allowed: set[str]) -> dict:
+def _checked(name: str, options: dict, allowed: set[str]) -> dict:
     bad = sorted(set(options) - allowed)
     if bad:
-        raise CalsError(f"strategy {cls.name!r} takes no option(s) {bad}; it takes {sorted(allowed) or 'none'}")
+        raise CalsError(f"strategy {name!r} takes no option(s) {bad}; it takes {sorted(allowed) or 'none'}")
     return options
 
 
-def _no_options(name: str, options: dict) -> None:
-    options.pop("reduce", None)
-    if options:
-        raise CalsError(f"strategy {name!r} takes no options, got {sorted(options)}")
-
-
-__all__ = ["STRATEGIES", "NEEDS", "REDUCTIONS", "Observation", "Strategy", "PoolStrategy", "create",
-           "names", "k_center_greedy", "ShapeSpace", "box_scale", "resolve_reduce", "Random",
-           "LeastConfidence", "Entropy", "MultiPeakEntropy", "FlipDisagreement", "CommitteeDisagreement",
-           "PoseImplausibility", "CoreSet", "Hybrid"]
+__all__ = ["STRATEGIES", "OPTIONS", "SHARE_OPTIONS", "UNCERTAINTY_POOLS", "NEEDS", "REDUCTIONS", "Observation",
+           "Strategy", "PoolStrategy", "UncertaintyPool", "StrategySpec", "create", "parse_spec", "spec_options",
+           "uncertainty_spec", "names", "k_center_greedy", "cluster_picks", "kmeans", "typicality",
+           "ShapeSpace", "box_scale", "resolve_reduce", "Random", "LeastConfidence", "Entropy", "MultiPeakEntropy",
+           "FlipDisagreement", "CommitteeDisagreement", "PoseImplausibility", "CoreSet", "Hybrid", "TypiClust",
+           "TypicalUncertainty", "TCM", "RandomShare"]

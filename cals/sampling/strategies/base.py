@@ -5,7 +5,8 @@ Two kinds, both "higher = label first":
   override `score_person`; the base reduces people to one number with a named reduction.
 - `PoolStrategy` scores a whole pool at once from per-image scores and pooled backbone features
   (`pool_scores(features, per_image, k=...) -> (N,) array`), for selection that depends on the other
-  frames (diversity). It lists the per-image strategies it needs in `components`.
+  frames (diversity). It lists the per-image strategies it needs in `components`; an
+  `UncertaintyPool` has exactly one, its uncertainty strategy.
 Shaped after baal's heuristics: one base, a reduction table, a name→class factory in `__init__`.
 """
 from __future__ import annotations
@@ -107,6 +108,22 @@ class PoolStrategy:
 
     def __repr__(self) -> str:
         return self.cache_id
+
+
+class UncertaintyPool(PoolStrategy):
+    """A pool strategy ranking by one per-image uncertainty strategy (its only component)."""
+
+    def __init__(self, uncertainty: Strategy) -> None:
+        if not isinstance(uncertainty, Strategy):
+            raise CalsError(f"{self.name} needs a per-image uncertainty strategy, not {uncertainty!r}")
+        self.uncertainty = uncertainty
+
+    @property
+    def components(self) -> list[Strategy]:
+        return [self.uncertainty]
+
+    def uncertainty_scores(self, per_image: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(per_image[self.uncertainty.cache_id], dtype=np.float64)
 
 
 def box_scale(person: PersonPose) -> float:

@@ -1,12 +1,13 @@
-"""Diversity over the pool: core-set k-center greedy, and the uncertainty-then-diversity hybrid."""
+"""Diversity over the pool: core-set k-center greedy, and the uncertainty-then-clusters hybrid."""
 from __future__ import annotations
 
 from typing import Mapping
 
 import numpy as np
 
-from cals.errors import CalsError
-from cals.sampling.strategies.base import PoolStrategy, Strategy
+from cals.sampling.strategies.base import PoolStrategy, Strategy, UncertaintyPool
+from cals.sampling.strategies.spec import option_float
+from cals.sampling.strategies.typicality import kmeans
 
 
 def k_center_greedy(features: np.ndarray, k: int, labelled: np.ndarray | None = None) -> np.ndarray:
@@ -60,29 +61,44 @@ class CoreSet(PoolStrategy):
         return k_center_greedy(features, k, labelled)
 
 
-class Hybrid(PoolStrategy):
-    """Uncertainty shortlist (the `factor`·k most uncertain), then core-set order inside it.
+def cluster_picks(features: np.ndarray, weights: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
+    """Indices of min(k, N) points: per cluster of a weighted k-means, its member nearest the centre.
+
+    A cluster left empty (duplicate points) gives its pick to the heaviest point not yet picked.
+    References: Zhdanov, "Diverse mini-batch Active Learning", 2019.
+    """
+    x = np.asarray(features, dtype=np.float32)
+    w = np.asarray(weights, dtype=np.float64)
+    k = min(int(k), len(x))
+    if k <= 0:
+        return np.zeros(0, dtype=int)
+    labels, centres = kmeans(x, k, seed=seed, weights=w)
+    picks = []
+    for j, centre in enumerate(centres):
+        members = np.flatnonzero(labels == j)
+        if len(members):
+            picks.append(int(members[np.argmin(((x[members] - centre) ** 2).sum(axis=1))]))
+    taken = set(picks)
+    rest = [i for i in np.argsort(-w, kind="stable") if i not in taken]
+    return np.asarray(picks + rest[:k - len(picks)], dtype=int)
+
+
+class Hybrid(UncertaintyPool):
+    """Uncertainty shortlist (the `factor`·k most uncertain), then one pick per cluster of it.
 
     Pure uncertainty fills a round with near-duplicates of one hard situation; the shortlist keeps
-    the informative frames, the diversity step spreads the round over them. The shortlist ranks
-    above the rest; the rest keep their uncertainty order.
-    References: Ash et al., "BADGE", ICLR 2020 (uncertainty + diversity); Sener & Savarese 2018.
+    the informative frames, and a k-means into k clusters weighted by uncertainty (Zhdanov's diverse
+    mini-batch) spreads the round over them: each cluster gives the shortlisted frame nearest its
+    centre. The k picks rank first in uncertainty order; every other frame follows in uncertainty
+    order. Labelled frames play no part. Deterministic (fixed k-means seed).
+    References: Zhdanov, "Diverse mini-batch Active Learning", 2019; Ash et al., "BADGE", ICLR 2020.
     """
 
     name = "hybrid"
-    needs = frozenset({"features"})
 
     def __init__(self, uncertainty: Strategy, *, factor: float = 3.0) -> None:
-        if not isinstance(uncertainty, Strategy):
-            raise CalsError("hybrid needs a per-image uncertainty strategy to shortlist with")
-        if not factor >= 1:
-            raise CalsError(f"hybrid factor must be >= 1, got {factor!r}")
-        self.uncertainty = uncertainty
-        self.factor = float(factor)
-
-    @property
-    def components(self) -> list[Strategy]:
-        return [self.uncertainty]
+        super().__init__(uncertainty)
+        self.factor = option_float(self.name, "factor", factor, 1.0, 1000.0)
 
     @property
     def cache_id(self) -> str:
@@ -90,14 +106,20 @@ class Hybrid(PoolStrategy):
 
     def pool_scores(self, features: np.ndarray, per_image: Mapping[str, np.ndarray], *, k: int,
                     labelled: np.ndarray | None = None) -> np.ndarray:
-        u = np.asarray(per_image[self.uncertainty.cache_id], dtype=np.float64)
+        u = self.uncertainty_scores(per_image)
         n = len(u)
-        size = min(n, max(k, int(np.ceil(self.factor * k))))
-        shortlist = np.argsort(-u, kind="stable")[:size]
-        diverse = k_center_greedy(np.asarray(features)[shortlist], k, labelled)
-        ranks = np.empty(n)
-        ranks[np.argsort(-u, kind="stable")] = np.arange(n)  # uncertainty rank 0 = most uncertain
-        scores = -ranks  # the rest: uncertainty order, all below 0 ...
-        order = np.argsort(-diverse, kind="stable")
-        scores[shortlist[order]] = np.arange(size, 0, -1)  # ... the shortlist: diversity order, > 0
+        by_u = np.argsort(-u, kind="stable")  # most uncertain first
+        shortlist = by_u[:min(n, max(k, int(np.ceil(self.factor * k))))]
+        picks = shortlist[cluster_picks(np.asarray(features)[shortlist], _weights(u[shortlist]), k)]
+        picked = np.zeros(n, dtype=bool)
+        picked[picks] = True
+        order = np.concatenate([by_u[picked[by_u]], by_u[~picked[by_u]]])  # picks, then the rest; each by u
+        scores = np.empty(n)
+        scores[order] = np.arange(n, 0, -1)
         return scores
+
+
+def _weights(u: np.ndarray) -> np.ndarray:
+    """Non-negative k-means weights from uncertainty scores (shifted when a strategy scores below 0)."""
+    w = u - min(float(u.min()), 0.0) if len(u) else u
+    return w + 1e-6 * max(float(w.max()) if len(w) else 0.0, 1.0)

@@ -9,6 +9,7 @@ from scipy.special import softmax
 
 from cals.model.person_pose import PersonPose
 from cals.sampling.strategies.base import Observation, Strategy
+from cals.sampling.strategies.spec import option_float, option_int
 
 _EPS = 1e-12
 
@@ -20,7 +21,7 @@ class Random(Strategy):
 
     def __init__(self, *, seed: int = 0, **options) -> None:
         super().__init__(**options)
-        self.seed = int(seed)
+        self.seed = option_int(self.name, "seed", seed)
 
     @property
     def cache_id(self) -> str:
@@ -74,7 +75,7 @@ class MultiPeakEntropy(Strategy):
 
     def __init__(self, *, min_peak: float = 0.1, **options) -> None:
         super().__init__(**options)
-        self.min_peak = float(min_peak)
+        self.min_peak = option_float(self.name, "min_peak", min_peak, 0.0, 1.0)
 
     @property
     def cache_id(self) -> str:
