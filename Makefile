@@ -3,10 +3,10 @@ PY      := .venv/bin/python
 CALS    := .venv/bin/cals
 OUT     ?= demo-output
 # make train: DATA is a COCO keypoints folder (annotations.json + images/); the default is the pool that
-# make demo generates (every point labelled), validated on its val set. CONFIG empty: $CALS_CONFIG or cpu.
+# make demo generates (every point labelled), validated on its test set. CONFIG empty: $CALS_CONFIG or cpu.
 REG     ?= $(OUT)/registry
 DATA    ?= $(OUT)/data/pool
-VAL     ?= $(if $(filter $(OUT)/data/pool,$(DATA)),$(OUT)/data/val)
+VAL     ?= $(if $(filter $(OUT)/data/pool,$(DATA)),$(OUT)/data/test)
 CONFIG  ?=
 EPOCHS  ?=
 ENV_FILE ?= deploy/.env

@@ -11,7 +11,7 @@ from cals.simulate.summary import format_table
 
 
 def _config(out, **over):
-    opts = dict(out=str(out), pool_images=40, test_images=16, val_images=8, initial=4, batch=4, rounds=2,
+    opts = dict(out=str(out), pool_images=40, test_images=16, initial=5, batch=5, rounds=2,
                 strategies=["random", "least_confidence"], seeds=[0], base_iters=8, round_iters=4)
     return SimulationConfig(**{**opts, **over})
 
@@ -33,17 +33,21 @@ def test_every_strategy_runs_every_round_from_the_same_start(simulation):
     out, _, doc = simulation
     rows = doc["rows"]
     assert sorted((r["strategy"], r["round"], r["labelled"]) for r in rows) == [
-        ("least_confidence", 0, 4), ("least_confidence", 1, 8), ("least_confidence", 2, 12),
-        ("random", 0, 4), ("random", 1, 8), ("random", 2, 12)]
+        ("least_confidence", 0, 5), ("least_confidence", 1, 10), ("least_confidence", 2, 15),
+        ("random", 0, 5), ("random", 1, 10), ("random", 2, 15)]
     first = {r["strategy"]: r for r in rows if r["round"] == 0}
     assert first["random"]["spine_AP"] == first["least_confidence"]["spine_AP"]
     for r in rows:
         assert 0.0 <= (r["spine_AP"] or 0.0) <= 1.0
         assert 0.0 <= r["effort_spine"]["moved_share"] <= 1.0
+        # the candidate's test figures beside the served model's: the same when the gate promoted it
+        assert (r["candidate"]["spine_AP"] == r["spine_AP"]) or not r["promoted"]
+        assert r["gate"]["metric"] == "overall.AP" and r["gate"]["val_frames"] == r["labelled"] // 5
 
 
 def test_the_seed_scores_its_shared_start_once(simulation):
-    """Every strategy's round 1 ranks the pool with round 0's model: one scoring, cached for the seed."""
+    """Every strategy's round 1 ranks the pool with round 0's model: one scoring, cached for the seed;
+    random needs no model output, so it scores nothing."""
     import sqlite3
 
     out, _, doc = simulation
@@ -51,8 +55,8 @@ def test_the_seed_scores_its_shared_start_once(simulation):
     with sqlite3.connect(out / "runs" / "seed0" / "scores.sqlite") as db:
         keys = [k for (k,) in db.execute("SELECT key FROM records WHERE version = ?", (start,))]
         strategies = {s for (s,) in db.execute("SELECT DISTINCT strategy FROM scores WHERE version = ?", (start,))}
-    assert len(keys) == len(set(keys)) == 40 - 4  # the pool less round 0's frames, each once
-    assert len(strategies) == 2  # random's and least confidence's scores of the same predictions
+    assert len(keys) == len(set(keys)) == 40 - 5  # the pool less round 0's frames, each once
+    assert len(strategies) == 1 and "random" not in next(iter(strategies))  # least confidence's only
 
 
 def test_frames_are_labelled_once_and_strategies_choose_differently(simulation):
@@ -60,7 +64,7 @@ def test_frames_are_labelled_once_and_strategies_choose_differently(simulation):
     picks = {}
     for strategy in ("random", "least_confidence"):
         state = json.loads((out / "runs" / "seed0" / strategy / "state.json").read_text())
-        assert len(state["labelled"]) == len(set(state["labelled"])) == 12
+        assert len(state["labelled"]) == len(set(state["labelled"])) == 15
         picks[strategy] = state["picked"][1:]
     assert picks["random"] != picks["least_confidence"]
 
@@ -73,6 +77,10 @@ def test_outputs_and_table(simulation):
     table = format_table(doc["summary"])
     assert "random reaches spine AP" in table and "least_confidence" in table
     assert doc["summary"]["strategies"]["least_confidence"]["paired_wins"].endswith("/2")
+    # what each strategy picked: its rounds' frames (4 per seed) against the pool they came from
+    assert doc["picks"]["random"]["frames"] == doc["picks"]["least_confidence"]["frames"] == 10
+    assert doc["picks"]["pool"]["frames"] == 40
+    assert "least_confidence" in (out / "picks.md").read_text()
 
 
 def test_resume_reuses_finished_rounds_and_refuses_other_settings(simulation, monkeypatch):
@@ -81,7 +89,7 @@ def test_resume_reuses_finished_rounds_and_refuses_other_settings(simulation, mo
     again = run_simulation(_config(out), progress=False)
     assert [r["version"] for r in again["rows"]] == [r["version"] for r in doc["rows"]]
     with pytest.raises(CalsError, match="other settings .*batch"):
-        run_simulation(_config(out, batch=5), progress=False)
+        run_simulation(_config(out, batch=6), progress=False)
 
 
 def test_bad_settings_are_named(tmp_path):
@@ -101,12 +109,16 @@ def test_rounds_add_exactly_the_picked_pool_frames_and_nothing_else(simulation, 
         folder = out / "runs" / "seed0" / strategy
         state = json.loads((folder / "state.json").read_text())
         assert state["labelled"] == [name for picked in state["picked"] for name in picked]
-        train = json.loads((folder / "labelled" / "annotations.json").read_text())
-        assert sorted(im["file_name"] for im in train["images"]) == sorted(state["labelled"])
+        train = json.loads((folder / "labelled" / "train" / "annotations.json").read_text())
+        val = json.loads((folder / "labelled" / "val" / "annotations.json").read_text())
+        # the trainer's split: every fifth labelled frame validates the gate, the others train
+        assert state["val"] == state["labelled"][4::5]
+        assert sorted(im["file_name"] for im in val["images"]) == sorted(state["val"])
+        assert sorted(im["file_name"] for im in train["images"] + val["images"]) == sorted(state["labelled"])
         # the annotator's answers come from the pool's labels, the images from the pool's folder
-        assert (folder / "labelled" / "images").resolve() == (out / "data" / "pool" / "images").resolve()
+        assert (folder / "labelled" / "train" / "images").resolve() == (out / "data" / "pool" / "images").resolve()
         truth = {a["id"]: a["keypoints"] for a in pool["annotations"]}
-        assert all(truth[a["id"]] == a["keypoints"] for a in train["annotations"])
+        assert all(truth[a["id"]] == a["keypoints"] for a in train["annotations"] + val["annotations"])
         assert {pool_by_name[im["file_name"]] for im in train["images"]} == {im["id"] for im in train["images"]}
         # every version of the campaign was trained on the revealed frames only, never the test set
         for path in (folder / "registry" / "versions").glob("*/meta.json"):
@@ -114,7 +126,7 @@ def test_rounds_add_exactly_the_picked_pool_frames_and_nothing_else(simulation, 
             if "copied_from" in meta:  # the base model, like a deployment's initial one: no labelled data
                 assert "train_data" not in meta
                 continue
-            assert "test" not in Path(meta["train_data"]["path"]).parts
+            assert Path(meta["train_data"]["path"]).parts[-2:] == ("labelled", "train")
 
 
 def test_the_sampler_sees_no_hidden_spine_label(simulation, schema):
@@ -132,15 +144,15 @@ def test_every_strategy_runs_in_the_simulation_built_as_the_sampler_builds_it(si
 
     _, cache, _ = simulation
     monkeypatch.setenv("CALS_CACHE", str(cache))  # the same pool: the cached base model
-    # 12 first labels: the pose strategy's shape space needs 5 people with every point labelled
+    # 15 first labels (12 train): the pose strategy's shape space needs 5 people with every point labelled
     others = [name for name in strategies.names() if name != "random"]  # make benchmark-al's survey
-    doc = run_simulation(_config(tmp_path / "all", strategies=["random"], survey=others, rounds=1, initial=12),
+    doc = run_simulation(_config(tmp_path / "all", strategies=["random"], survey=others, rounds=1, initial=15),
                          progress=False)
     done = {(r["strategy"], r["round"], r["labelled"]) for r in doc["rows"]}
-    assert done == {(name, round_, 12 + 4 * round_) for name in strategies.names() for round_ in (0, 1)}
+    assert done == {(name, round_, 15 + 5 * round_) for name in strategies.names() for round_ in (0, 1)}
     picks = {name: json.loads((tmp_path / "all" / "runs" / "seed0" / name / "state.json").read_text())["picked"][-1]
              for name in strategies.names()}
-    assert all(len(p) == 4 for p in picks.values())
+    assert all(len(p) == 5 for p in picks.values())
 
 
 def _rows(gains: dict[str, float], seeds: int, noise: float = 0.004) -> list[dict]:
@@ -180,3 +192,31 @@ def test_the_table_gives_each_strategy_its_own_verdict():
     lines = format_table(label_savings(rows, cfg)).splitlines()
     assert any(line.startswith("least_confidence: better than random beyond noise") for line in lines)
     assert any(line.startswith("entropy: no saving beyond noise") for line in lines)
+
+
+def test_the_label_saving_is_interpolated_between_rounds():
+    """A curve that crosses random's final AP half-way between two rounds needs the labels half-way,
+    not the next round's count: the saving is not counted in steps of a round."""
+    from cals.simulate.stats import labels_to_reach
+
+    curve = {20: 0.20, 40: 0.30, 60: 0.40, 80: 0.50}
+    assert labels_to_reach(curve, 0.35) == pytest.approx(50.0)
+    assert labels_to_reach(curve, 0.50) == pytest.approx(80.0)
+    assert labels_to_reach(curve, 0.10) == 20.0  # already there at the first count
+    assert labels_to_reach(curve, 0.51) is None
+
+
+def test_the_saving_in_corrected_points_follows_the_annotators_moves():
+    from cals.simulate.summary import label_savings
+
+    rows = []
+    for strategy, aps in {"random": (0.2, 0.3, 0.4), "typiclust": (0.2, 0.4, 0.45)}.items():
+        for rnd, (n, ap) in enumerate(zip((20, 40, 60), aps)):
+            rows.append({"strategy": strategy, "seed": 0, "round": rnd, "labelled": n, "spine_AP": ap,
+                         "promoted": rnd != 2, "effort_spine": {"moved": 10 if rnd == 0 else 20}})
+    cfg = SimulationConfig(out="unused", strategies=["random", "typiclust"], seeds=[0], initial=20, batch=20, rounds=2)
+    s = label_savings(rows, cfg)["strategies"]["typiclust"]
+    assert s["labels_to_random_final"] == 40.0 and s["saving_vs_random"] == pytest.approx(1 / 3, abs=1e-3)
+    # random moved 10 + 20 + 20 = 50 points for its 60 labels; typiclust 10 + 20 = 30 to reach the same AP
+    assert s["point_saving_vs_random"] == pytest.approx(0.4)
+    assert s["kept"] == "1/2"

@@ -10,12 +10,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cals.errors import CalsError
-from cals.training.promotion import DEFAULT_MARGIN
+from cals.training.labelled_set import DEFAULT_VAL_FRACTION
+from cals.training.promotion import DEFAULT_MARGIN, DEFAULT_METRIC
 
 # A pool skewed like real data (bent and lying people are rare); a balanced test set.
 POOL_MIX = "upright=0.8,bending=0.15,lying=0.05"
 TEST_MIX = "upright=0.34,bending=0.33,lying=0.33"
 CONFIG_FILE = "simulation.json"
+TRAIN_FROM = ("current", "base")
 
 
 @dataclass
@@ -24,10 +26,8 @@ class SimulationConfig:
     out: str
     pool: str | None = None  # COCO keypoints folder; None: generate `pool_images` with `pool_mix`
     test: str | None = None  # held-out COCO folder; None: generate `test_images` with `test_mix`
-    val: str | None = None  # the promotion rule's validation split; None: generate `val_images` like the pool
     pool_images: int = 300
     test_images: int = 100
-    val_images: int = 40
     pool_mix: str = POOL_MIX
     test_mix: str = TEST_MIX
     max_people: int = 1
@@ -41,13 +41,21 @@ class SimulationConfig:
     base_iters: int = 800  # body-only base model, trained once per pool and cached
     round_iters: int = 100  # fine-tune per round
     batch_size: int | None = None  # training batch; None: the model config's
-    margin: float = DEFAULT_MARGIN  # promotion margin: the trainer's CALS_PROMOTE_MARGIN default
-    metric: str = "groups.spine.AP"
+    # the promotion gate is the trainer's: labelled frames split by its rule (CALS_VAL_FRACTION), its
+    # default metric and margin (CALS_PROMOTE_METRIC, CALS_PROMOTE_MARGIN)
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    margin: float = DEFAULT_MARGIN
+    metric: str = DEFAULT_METRIC
+    train_from: str = "current"  # "current": fine-tune the served model (the trainer); "base": retrain from the base
 
     def __post_init__(self) -> None:
         for name in ("initial", "batch", "rounds", "base_iters", "round_iters"):
             if getattr(self, name) < 1:
                 raise CalsError(f"simulation {name} must be at least 1, got {getattr(self, name)}")
+        if self.train_from not in TRAIN_FROM:
+            raise CalsError(f"simulation train_from must be one of {TRAIN_FROM}, got {self.train_from!r}")
+        if not 0 < self.val_fraction < 1:
+            raise CalsError(f"simulation val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if not self.strategies or not self.seeds:
             raise CalsError("a simulation needs at least one strategy and one seed")
         if "random" not in self.strategies:

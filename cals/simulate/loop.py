@@ -31,7 +31,9 @@ from cals.schema import Schema
 from cals.simulate import data
 from cals.simulate.config import SimulationConfig
 from cals.training.effort import correction_effort
+from cals.sampling.strategies import Observation, Random
 from cals.training.fine_tune import fine_tune_round
+from cals.training.labelled_set import split_for_new
 
 log = logging.getLogger(__name__)
 STATE = "state.json"
@@ -47,7 +49,6 @@ class Campaign:
     folder: Path
     pool: Path  # full labels: the annotator's answers
     pool_view: Path  # body-only: what the sampler scores
-    val: Path
     test: Path
     _models: dict[str, Predictor] = field(default_factory=dict, repr=False)
 
@@ -77,21 +78,30 @@ class Campaign:
 
 
 def run_round(c: Campaign, state: dict[str, Any], picked: list[str], effort: dict | None) -> dict[str, Any]:
-    """Reveal `picked`, fine-tune and decide as the trainer does, then measure on the test set."""
+    """Reveal `picked`, split them as the trainer's labelled set does, fine-tune and decide as the
+    trainer does, then measure the served model and the candidate on the test set."""
     start = time.perf_counter()
     labelled = state["labelled"] + picked
-    train_root = data.revealed(c.pool, labelled, c.folder / "labelled", c.schema)
-    outcome = fine_tune_round(train_root, c.val, c.registry, config=c.cfg.model, iters=c.cfg.round_iters,
-                              batch_size=c.cfg.batch_size,
-                              margin=c.cfg.margin, metric=c.cfg.metric)
-    current = c.registry.current()
-    metrics = evaluate_predictor(c.predictor(current.id), c.test, progress=False)
+    val = split_val(state.get("val", []), len(state["labelled"]), picked, c.cfg.val_fraction)
+    train = [n for n in labelled if n not in set(val)]
+    train_root = data.revealed(c.pool, train, c.folder / "labelled" / "train", c.schema)
+    val_root = data.revealed(c.pool, val, c.folder / "labelled" / "val", c.schema)
+    registry = c.registry
+    init = registry.list()[0] if c.cfg.train_from == "base" and registry.current() else None
+    outcome = fine_tune_round(train_root, val_root, registry, config=c.cfg.model, iters=c.cfg.round_iters,
+                              batch_size=c.cfg.batch_size, margin=c.cfg.margin, metric=c.cfg.metric, init=init)
+    served = registry.current()
+    metrics = evaluate_predictor(c.predictor(served.id), c.test, progress=False)
+    candidate = metrics if outcome.promoted else \
+        evaluate_predictor(Predictor(outcome.version.path, version_id=outcome.version.id), c.test, progress=False)
     row = {"strategy": c.strategy, "seed": c.seed, "round": len(state["rounds"]), "labelled": len(labelled),
-           "spine_AP": metrics["groups"]["spine"]["AP"], "body_AP": metrics["groups"]["body"]["AP"],
-           "AP": metrics["overall"]["AP"], "families": {f: m.get("spine_AP") for f, m in metrics.get("families", {}).items()},
-           "effort_spine": effort, "version": current.id, "promoted": outcome.promoted,
-           "reason": outcome.decision.reason, "seconds": round(time.perf_counter() - start, 1)}
+           **test_figures(metrics), "candidate": test_figures(candidate), "effort_spine": effort,
+           "version": served.id, "promoted": outcome.promoted, "reason": outcome.decision.reason,
+           "gate": {"val_frames": len(val), "train_frames": len(train), "metric": c.cfg.metric,
+                    "candidate": outcome.decision.candidate, "current": outcome.decision.current},
+           "seconds": round(time.perf_counter() - start, 1)}
     state["labelled"] = labelled
+    state["val"] = val
     state["rounds"].append(row)
     state.setdefault("picked", []).append(picked)
     c.save_state(state)
@@ -100,16 +110,38 @@ def run_round(c: Campaign, state: dict[str, Any], picked: list[str], effort: dic
     return row
 
 
+def split_val(val: list[str], before: int, picked: list[str], fraction: float) -> list[str]:
+    """The validation frames after `picked` arrive in order: the trainer's rule (`split_for_new`)."""
+    val = list(val)
+    for i, name in enumerate(picked):
+        if split_for_new(len(val), before + i, fraction) == "val":
+            val.append(name)
+    return val
+
+
+def test_figures(metrics: dict) -> dict[str, Any]:
+    """What a round reports of a model on the test set: spine, body and overall AP, spine AP per family."""
+    return {"spine_AP": metrics["groups"]["spine"]["AP"], "body_AP": metrics["groups"]["body"]["AP"],
+            "AP": metrics["overall"]["AP"],
+            "families": {f: m.get("spine_AP") for f, m in metrics.get("families", {}).items()}}
+
+
 def pick(c: Campaign, state: dict[str, Any]) -> tuple[list[str], dict | None]:
     """The next batch as the sampler would rank it, and the annotator's effort on its pre-annotations."""
     current = c.registry.current()
     strategy = build_strategy(c.strategy, c.schema, current, options=StrategyOptions(seed=c.seed))
+    pool = LocalPool(c.pool_view, c.schema)
+    labelled = set(state["labelled"])
+    scorer = Scorer(c.predictor(current.id), cache=c.cache)
+    if isinstance(strategy, Random):  # needs no model output: the pool is not scored
+        order = sorted((-strategy.score(Observation(item.key, [])), item.name) for item in pool.items()
+                       if item.name not in labelled)
+        picked = [name for _, name in order[:c.cfg.batch]]
+        return picked, spine_effort(c, scorer, pool, picked)
     previous = None
     if "previous" in strategy_needs([strategy]):
         previous_id = c.registry.previous(current.id)
         previous = c.predictor(previous_id) if previous_id else None
-    pool = LocalPool(c.pool_view, c.schema)
-    labelled = set(state["labelled"])
     scorer = Scorer(c.predictor(current.id), previous=previous, cache=c.cache)
     table = scorer.score(pool, [strategy], exclude=labelled, progress=False)
     ranked = rank(table, strategy, k=c.cfg.batch, exclude=labelled,

@@ -27,7 +27,6 @@ def run_simulation(cfg: SimulationConfig, *, schema: Schema | None = None, progr
     cfg.check_resume()
     out = Path(cfg.out)
     pool = data.ensure_dataset(cfg.pool, out / "data" / "pool", cfg.pool_images, cfg.pool_mix, 101, cfg.max_people)
-    val = data.ensure_dataset(cfg.val, out / "data" / "val", cfg.val_images, cfg.pool_mix, 202, cfg.max_people)
     test = data.ensure_dataset(cfg.test, out / "data" / "test", cfg.test_images, cfg.test_mix, 303, cfg.max_people)
     names = data.image_names(pool, schema)
     if len(names) < cfg.budget:
@@ -37,9 +36,9 @@ def run_simulation(cfg: SimulationConfig, *, schema: Schema | None = None, progr
     total = sum(1 + len(cfg.strategies_for(seed)) * cfg.rounds for seed in cfg.seeds)
     with tqdm(total=total, desc="simulated rounds", unit="round", disable=not progress) as bar:
         for seed in cfg.seeds:
-            start = _round_zero(cfg, schema, seed, base, names, pool, view, val, test, bar)
+            start = _round_zero(cfg, schema, seed, base, names, pool, view, test, bar)
             for strategy in cfg.strategies_for(seed):
-                c = _campaign(cfg, schema, strategy, seed, pool, view, val, test)
+                c = _campaign(cfg, schema, strategy, seed, pool, view, test)
                 if not c.folder.exists():
                     shutil.copytree(start.folder, c.folder, symlinks=True)
                     state = c.load_state()
@@ -52,11 +51,11 @@ def run_simulation(cfg: SimulationConfig, *, schema: Schema | None = None, progr
                     picked, effort = pick(c, state)
                     run_round(c, state, picked, effort)
                     bar.update(1)
-    return summarize(out, cfg)
+    return summarize(out, cfg, schema)
 
 
-def _round_zero(cfg, schema, seed, base, names, pool, view, val, test, bar) -> Campaign:
-    c = _campaign(cfg, schema, "initial", seed, pool, view, val, test)
+def _round_zero(cfg, schema, seed, base, names, pool, view, test, bar) -> Campaign:
+    c = _campaign(cfg, schema, "initial", seed, pool, view, test)
     state = c.load_state()
     if not state["rounds"]:
         c.folder.mkdir(parents=True, exist_ok=True)
@@ -71,9 +70,9 @@ def _round_zero(cfg, schema, seed, base, names, pool, view, val, test, bar) -> C
     return c
 
 
-def _campaign(cfg, schema, strategy, seed, pool, view, val, test) -> Campaign:
+def _campaign(cfg, schema, strategy, seed, pool, view, test) -> Campaign:
     folder = Path(cfg.out) / "runs" / f"seed{seed}" / strategy
-    return Campaign(cfg, schema, strategy, seed, folder, pool, view, val, test)
+    return Campaign(cfg, schema, strategy, seed, folder, pool, view, test)
 
 
 def raise_budget(available: int, cfg: SimulationConfig) -> None:

@@ -24,9 +24,24 @@ def by_seed(rows: list[dict], strategy: str) -> dict[int, dict[int, float]]:
     return out
 
 
-def labels_to_reach(curve: dict[int, float], target: float) -> int | None:
-    """The fewest labels at which a (mean) curve reaches `target`."""
-    return next((n for n, ap in sorted(curve.items()) if ap >= target), None)
+def labels_to_reach(curve: dict[int, float], target: float) -> float | None:
+    """The labels at which a (mean) curve first reaches `target`, linear between measured rounds
+    (a curve that crosses the target half-way between 60 and 80 labels needs 70, not 80); None when
+    it never does. A curve that starts above the target needs its first count."""
+    points = sorted(curve.items())
+    for i, (n, ap) in enumerate(points):
+        if ap >= target:
+            if i == 0:
+                return float(n)
+            n0, ap0 = points[i - 1]
+            return n0 + (target - ap0) / (ap - ap0) * (n - n0)
+    return None
+
+
+def interpolate(curve: dict[int, float], at: float) -> float:
+    """A curve's value at `at` labels, linear between measured counts (cumulative effort, say)."""
+    xs = sorted(curve)
+    return float(np.interp(at, xs, [curve[x] for x in xs]))
 
 
 def compare(rows: list[dict], strategy: str, budget: int, *, seed: int = 0) -> dict[str, Any] | None:

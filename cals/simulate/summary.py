@@ -10,11 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from cals.data.coco import load_dataset
+from cals.schema import Schema, load_schema
+from cals.simulate import data
 from cals.simulate.config import SimulationConfig
-from cals.simulate.stats import LEVEL, compare, labels_to_reach, mean_interval, verdict
+from cals.simulate.picks import format_picks_table, frame_attributes, picks_markdown, picks_summary
+from cals.simulate.stats import LEVEL, compare, interpolate, labels_to_reach, mean_interval, verdict
 
-CSV_FIELDS = ["strategy", "seed", "round", "labelled", "spine_AP", "body_AP", "AP", "effort_spine_moved_share",
-              "promoted", "version", "seconds"]
+CSV_FIELDS = ["strategy", "seed", "round", "labelled", "spine_AP", "body_AP", "AP", "candidate_spine_AP",
+              "candidate_AP", "effort_spine_moved_share", "promoted", "version", "seconds"]
 
 
 def collect(out: Path, cfg: SimulationConfig) -> list[dict[str, Any]]:
@@ -48,13 +52,57 @@ def label_savings(rows: list[dict], cfg: SimulationConfig) -> dict[str, dict[str
         table[strategy] = {
             "final_spine_AP_mean": round(float(np.mean(final)), 4) if final else None,
             "final_spine_AP_std": round(float(np.std(final)), 4) if final else None,
-            "labels_to_random_final": needed,
+            "labels_to_random_final": None if needed is None else round(needed, 1),
             "saving_vs_random": None if needed is None else round(1 - needed / cfg.budget, 3),
+            "point_saving_vs_random": _point_saving(rows, strategy, needed, cfg.budget),
             "paired_wins": _paired_wins(rows, strategy),
+            "kept": _kept(rows, strategy),
             "effort_spine_moved_share": _mean_effort(rows, strategy),
+            "family_difference": _family_difference(rows, strategy, cfg.budget),
             "vs_random": compare(rows, strategy, cfg.budget),
         }
     return {"target_spine_AP": target, "budget": cfg.budget, "strategies": table}
+
+
+def moved_points(rows: list[dict], strategy: str) -> dict[int, float]:
+    """labelled count → spine points the annotator moved up to then (cumulative), mean over seeds."""
+    per_seed: dict[int, dict[int, float]] = defaultdict(dict)
+    for r in sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["labelled"]):
+        moved = (r.get("effort_spine") or {}).get("moved") or 0
+        curve = per_seed[r["seed"]]
+        curve[r["labelled"]] = (curve[max(curve)] if curve else 0.0) + moved
+    counts = sorted({n for c in per_seed.values() for n in c})
+    return {n: float(np.mean([c[n] for c in per_seed.values() if n in c])) for n in counts}
+
+
+def _point_saving(rows: list[dict], strategy: str, needed: float | None, budget: int) -> float | None:
+    """The saving in corrected spine points: points moved to reach random's final AP against the
+    points random's annotator moved for its whole budget."""
+    mine, ref = moved_points(rows, strategy), moved_points(rows, "random")
+    if needed is None or budget not in ref or not ref[budget]:
+        return None
+    return round(1 - interpolate(mine, needed) / ref[budget], 3)
+
+
+def _kept(rows: list[dict], strategy: str) -> str:
+    """Rounds after round 0 whose candidate the gate did not promote."""
+    mine = [r for r in rows if r["strategy"] == strategy and r["round"] > 0]
+    return f"{sum(not r.get('promoted', True) for r in mine)}/{len(mine)}"
+
+
+def _family_difference(rows: list[dict], strategy: str, budget: int) -> dict[str, float] | None:
+    """Per pose family: the strategy's spine AP at the full budget minus random's, mean over paired seeds."""
+    if strategy == "random":
+        return None
+    final = {(r["strategy"], r["seed"]): r.get("families") or {} for r in rows if r["labelled"] == budget}
+    seeds = sorted({s for (name, s) in final if name == strategy} & {s for (name, s) in final if name == "random"})
+    out = {}
+    for family in sorted({f for fams in final.values() for f in fams}):
+        diffs = [final[(strategy, s)].get(family) - final[("random", s)].get(family) for s in seeds
+                 if final[(strategy, s)].get(family) is not None and final[("random", s)].get(family) is not None]
+        if diffs:
+            out[family] = round(float(np.mean(diffs)), 4)
+    return out or None
 
 
 def _paired_wins(rows: list[dict], strategy: str) -> str | None:
@@ -80,7 +128,9 @@ def write_csv(rows: list[dict], path: Path) -> None:
         w.writeheader()
         for r in rows:
             effort = (r.get("effort_spine") or {}).get("moved_share")
-            w.writerow({**{k: r.get(k) for k in CSV_FIELDS}, "effort_spine_moved_share": effort})
+            candidate = r.get("candidate") or {}
+            w.writerow({**{k: r.get(k) for k in CSV_FIELDS}, "effort_spine_moved_share": effort,
+                        "candidate_spine_AP": candidate.get("spine_AP"), "candidate_AP": candidate.get("AP")})
 
 
 def plot(rows: list[dict], path: Path, cfg: SimulationConfig) -> None:
@@ -110,25 +160,59 @@ def plot(rows: list[dict], path: Path, cfg: SimulationConfig) -> None:
 
 
 def format_table(savings: dict[str, Any]) -> str:
+    """The text table `cals simulate` prints: final spine AP, labels and corrected points to random's
+    final AP, rounds won against random, rounds the gate kept the old model, effort; then a verdict
+    and the per-family differences of each strategy."""
     target = savings["target_spine_AP"]
     lines = [f"random reaches spine AP {target:.3f} with {savings['budget']} labels" if target is not None
              else "random has not finished its budget yet",
-             f"{'strategy':<20} {'final AP':>14} {'labels to that AP':>18} {'saving':>8} {'wins':>7} {'effort':>7}"]
+             f"{'strategy':<28} {'final AP':>12} {'labels to it':>12} {'saving':>7} {'points':>7} {'wins':>6} "
+             f"{'kept':>6} {'effort':>6}"]
     for name, s in savings["strategies"].items():
         final = "-" if s["final_spine_AP_mean"] is None else f"{s['final_spine_AP_mean']:.3f}±{s['final_spine_AP_std']:.3f}"
-        needed = "not reached" if s["labels_to_random_final"] is None else str(s["labels_to_random_final"])
-        saving = "-" if s["saving_vs_random"] is None else f"{100 * s['saving_vs_random']:.0f}%"
-        effort = "-" if s["effort_spine_moved_share"] is None else f"{100 * s['effort_spine_moved_share']:.0f}%"
-        lines.append(f"{name:<20} {final:>14} {needed:>18} {saving:>8} {s['paired_wins'] or '-':>7} {effort:>7}")
-    lines += [verdict(name, s.get("vs_random")) for name, s in savings["strategies"].items() if name != "random"]
+        needed = "not reached" if s["labels_to_random_final"] is None else f"{s['labels_to_random_final']:.0f}"
+        lines.append(f"{name:<28} {final:>12} {needed:>12} {_pct(s['saving_vs_random']):>7} "
+                     f"{_pct(s.get('point_saving_vs_random')):>7} {s['paired_wins'] or '-':>6} {s.get('kept', '-'):>6} "
+                     f"{_pct(s['effort_spine_moved_share']):>6}")
+    for name, s in savings["strategies"].items():
+        if name == "random":
+            continue
+        lines.append(verdict(name, s.get("vs_random")))
+        if s.get("family_difference"):
+            lines.append(f"  {name} per family vs random at the full budget: " +
+                         ", ".join(f"{f} {d:+.3f}" for f, d in s["family_difference"].items()))
     return "\n".join(lines)
 
 
-def summarize(out: Path, cfg: SimulationConfig) -> dict[str, Any]:
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def what_strategies_pick(out: Path, cfg: SimulationConfig, schema: Schema) -> dict[str, dict]:
+    """Attributes of the frames each strategy picked after round 0 (all seeds pooled), and of the pool."""
+    pool = Path(cfg.pool) if cfg.pool else out / "data" / "pool"
+    coco = load_dataset(pool, schema).coco
+    attrs = frame_attributes(coco, schema)
+    picks: dict[str, list[str]] = defaultdict(list)
+    for seed in cfg.seeds:
+        for strategy in cfg.strategies_for(seed):
+            path = out / "runs" / f"seed{seed}" / strategy / "state.json"
+            if path.is_file():
+                picks[strategy] += [n for batch in json.loads(path.read_text()).get("picked", [])[1:] for n in batch]
+    families = sorted({f for a in attrs.values() for f in a.get("families") or []})
+    return picks_summary(dict(picks), attrs, families, pool=data.image_names(pool, schema))
+
+
+def summarize(out: Path, cfg: SimulationConfig, schema: Schema | None = None) -> dict[str, Any]:
+    """results.json, results.csv, the plot, and picks.txt / picks.md (what each strategy picks)."""
+    schema = schema or load_schema()
     rows = collect(out, cfg)
     savings = label_savings(rows, cfg)
-    doc = {"config": cfg.__dict__, "rows": rows, "summary": savings}
+    picked = what_strategies_pick(out, cfg, schema)
+    doc = {"config": cfg.__dict__, "rows": rows, "summary": savings, "picks": picked}
     (out / "results.json").write_text(json.dumps(doc, indent=1))
     write_csv(rows, out / "results.csv")
     plot(rows, out / "label_efficiency.png", cfg)
+    (out / "picks.txt").write_text(format_picks_table(picked) + "\n")
+    (out / "picks.md").write_text(picks_markdown(picked) + "\n")
     return doc

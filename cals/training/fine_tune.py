@@ -42,21 +42,24 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
                     config: str = "cpu", iters: int | None = None, batch_size: int | None = None,
                     margin: float = DEFAULT_MARGIN,
                     metric: str = DEFAULT_METRIC, on_progress: PhaseCallback | None = None,
-                    work_dir: str | os.PathLike | None = None) -> RoundOutcome:
+                    work_dir: str | os.PathLike | None = None, init: Version | None = None) -> RoundOutcome:
     """Train a candidate (from the current version when there is one), evaluate, maybe promote.
 
     `config` is for a first model: fine-tuning keeps the current version's own config (its weights
     fit no other; the function's initial model is an rtmpose-m whatever the trainer's CALS_CONFIG).
     `work_dir`: where training writes its scratch files (default: a temp dir); the trainer gives
     each run its own folder so a killed run's files can be found and removed at the next start.
+    `init`: the version to train from instead of the current one (e.g. the base model, to retrain
+    on everything labelled); the candidate is still compared with the current version.
     """
     from cals.model.train import train
 
     report = on_progress or (lambda phase, info: None)
     current = registry.current()
     report("training", {})
-    candidate = train(train_root, registry, config=None if current else config, iters=iters, batch_size=batch_size,
-                      init=current.id if current else None, progress=False, work_dir=work_dir,
+    start = init or current
+    candidate = train(train_root, registry, config=None if start else config, iters=iters, batch_size=batch_size,
+                      init=start.id if start else None, progress=False, work_dir=work_dir,
                       on_progress=lambda state: report("training", state))
     report("evaluating", {"version": candidate.id})
     decision, cand_metrics, cur_metrics = evaluate_and_decide(

@@ -120,10 +120,8 @@ class LabelledSet:
         return report
 
     def _split_for_new(self, docs: dict[str, dict]) -> str:
-        """Deterministic: a new frame goes to val when val, with it, stays within its share of all
-        frames (so the first frames train: a lone first frame must not leave nothing to train on)."""
-        total = sum(len(d["images"]) for d in docs.values()) + 1
-        return "val" if len(docs["val"]["images"]) + 1 <= self.val_fraction * total else "train"
+        return split_for_new(len(docs["val"]["images"]), sum(len(d["images"]) for d in docs.values()),
+                             self.val_fraction)
 
     @staticmethod
     def _new_entry(doc: dict, ids: "_Ids", export: ExportedJob, im: dict, key: str) -> dict:
@@ -142,6 +140,16 @@ class LabelledSet:
         for ann in anns:
             doc["annotations"].append({**ann, "id": ids.annotation(), "image_id": entry["id"],
                                        "category_id": 1, "iscrowd": ann.get("iscrowd", 0)})
+
+
+def split_for_new(val_frames: int, frames: int, val_fraction: float) -> str:
+    """The split of the next new frame, given how many frames (`val_frames` of them in val) came before.
+
+    Deterministic: val when val, with it, stays within its share of all frames (so the first frames
+    train: a lone first frame must not leave nothing to train on). `cals simulate` splits the frames
+    its annotator labels with this rule too, so its promotion gate is the trainer's.
+    """
+    return "val" if val_frames + 1 <= val_fraction * (frames + 1) else "train"
 
 
 class _Ids:
