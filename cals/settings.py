@@ -159,6 +159,8 @@ class TrainerEnv(ServiceEnv):
     TRAIN_BATCH_SIZE: PositiveInt | None = Field(None, description="default: the model config's")
     PROMOTE_MARGIN: float = Field(0.0, ge=0)
     PROMOTE_METRIC: str = "overall.AP"
+    PROMOTE_CONFIDENCE: float = Field(0.95, ge=0, lt=1, description="keep the current model only when the "
+                                      "candidate is worse with this confidence; 0: on any drop beyond the margin")
     VAL_FRACTION: float = Field(0.2, ge=0, le=0.99)
     EFFORT_TOLERANCE: float = Field(0.5, ge=0, le=1)
     SAMPLER_URL: str | None = None

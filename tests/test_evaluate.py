@@ -79,6 +79,17 @@ def test_shifted_spine_drops_spine_ap_only():
     assert report["families"]["upright"]["body_AP"] == pytest.approx(1.0)
 
 
+def test_per_person_oks_pairs_each_person_with_its_prediction():
+    """The promotion gate's paired figures: one OKS per GT person and scope, 0 for a missed person."""
+    gt = _gt()
+    preds = _shift(_perfect(gt), SPINE, 40.0)[:3]  # the fourth person is missed
+    oks = evaluate(gt, preds, SCHEMA, per_person=True)["oks"]
+    assert set(oks) == {"overall", *SCHEMA.groups} and set(oks["body"]) == {"1", "2", "3", "4"}
+    assert [oks["body"][k] for k in "123"] == [pytest.approx(1.0)] * 3 and oks["body"]["4"] == 0.0
+    assert all(oks["spine"][k] < 0.5 for k in "123") and oks["overall"]["1"] < 1.0
+    assert "oks" not in evaluate(gt, preds, SCHEMA)
+
+
 def test_group_with_unlabelled_gt_is_ignored():
     gt = _gt()
     preds = _perfect(gt)

@@ -90,6 +90,9 @@ def test_resume_reuses_finished_rounds_and_refuses_other_settings(simulation, mo
     assert [r["version"] for r in again["rows"]] == [r["version"] for r in doc["rows"]]
     with pytest.raises(CalsError, match="other settings .*batch"):
         run_simulation(_config(out, batch=6), progress=False)
+    # strategies (and seeds) may change: the finished campaigns are reused, not rerun
+    fewer = run_simulation(_config(out, strategies=["random"]), progress=False)
+    assert [r["version"] for r in fewer["rows"]] == [r["version"] for r in doc["rows"] if r["strategy"] == "random"]
 
 
 def test_bad_settings_are_named(tmp_path):

@@ -45,7 +45,8 @@ def load(overrides: Mapping[str, Any] | None = None) -> TrainerSettings:
         cvat=cvat, registry=registry, data_root=data, schema=_checked("SCHEMA", load_schema),
         trigger=_checked("JOB_TRIGGER", lambda: JobTrigger.parse(env.JOB_TRIGGER)),
         config=env.CONFIG, iters=env.TRAIN_ITERS, batch_size=env.TRAIN_BATCH_SIZE,
-        margin=env.PROMOTE_MARGIN, metric=env.PROMOTE_METRIC, val_fraction=env.VAL_FRACTION,
+        margin=env.PROMOTE_MARGIN, metric=env.PROMOTE_METRIC, confidence=env.PROMOTE_CONFIDENCE,
+        val_fraction=env.VAL_FRACTION,
         effort_tolerance=env.EFFORT_TOLERANCE, sampler_url=env.SAMPLER_URL, api_token=str(env.API_TOKEN))
     _checked("CONFIG", lambda: config_path(run.config))
     return TrainerSettings(

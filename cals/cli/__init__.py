@@ -147,7 +147,8 @@ def cmd_simulate(args) -> None:
         seeds=[int(s) for s in args.seeds.split(",") if s], survey=split_specs(args.survey),
         model=args.config,
         base_iters=args.base_iters, round_iters=args.round_iters, batch_size=args.batch_size,
-        val_fraction=args.val_fraction, margin=args.margin, metric=args.metric, train_from=args.train_from)
+        val_fraction=args.val_fraction, margin=args.margin, metric=args.metric, confidence=args.confidence,
+        train_from=args.train_from)
     doc = run_simulation(cfg, schema=_schema(args))
     print(format_table(doc["summary"]))
     print("what each strategy picked (rounds after the initial one, all seeds):")
@@ -264,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"promotion margin, as the trainer's CALS_PROMOTE_MARGIN (default {d.margin})")
     sim.add_argument("--metric", default=d.metric,
                      help=f"promotion metric, as the trainer's CALS_PROMOTE_METRIC (default {d.metric})")
+    sim.add_argument("--confidence", type=float, default=d.confidence,
+                     help="the gate keeps the current model only when the candidate is worse with this confidence, "
+                          f"as the trainer's CALS_PROMOTE_CONFIDENCE (default {d.confidence}; 0: on any AP drop)")
     sim.add_argument("--train-from", choices=["current", "base"], default=d.train_from,
                      help="each round fine-tunes the served model (current, as the trainer) or retrains the base "
                           f"model on every labelled frame (default {d.train_from})")

@@ -39,13 +39,15 @@ class EvaluationError(CalsError):
 
 
 def evaluate(gt: dict | str | os.PathLike, predictions: list[dict] | str | os.PathLike,
-             schema: Schema, *, by_family: bool = True) -> dict[str, Any]:
+             schema: Schema, *, by_family: bool = True, per_person: bool = False) -> dict[str, Any]:
     """Evaluate COCO keypoint results against a COCO keypoints dataset; returns a JSON-able report.
 
     `predictions` are COCO results ({"image_id", "category_id", "keypoints": [x, y, score] * K,
     "score"}, optionally "annotation_id" to pin the matched person). Metrics that have no labelled
     ground truth to measure are None. `families` (AP, <group>_AP, PCK per `pose_family` field of the
     GT annotations) is present only when `by_family` and some annotation carries a family.
+    `per_person` adds `oks`: {"overall" and each group: {annotation id: OKS of its matched
+    prediction, 0 when none}}, the paired figures the promotion gate tests for noise.
     """
     dataset = _load_gt(gt, schema)
     preds = _check_predictions(_load_predictions(predictions), dataset, schema)
@@ -57,6 +59,10 @@ def evaluate(gt: dict | str | os.PathLike, predictions: list[dict] | str | os.Pa
         "overall": _metrics(dataset, preds, match, schema, range(schema.num_keypoints)),
         "groups": {g: _metrics(dataset, preds, match, schema, idx) for g, idx in schema.groups.items()},
     }
+    if per_person:
+        report["oks"] = {"overall": _person_oks(dataset["annotations"], preds, match, schema, None),
+                         **{g: _person_oks(dataset["annotations"], preds, match, schema, idx)
+                            for g, idx in schema.groups.items()}}
     families = sorted({str(a["pose_family"]) for a in dataset["annotations"] if a.get("pose_family")})
     if by_family and families:
         report["families"] = {f: _family_metrics(dataset, preds, match, schema, f) for f in families}
@@ -144,6 +150,22 @@ def oks(pred: np.ndarray, gt: np.ndarray, sigmas: np.ndarray, area: float) -> fl
     d2 = ((pred[:, :2] - gt[:, :2]) ** 2).sum(axis=1)
     e = d2 / (2 * sigmas) ** 2 / (area + np.spacing(1)) / 2
     return float(np.exp(-e[labelled]).mean())
+
+
+def _person_oks(anns: list[dict], preds: list[dict], match: dict[Any, int], schema: Schema,
+                idx: Sequence[int] | None) -> dict[str, float]:
+    """Annotation id (as a string: JSON keys) -> OKS over the points `idx` of the prediction matched
+    to it (0 when none), for every GT person with a labelled point among them."""
+    idx = list(range(schema.num_keypoints)) if idx is None else list(idx)
+    sigmas = np.asarray(schema.sigmas, dtype=float)[idx]
+    out = {}
+    for ann in anns:
+        if not _counts(ann, idx):
+            continue
+        j = match.get(ann["id"])
+        out[str(ann["id"])] = 0.0 if j is None else \
+            oks(keypoints_array(preds[j])[idx], keypoints_array(ann)[idx], sigmas, ann["area"])
+    return out
 
 
 def keypoints_array(obj: dict) -> np.ndarray:

@@ -34,12 +34,13 @@ def predict_dataset(predictor, dataset: Dataset, *, progress: bool = True) -> li
     return results
 
 
-def evaluate_predictor(predictor, data_root: str | os.PathLike, *, progress: bool = True
-                       ) -> dict[str, Any]:
-    """The metrics document (overall, per group, per pose family) on ground-truth boxes."""
+def evaluate_predictor(predictor, data_root: str | os.PathLike, *, progress: bool = True,
+                       per_person: bool = False) -> dict[str, Any]:
+    """The metrics document (overall, per group, per pose family) on ground-truth boxes;
+    `per_person` adds each person's OKS (see `cals.metrics.evaluate.evaluate`)."""
     dataset = load_dataset(data_root, predictor.schema)
     results = predict_dataset(predictor, dataset, progress=progress)
-    metrics = evaluate(dataset.coco, results, predictor.schema)
+    metrics = evaluate(dataset.coco, results, predictor.schema, per_person=per_person)
     metrics["version"] = predictor.version_id
     metrics["data"] = str(data_root)
     return metrics

@@ -10,14 +10,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cals.errors import CalsError
+from cals.settings import default
 from cals.training.labelled_set import DEFAULT_VAL_FRACTION
-from cals.training.promotion import DEFAULT_MARGIN, DEFAULT_METRIC
+from cals.training.promotion import DEFAULT_CONFIDENCE, DEFAULT_MARGIN, DEFAULT_METRIC
 
 # A pool skewed like real data (bent and lying people are rare); a balanced test set.
 POOL_MIX = "upright=0.8,bending=0.15,lying=0.05"
 TEST_MIX = "upright=0.34,bending=0.33,lying=0.33"
 CONFIG_FILE = "simulation.json"
 TRAIN_FROM = ("current", "base")
+SAMPLER_DEFAULT: str = default("CALS_SAMPLER_STRATEGY")
+ADDABLE = ("strategies", "seeds", "survey")  # a resumed run may change these; the rest must match
 
 
 @dataclass
@@ -34,7 +37,7 @@ class SimulationConfig:
     initial: int = 20  # labelled images before round 1 (the same random frames for every strategy)
     batch: int = 20  # images labelled per round
     rounds: int = 2
-    strategies: list[str] = field(default_factory=lambda: ["random", "hybrid"])  # hybrid: the sampler's default
+    strategies: list[str] = field(default_factory=lambda: ["random", SAMPLER_DEFAULT])  # and the sampler's default
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # 3: the fewest that give a verdict
     survey: list[str] = field(default_factory=list)  # more strategies, run on the first seed only
     model: str = "cpu"
@@ -42,10 +45,11 @@ class SimulationConfig:
     round_iters: int = 100  # fine-tune per round
     batch_size: int | None = None  # training batch; None: the model config's
     # the promotion gate is the trainer's: labelled frames split by its rule (CALS_VAL_FRACTION), its
-    # default metric and margin (CALS_PROMOTE_METRIC, CALS_PROMOTE_MARGIN)
+    # default metric, margin and confidence (CALS_PROMOTE_METRIC, _MARGIN, _CONFIDENCE)
     val_fraction: float = DEFAULT_VAL_FRACTION
     margin: float = DEFAULT_MARGIN
     metric: str = DEFAULT_METRIC
+    confidence: float = DEFAULT_CONFIDENCE  # CALS_PROMOTE_CONFIDENCE: keep the model only when worse beyond noise
     train_from: str = "current"  # "current": fine-tune the served model (the trainer); "base": retrain from the base
 
     def __post_init__(self) -> None:
@@ -72,14 +76,15 @@ class SimulationConfig:
         return self.initial + self.batch * self.rounds
 
     def check_resume(self) -> None:
-        """Refuse to continue a folder that was started with a different set-up."""
+        """Refuse to continue a folder that was started with a different set-up. Strategies, seeds and
+        the survey may change: each (strategy, seed) campaign is run alone, so adding one reuses the rest."""
         path = Path(self.out) / CONFIG_FILE
+        now = asdict(self)
         if path.is_file():
             before = json.loads(path.read_text())
-            if before != asdict(self):
-                diff = sorted(k for k in before.keys() | asdict(self).keys() if before.get(k) != asdict(self).get(k))
+            diff = sorted(k for k in before.keys() | now.keys() if k not in ADDABLE and before.get(k) != now.get(k))
+            if diff:
                 raise CalsError(f"{self.out} holds a simulation with other settings ({', '.join(diff)}); "
-                                "use another --out or the same options")
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(asdict(self), indent=2))
+                                "use another --out or the same options (only strategies, seeds and survey may change)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(now, indent=2))

@@ -89,7 +89,8 @@ def run_round(c: Campaign, state: dict[str, Any], picked: list[str], effort: dic
     registry = c.registry
     init = registry.list()[0] if c.cfg.train_from == "base" and registry.current() else None
     outcome = fine_tune_round(train_root, val_root, registry, config=c.cfg.model, iters=c.cfg.round_iters,
-                              batch_size=c.cfg.batch_size, margin=c.cfg.margin, metric=c.cfg.metric, init=init)
+                              batch_size=c.cfg.batch_size, margin=c.cfg.margin, metric=c.cfg.metric,
+                              confidence=c.cfg.confidence, init=init)
     served = registry.current()
     metrics = evaluate_predictor(c.predictor(served.id), c.test, progress=False)
     candidate = metrics if outcome.promoted else \

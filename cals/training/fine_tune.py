@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cals.data.coco import ANNOTATIONS, read_json
-from cals.training.promotion import DEFAULT_MARGIN, DEFAULT_METRIC, Decision, decide
+from cals.training.promotion import (DEFAULT_CONFIDENCE, DEFAULT_MARGIN, DEFAULT_METRIC, Decision, decide,
+                                     without_person_oks)
 from cals.registry import Registry, Version
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ class RoundOutcome:
 
 def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, registry: Registry, *,
                     config: str = "cpu", iters: int | None = None, batch_size: int | None = None,
-                    margin: float = DEFAULT_MARGIN,
-                    metric: str = DEFAULT_METRIC, on_progress: PhaseCallback | None = None,
+                    margin: float = DEFAULT_MARGIN, metric: str = DEFAULT_METRIC,
+                    confidence: float = DEFAULT_CONFIDENCE, on_progress: PhaseCallback | None = None,
                     work_dir: str | os.PathLike | None = None, init: Version | None = None) -> RoundOutcome:
     """Train a candidate (from the current version when there is one), evaluate, maybe promote.
 
@@ -63,10 +64,11 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
                       on_progress=lambda state: report("training", state))
     report("evaluating", {"version": candidate.id})
     decision, cand_metrics, cur_metrics = evaluate_and_decide(
-        registry, candidate, current, val_root, margin=margin, metric=metric)
+        registry, candidate, current, val_root, margin=margin, metric=metric, confidence=confidence)
     registry.update_meta(candidate.id, metrics=cand_metrics or {}, promotion={
         "promoted": decision.promote, "reason": decision.reason, "compared_with": current.id if current else None,
-        "metric": metric, "margin": margin, "candidate": decision.candidate, "current": decision.current})
+        "metric": metric, "margin": margin, "confidence": confidence, "candidate": decision.candidate,
+        "current": decision.current})
     if decision.promote:
         report("promoting", {"version": candidate.id})
         registry.promote(candidate.id, reason=decision.reason)
@@ -78,12 +80,15 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
 
 def evaluate_and_decide(registry: Registry, candidate: Version, current: Version | None,
                         val_root: str | os.PathLike, *, margin: float = DEFAULT_MARGIN,
-                        metric: str = DEFAULT_METRIC) -> tuple[Decision, dict | None, dict | None]:
-    """Score both versions on `val_root` (None when it has no labelled person) and decide."""
+                        metric: str = DEFAULT_METRIC, confidence: float = DEFAULT_CONFIDENCE
+                        ) -> tuple[Decision, dict | None, dict | None]:
+    """Score both versions on `val_root` (None when it has no labelled person) and decide; the
+    reports come back without the per-person OKS the decision used."""
     cand_metrics = evaluate_version(candidate, val_root)
     cur_metrics = evaluate_version(current, val_root) if current is not None else None
     cur_doc = None if current is None else (cur_metrics or {})
-    return decide(cand_metrics or {}, cur_doc, margin=margin, metric=metric), cand_metrics, cur_metrics
+    decision = decide(cand_metrics or {}, cur_doc, margin=margin, metric=metric, confidence=confidence)
+    return decision, without_person_oks(cand_metrics), without_person_oks(cur_metrics)
 
 
 def evaluate_version(version: Version, val_root: str | os.PathLike) -> dict | None:
@@ -94,4 +99,5 @@ def evaluate_version(version: Version, val_root: str | os.PathLike) -> dict | No
     path = os.path.join(val_root, ANNOTATIONS)
     if not os.path.isfile(path) or not read_json(path)["annotations"]:
         return None
-    return evaluate_predictor(Predictor(version.path, version_id=version.id), val_root, progress=False)
+    return evaluate_predictor(Predictor(version.path, version_id=version.id), val_root, progress=False,
+                              per_person=True)

@@ -23,7 +23,7 @@ from cals.errors import CalsError
 from cals.training.fine_tune import PhaseCallback as Report, fine_tune_round
 from cals.training.labelled_set import DEFAULT_VAL_FRACTION, LabelledSet
 from cals.sampling.client import NotifyError, notify_promoted
-from cals.training.promotion import DEFAULT_MARGIN, DEFAULT_METRIC
+from cals.training.promotion import DEFAULT_CONFIDENCE, DEFAULT_MARGIN, DEFAULT_METRIC
 from cals.registry import Registry
 from cals.training.queue import Run
 from cals.schema import Schema
@@ -45,6 +45,7 @@ class RunSettings:
     batch_size: int | None = None  # None: the config's
     margin: float = DEFAULT_MARGIN
     metric: str = DEFAULT_METRIC
+    confidence: float = DEFAULT_CONFIDENCE
     val_fraction: float = DEFAULT_VAL_FRACTION
     effort_tolerance: float = DEFAULT_TOLERANCE
     sampler_url: str | None = None
@@ -98,6 +99,7 @@ def _execute(run: Run, settings: RunSettings, report: Report, workdir: Path) -> 
     outcome = fine_tune_round(
         labelled.split_root("train"), labelled.split_root("val"), settings.registry,
         config=settings.config, iters=settings.iters, batch_size=settings.batch_size, margin=settings.margin, metric=settings.metric,
+        confidence=settings.confidence,
         on_progress=report, work_dir=workdir / "train")
     result["model"] = outcome.as_dict()
     result["metrics"] = {"candidate": outcome.candidate_metrics, "current": outcome.current_metrics}
