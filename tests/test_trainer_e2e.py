@@ -263,7 +263,11 @@ def test_candidate_and_current_are_scored_on_the_same_split_before_promotion(reg
     current = registry.current()
     decision, candidate, scored = evaluate_and_decide(registry, current, current, frames, margin=0.0)
     assert decision.promote and candidate["overall"]["AP"] == scored["overall"]["AP"]
-    decision, _, _ = evaluate_and_decide(registry, current, current, frames, margin=-1.0)
+    decision, _, _ = evaluate_and_decide(registry, current, current, frames, margin=-1.0, confidence=0)
     assert not decision.promote and "worse than current" in decision.reason
+    # the same model is not worse beyond noise: its people are matched exactly as well
+    decision, _, _ = evaluate_and_decide(registry, current, current, frames, margin=-1.0)
+    assert decision.promote and "not beyond noise: per-person OKS +0.0000" in decision.reason
+    assert "oks" not in candidate  # the per-person figures decide; they are not stored
     decision, _, _ = evaluate_and_decide(registry, current, None, frames)
     assert decision.promote and decision.reason == "no current model"
