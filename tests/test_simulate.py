@@ -223,3 +223,19 @@ def test_the_saving_in_corrected_points_follows_the_annotators_moves():
     # random moved 10 + 20 + 20 = 50 points for its 60 labels; typiclust 10 + 20 = 30 to reach the same AP
     assert s["point_saving_vs_random"] == pytest.approx(0.4)
     assert s["kept"] == "1/2"
+
+
+def test_the_training_modes_are_compared_seed_by_seed(tmp_path):
+    """bench/train_from.py: the paired difference of two runs that differ only in --train-from."""
+    from bench.train_from import compare
+
+    for mode, gain in (("current", 0.0), ("base", 0.05)):
+        for seed in range(3):
+            folder = tmp_path / mode / "runs" / f"seed{seed}" / "random"
+            folder.mkdir(parents=True)
+            rounds = [{"seed": seed, "labelled": n, "spine_AP": 0.2 + 0.001 * n + seed / 100 + (gain if n > 20 else 0)}
+                      for n in (20, 40)]
+            (folder / "state.json").write_text(json.dumps({"rounds": rounds}))
+    first, last = compare(tmp_path / "current", tmp_path / "base", "random")
+    assert first["difference"] == pytest.approx(0.0) and last["difference"] == pytest.approx(0.05)
+    assert last["seeds"] == 3 and last["interval"] == [pytest.approx(0.05), pytest.approx(0.05)]
