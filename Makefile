@@ -38,7 +38,7 @@ screenshots: install  # the browser tests, saving the README walkthrough's scree
 demo: install
 	bash scripts/demo.sh $(OUT)
 
-benchmark-al: install  # label efficiency on 5 seeds x 5 rounds (about 45 min on 2 cores); bench/results/al
+benchmark-al: install  # label efficiency, 1000-frame pool, 5 seeds x 5 rounds (~1 h on 2 cores); bench/results/al; STRESS=1: 300-frame pool
 	bash scripts/benchmark-al.sh bench/results/al
 
 train: install  # train a model on DATA=<COCO folder> (default: make demo's pool) into REG; VAL, CONFIG, EPOCHS optional

@@ -180,6 +180,9 @@ def test_the_verdict_tells_a_saving_from_noise():
     same = compare(rows, "entropy", 80)
     assert same["ap_difference_interval"][0] < 0 < same["ap_difference_interval"][1]
     assert "no saving beyond noise" in verdict("entropy", same)
+    # on the way: no difference at the shared start, the lead growing by round
+    steps = better["by_labels"]
+    assert steps[20]["difference"] == 0.0 and steps[80]["interval"][0] > 0 and steps[40]["difference"] < steps[80]["difference"]
     worse = compare(_rows({"random": 0.0, "flip": -0.05}, seeds=6), "flip", 80)
     assert worse["saving"] is None and "worse than random beyond noise" in verdict("flip", worse)
     two = compare(_rows({"random": 0.0, "least_confidence": 0.05}, seeds=2), "least_confidence", 80)

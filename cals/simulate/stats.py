@@ -63,12 +63,26 @@ def compare(rows: list[dict], strategy: str, budget: int, *, seed: int = 0) -> d
 
     index = {s: i for i, s in enumerate(seeds)}
     return {
+        "by_labels": by_labels(mine, ref, seeds, seed=seed),
         "seeds": len(seeds),
         "ap_difference": round(float(diffs.mean()), 4),
         "ap_difference_interval": _interval([diffs[[index[s] for s in p]].mean() for p in picks]),
         "saving": _finite(saving(seeds)),
         "saving_interval": _interval([saving(p) for p in picks]),
     }
+
+
+def by_labels(mine: dict[int, dict[int, float]], ref: dict[int, dict[int, float]], seeds: list[int], *,
+              seed: int = 0) -> dict[int, dict[str, Any]]:
+    """Labelled count → the paired spine-AP difference from random and its bootstrap interval: where
+    on the way a strategy leads or lags (a cold-start lead can vanish by the full budget)."""
+    counts = sorted(set.intersection(*(set(mine[s]) & set(ref[s]) for s in seeds)))
+    out = {}
+    for n in counts:
+        diffs = [mine[s][n] - ref[s][n] for s in seeds]
+        out[n] = {"difference": round(float(np.mean(diffs)), 4),
+                  "interval": [round(v, 4) for v in mean_interval(diffs, seed=seed)]}
+    return out
 
 
 def mean_interval(values: list[float], *, seed: int = 0) -> tuple[float, float]:

@@ -15,7 +15,7 @@ from cals.schema import Schema, load_schema
 from cals.simulate import data
 from cals.simulate.config import SimulationConfig
 from cals.simulate.picks import format_picks_table, frame_attributes, picks_markdown, picks_summary
-from cals.simulate.stats import LEVEL, compare, interpolate, labels_to_reach, mean_interval, verdict
+from cals.simulate.stats import LEVEL, MIN_SEEDS, compare, interpolate, labels_to_reach, mean_interval, verdict
 
 CSV_FIELDS = ["strategy", "seed", "round", "labelled", "spine_AP", "body_AP", "AP", "candidate_spine_AP",
               "candidate_AP", "effort_spine_moved_share", "promoted", "version", "seconds"]
@@ -178,6 +178,11 @@ def format_table(savings: dict[str, Any]) -> str:
         if name == "random":
             continue
         lines.append(verdict(name, s.get("vs_random")))
+        steps = (s.get("vs_random") or {}).get("by_labels") or {}
+        if steps and s["vs_random"]["seeds"] >= MIN_SEEDS:
+            lines.append(f"  {name} vs random by labels: " + ", ".join(
+                f"{n} {d['difference']:+.3f} ({d['interval'][0]:+.3f} to {d['interval'][1]:+.3f})"
+                for n, d in steps.items() if int(n) != min(map(int, steps))))
         if s.get("family_difference"):
             lines.append(f"  {name} per family vs random at the full budget: " +
                          ", ".join(f"{f} {d:+.3f}" for f, d in s["family_difference"].items()))
