@@ -106,3 +106,16 @@ def test_committee_needs_and_uses_a_previous_version(trained, predictor, blurred
     values = np.array(Scorer(predictor, previous=other).score(pool, [committee], progress=False)
                       .scores[committee.cache_id])
     assert (values > 0.001).all() and values.mean() > 0.005  # two different members disagree
+
+
+def test_random_order_reads_no_image_and_no_model(predictor, blurred_pool, schema, tmp_path):
+    """A random round needs no model output: a pool of tens of thousands of frames is ordered at once,
+    and only the round's frames are predicted, for their pre-annotations."""
+    pool = LocalPool(blurred_pool, schema)
+    pool.load = lambda items: pytest.fail("random loaded pixels")  # type: ignore[method-assign]
+    cache = ScoreCache(tmp_path / "c.sqlite")
+    table = Scorer(predictor, cache=cache).score(pool, [create("random", seed=3)], progress=False)
+    assert len(table.names) == 16 and table.computed == 0 and not table.features
+    assert cache.people(predictor.version_id, table.keys[0]) is None  # nothing predicted, nothing cached
+    again = Scorer(predictor, cache=cache).score(pool, [create("random", seed=3)], progress=False)
+    assert again.scores == table.scores  # the same order per seed

@@ -76,6 +76,9 @@ class Scorer:
     def _batch(self, pool: Pool, batch: list[PoolItem], per_image: list[Strategy], needs: set[str]
                ) -> tuple[dict[str, dict], int]:
         """Cached entries of the batch, completed by measuring what is missing; and how many were measured."""
+        if not needs and not any(s.reads_model for s in per_image):  # random: no pixels, no model, no cache
+            return {i.key: {"scores": {s.cache_id: s.score(Observation(i.key, [])) for s in per_image},
+                            "features": None} for i in batch}, 0
         ids = [s.cache_id for s in per_image]
         cached = self.cache.lookup(self.predictor.version_id, [i.key for i in batch], ids)
         todo = [i for i in batch if not _complete(cached.get(i.key), ids, "features" in needs)]

@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cals.errors import CalsError
-from cals.settings import default
 from cals.training.labelled_set import DEFAULT_VAL_FRACTION
 from cals.training.promotion import DEFAULT_CONFIDENCE, DEFAULT_MARGIN, DEFAULT_METRIC
 
@@ -19,7 +18,6 @@ POOL_MIX = "upright=0.8,bending=0.15,lying=0.05"
 TEST_MIX = "upright=0.34,bending=0.33,lying=0.33"
 CONFIG_FILE = "simulation.json"
 TRAIN_FROM = ("current", "base")
-SAMPLER_DEFAULT: str = default("CALS_SAMPLER_STRATEGY")
 ADDABLE = ("strategies", "seeds", "survey")  # a resumed run may change these; the rest must match
 
 
@@ -37,7 +35,8 @@ class SimulationConfig:
     initial: int = 20  # labelled images before round 1 (the same random frames for every strategy)
     batch: int = 20  # images labelled per round
     rounds: int = 2
-    strategies: list[str] = field(default_factory=lambda: ["random", SAMPLER_DEFAULT])  # and the sampler's default
+    # random (the sampler's default) against typiclust, the best alternative measured (README, Label efficiency)
+    strategies: list[str] = field(default_factory=lambda: ["random", "typiclust"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # 3: the fewest that give a verdict
     survey: list[str] = field(default_factory=list)  # more strategies, run on the first seed only
     model: str = "cpu"

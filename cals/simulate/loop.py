@@ -31,7 +31,6 @@ from cals.schema import Schema
 from cals.simulate import data
 from cals.simulate.config import SimulationConfig
 from cals.training.effort import correction_effort
-from cals.sampling.strategies import Observation, Random
 from cals.training.fine_tune import fine_tune_round
 from cals.training.labelled_set import split_for_new
 
@@ -133,12 +132,6 @@ def pick(c: Campaign, state: dict[str, Any]) -> tuple[list[str], dict | None]:
     strategy = build_strategy(c.strategy, c.schema, current, options=StrategyOptions(seed=c.seed))
     pool = LocalPool(c.pool_view, c.schema)
     labelled = set(state["labelled"])
-    scorer = Scorer(c.predictor(current.id), cache=c.cache)
-    if isinstance(strategy, Random):  # needs no model output: the pool is not scored
-        order = sorted((-strategy.score(Observation(item.key, [])), item.name) for item in pool.items()
-                       if item.name not in labelled)
-        picked = [name for _, name in order[:c.cfg.batch]]
-        return picked, spine_effort(c, scorer, pool, picked)
     previous = None
     if "previous" in strategy_needs([strategy]):
         previous_id = c.registry.previous(current.id)

@@ -55,6 +55,7 @@ class Strategy:
     name: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset()
     higher_is_informative: ClassVar[bool] = True  # flip the sign of the raw measure when False
+    reads_model: ClassVar[bool] = True  # False: scores without a prediction (the scorer loads no image)
 
     def __init__(self, *, points: Sequence[int] | None = None,
                  reduce: str | Callable[[np.ndarray], float] = "max") -> None:

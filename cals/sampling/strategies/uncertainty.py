@@ -18,6 +18,7 @@ class Random(Strategy):
     """Uniform random order, reproducible per (seed, image): the baseline every strategy must beat."""
 
     name = "random"
+    reads_model = False
 
     def __init__(self, *, seed: int = 0, **options) -> None:
         super().__init__(**options)
