@@ -140,7 +140,7 @@ def test_cals_simulate_runs_rtmpose_m(tmp_path, monkeypatch):
     monkeypatch.setenv("CALS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "sim"
     args = ["simulate", "--out", str(out), "--config", "rtmpose-m", "--pool-images", "8", "--test-images", "2",
-            "--val-images", "2", "--initial", "2", "--batch", "2", "--rounds", "1", "--seeds", "0",
+            "--val-fraction", "0.5", "--initial", "2", "--batch", "2", "--rounds", "1", "--seeds", "0",
             "--strategies", "random,least_confidence", "--base-iters", "1", "--round-iters", "1",
             "--batch-size", "2"]
     assert main(args) == 0
