@@ -15,7 +15,7 @@ from cals.schema import Schema, load_schema
 from cals.simulate import data
 from cals.simulate.config import SimulationConfig
 from cals.simulate.picks import format_picks_table, frame_attributes, picks_markdown, picks_summary
-from cals.simulate.stats import LEVEL, MIN_SEEDS, compare, interpolate, labels_to_reach, mean_interval, verdict
+from cals.simulate.stats import LEVEL, MIN_SEEDS, by_seed, compare, interpolate, labels_to_reach, mean_interval, verdict
 
 CSV_FIELDS = ["strategy", "seed", "round", "labelled", "spine_AP", "body_AP", "AP", "candidate_spine_AP",
               "candidate_AP", "effort_spine_moved_share", "promoted", "version", "seconds"]
@@ -40,14 +40,18 @@ def curves(rows: list[dict]) -> dict[str, dict[int, list[float]]]:
 
 
 def label_savings(rows: list[dict], cfg: SimulationConfig) -> dict[str, dict[str, Any]]:
-    """Per strategy: labels to reach random's mean spine AP at the full budget, and the saving."""
+    """Per strategy: labels to reach random's mean spine AP at the full budget, and the saving. The
+    target is random's on the strategy's own seeds (a survey run on seed 0 is held to seed 0's)."""
     c = curves(rows)
     random_final = c.get("random", {}).get(cfg.budget)
     target = float(np.mean(random_final)) if random_final else None
+    ref = by_seed(rows, "random")
     table = {}
     for strategy, by_n in c.items():
         means = {n: float(np.mean(v)) for n, v in sorted(by_n.items())}
-        needed = labels_to_reach(means, target) if target is not None else None
+        seeds = [s for s in by_seed(rows, strategy) if cfg.budget in ref.get(s, {})]
+        own = float(np.mean([ref[s][cfg.budget] for s in seeds])) if seeds else None
+        needed = labels_to_reach(means, own) if own is not None else None
         final = by_n.get(cfg.budget, [])
         table[strategy] = {
             "final_spine_AP_mean": round(float(np.mean(final)), 4) if final else None,
@@ -64,10 +68,11 @@ def label_savings(rows: list[dict], cfg: SimulationConfig) -> dict[str, dict[str
     return {"target_spine_AP": target, "budget": cfg.budget, "strategies": table}
 
 
-def moved_points(rows: list[dict], strategy: str) -> dict[int, float]:
+def moved_points(rows: list[dict], strategy: str, seeds: set[int] | None = None) -> dict[int, float]:
     """labelled count → spine points the annotator moved up to then (cumulative), mean over seeds."""
     per_seed: dict[int, dict[int, float]] = defaultdict(dict)
-    for r in sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["labelled"]):
+    for r in sorted((r for r in rows if r["strategy"] == strategy and (seeds is None or r["seed"] in seeds)),
+                    key=lambda r: r["labelled"]):
         moved = (r.get("effort_spine") or {}).get("moved") or 0
         curve = per_seed[r["seed"]]
         curve[r["labelled"]] = (curve[max(curve)] if curve else 0.0) + moved
@@ -78,7 +83,8 @@ def moved_points(rows: list[dict], strategy: str) -> dict[int, float]:
 def _point_saving(rows: list[dict], strategy: str, needed: float | None, budget: int) -> float | None:
     """The saving in corrected spine points: points moved to reach random's final AP against the
     points random's annotator moved for its whole budget."""
-    mine, ref = moved_points(rows, strategy), moved_points(rows, "random")
+    mine = moved_points(rows, strategy)
+    ref = moved_points(rows, "random", {r["seed"] for r in rows if r["strategy"] == strategy})
     if needed is None or budget not in ref or not ref[budget]:
         return None
     return round(1 - interpolate(mine, needed) / ref[budget], 3)
@@ -149,6 +155,11 @@ def plot(rows: list[dict], path: Path, cfg: SimulationConfig) -> None:
         band = np.array([mean_interval(by_n[k]) for k in n])
         ax.plot(n, mean, marker="o", label=strategy)
         ax.fill_between(n, band[:, 0], band[:, 1], alpha=0.2)
+    first = by_seed(rows, "random").get(cfg.seeds[0])
+    if cfg.survey and first:  # the survey's lines are one seed's: random's on that seed is their reference
+        n = sorted(first)
+        ax.plot(n, [first[k] for k in n], color="black", linestyle=":", linewidth=1.2,
+                label=f"random (seed {cfg.seeds[0]}): the survey's reference")
     ax.set_xlabel("labelled images")
     ax.set_ylabel("spine AP (held-out, balanced poses)")
     ax.set_title(f"label efficiency: mean of {len(cfg.seeds)} seed(s), {LEVEL:.0%} bootstrap CI")
