@@ -2,20 +2,20 @@
 # make benchmark-al: label efficiency in the regime users work in (README "Label efficiency").
 # One `cals simulate`: a generated pool of 1000 frames (80/15/5 upright/bending/lying), a balanced
 # test set of 150, 20 random labels then 5 rounds of 20 (120 labels, 12 % of the pool), the trainer's
-# own split and gate. Random (the sampler's default), least confidence and typiclust (the best
-# alternative measured) on 5 seeds with paired statistics and a verdict each; the other strategies on
+# own split and gate. Random (the sampler's default), least confidence, typiclust and least confidence
+# with a random half (the best alternatives measured) on 5 seeds with paired statistics and a verdict each; the other strategies on
 # the first seed only (a survey: no verdict from one seed). A 2000-iteration body-only base model, trained once and cached. Resumable, and
 # strategies, seeds or the survey may be changed on a finished run (the campaigns done are reused).
-# STRESS=1: the 300-frame pool with a 100-frame test set (120 labels = 40 % of it): random and typiclust.
+# STRESS=1: the 300-frame pool with a 100-frame test set (120 labels = 40 % of it): random and least confidence with a random half.
 set -euo pipefail
 CALS=${CALS:-.venv/bin/cals}
 PY=${PY:-.venv/bin/python}
 DEFAULT=${DEFAULT:-$($PY -c 'from cals.settings import default; print(default("CALS_SAMPLER_STRATEGY"))')}
 if [[ "${STRESS:-0}" == 1 ]]; then
-  OUT=${1:-bench/results/al-stress}; POOL=300; TEST=100; WANT=random,typiclust,$DEFAULT; SURVEY=${SURVEY:-}
+  OUT=${1:-bench/results/al-stress}; POOL=300; TEST=100; WANT=random,least_confidence:random_share=0.5,$DEFAULT; SURVEY=${SURVEY:-}
 else
-  OUT=${1:-bench/results/al}; POOL=1000; TEST=150; WANT=random,least_confidence,typiclust,$DEFAULT
-  SURVEY=${SURVEY:-tcm,typical_uncertainty,hybrid,entropy,coreset,least_confidence:random_share=0.5}
+  OUT=${1:-bench/results/al}; POOL=1000; TEST=150; WANT=random,least_confidence,typiclust,least_confidence:random_share=0.5,$DEFAULT
+  SURVEY=${SURVEY:-tcm,typical_uncertainty,hybrid,entropy,coreset}
 fi
 # each strategy once; the survey without those that run on every seed
 read -r STRATEGIES SURVEY < <($PY -c 'import sys
