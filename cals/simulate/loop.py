@@ -82,7 +82,8 @@ def run_round(c: Campaign, state: dict[str, Any], picked: list[str], effort: dic
     start = time.perf_counter()
     labelled = state["labelled"] + picked
     val = split_val(state.get("val", []), len(state["labelled"]), picked, c.cfg.val_fraction)
-    train = [n for n in labelled if n not in set(val)]
+    held_out = set(val)
+    train = [n for n in labelled if n not in held_out]
     train_root = data.revealed(c.pool, train, c.folder / "labelled" / "train", c.schema)
     val_root = data.revealed(c.pool, val, c.folder / "labelled" / "val", c.schema)
     registry = c.registry
@@ -130,12 +131,12 @@ def pick(c: Campaign, state: dict[str, Any]) -> tuple[list[str], dict | None]:
     """The next batch as the sampler would rank it, and the annotator's effort on its pre-annotations."""
     current = c.registry.current()
     strategy = build_strategy(c.strategy, c.schema, current, options=StrategyOptions(seed=c.seed))
-    pool = LocalPool(c.pool_view, c.schema)
-    labelled = set(state["labelled"])
     previous = None
     if "previous" in strategy_needs([strategy]):
         previous_id = c.registry.previous(current.id)
         previous = c.predictor(previous_id) if previous_id else None
+    pool = LocalPool(c.pool_view, c.schema)
+    labelled = set(state["labelled"])
     scorer = Scorer(c.predictor(current.id), previous=previous, cache=c.cache)
     table = scorer.score(pool, [strategy], exclude=labelled, progress=False)
     ranked = rank(table, strategy, k=c.cfg.batch, exclude=labelled,
