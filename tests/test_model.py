@@ -60,6 +60,29 @@ def test_prediction_returns_pixels_scores_and_heatmaps(trained, synthetic, schem
     assert inside.mean() > 0.9  # keypoints are in image pixels, near their box
 
 
+def _far_newton_step_heatmaps(n: int, k: int) -> torch.Tensor:
+    """(n, k, 32, 24) heatmaps whose peak is a spike beside a broader, slightly lower blob: DARK's
+    Newton step from the spike lands 114 input pixels to the right, past the 96-pixel-wide crop."""
+    y, x = np.mgrid[0:32, 0:24].astype(np.float32)
+    heatmap = 0.59 * np.exp(-((x - 18) ** 2 + (y - 16) ** 2) / (2 * 1.5 ** 2))
+    heatmap[16, 12] = 0.6
+    return torch.from_numpy(np.broadcast_to(heatmap, (n, k, 32, 24)).copy())
+
+
+def test_points_stay_inside_the_crop_the_network_saw(trained):
+    """Whatever the heatmaps, a point is never placed outside the person's crop (and so never far off
+    the image), where mmpose's unbounded DARK refinement put one at (-420, 1441) on a real photo."""
+    registry, _ = trained
+    predictor = Predictor.from_registry(registry)
+    real = predictor.network
+    predictor.network = lambda inputs: (_far_newton_step_heatmaps(len(inputs), 26), real(inputs)[1])
+    box = np.array([[100.0, 50.0, 160.0, 170.0]])  # padded by 1.25 and widened to 3:4: x 73.75 to 186.25
+    person = predictor.predict(np.zeros((300, 400, 3), np.uint8), box, flip_test=False)[0]
+    assert np.allclose(person.keypoints[:, 1], 110.0)  # the spike's row, the box's centre
+    x = person.keypoints[:, 0]
+    assert ((x >= 73.75 - 1e-3) & (x <= 186.25 + 1e-3)).all(), x  # unclipped: 207.3
+
+
 def test_fine_tune_from_a_registry_version(trained, synthetic):
     registry, parent = trained
     child = train(synthetic / "val", registry, iters=5, init=parent.id, progress=False)

@@ -146,6 +146,7 @@ class Predictor:
                 outputs, features = self.network(inputs)
             preds = self.model.head.predict(outputs, data_samples, test_cfg=test_cfg)
         instances, fields = preds if isinstance(preds, tuple) else (preds, None)
+        _inside_crop(instances, self.model.cfg.codec.input_size)
         samples = self.model.add_pred_to_datasample(instances, fields, data_samples)
         return samples, features[:len(inputs)].float().cpu().numpy()  # (N, C) of the plain crops
 
@@ -157,6 +158,18 @@ class Predictor:
             kpts, scores = spine_prior(kpts, scores, self.schema)
         dists = _distributions(sample) if with_dists else {}
         return PersonPose(bbox=box, keypoints=kpts, scores=scores, distributions=dists, feature=feature)
+
+
+def _inside_crop(instances, input_size) -> None:
+    """Clip decoded points to the crop the network saw, in place (input pixels, before the box's affine).
+
+    DARK refinement (MSRAHeatmap `unbiased=True`) takes a Newton step from the heatmap's peak with
+    no bound: on a flat or saddle-shaped heatmap it throws a point hundreds of pixels off, even
+    outside the image (seen on a real photo). No decoder can know more than the crop."""
+    width, height = input_size
+    for inst in instances:
+        np.clip(inst.keypoints[..., 0], 0, width, out=inst.keypoints[..., 0])
+        np.clip(inst.keypoints[..., 1], 0, height, out=inst.keypoints[..., 1])
 
 
 def _outputs_as_given(outputs):
