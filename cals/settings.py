@@ -120,6 +120,8 @@ class ModelEnv(CalsEnv):
     FLIP_TEST: bool | None = Field(None, description="average with the mirrored crop; unset: the model config's")
     SCHEMA: Path | None = Field(None, description="keypoint schema YAML; default the bundled COCO-17 + spine")
     DETECTOR: str | None = Field(None, description="RTMDet person end2end.onnx (file, folder or URL)")
+    CHECK_BELOW: float = Field(0.6, ge=0, le=1, description="points to check: a pre-annotated point scoring "
+                                                             "below it is flagged (`check`) in CVAT")
 
     @field_validator("POSE_BACKEND", mode="before")
     @classmethod

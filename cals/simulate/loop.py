@@ -30,12 +30,13 @@ from cals.sampling.scoring import Scorer, strategy_needs
 from cals.schema import Schema
 from cals.simulate import data
 from cals.simulate.config import SimulationConfig
-from cals.training.effort import correction_effort
+from cals.training.effort import check_rule_figures, correction_effort
 from cals.training.fine_tune import fine_tune_round
 from cals.training.labelled_set import split_for_new
 
 log = logging.getLogger(__name__)
 STATE = "state.json"
+CHECK_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # CALS_CHECK_BELOW values each round is measured at
 
 
 @dataclass
@@ -76,7 +77,8 @@ class Campaign:
         write_json_atomic(self.folder / STATE, state, indent=1)
 
 
-def run_round(c: Campaign, state: dict[str, Any], picked: list[str], effort: dict | None) -> dict[str, Any]:
+def run_round(c: Campaign, state: dict[str, Any], picked: list[str], annotator: dict[str, Any]
+              ) -> dict[str, Any]:
     """Reveal `picked`, split them as the trainer's labelled set does, fine-tune and decide as the
     trainer does, then measure the served model and the candidate on the test set."""
     start = time.perf_counter()
@@ -96,7 +98,7 @@ def run_round(c: Campaign, state: dict[str, Any], picked: list[str], effort: dic
     candidate = metrics if outcome.promoted else \
         evaluate_predictor(Predictor(outcome.version.path, version_id=outcome.version.id), c.test, progress=False)
     row = {"strategy": c.strategy, "seed": c.seed, "round": len(state["rounds"]), "labelled": len(labelled),
-           **test_figures(metrics), "candidate": test_figures(candidate), "effort_spine": effort,
+           **test_figures(metrics), "candidate": test_figures(candidate), **annotator,
            "version": served.id, "promoted": outcome.promoted, "reason": outcome.decision.reason,
            "gate": {"val_frames": len(val), "train_frames": len(train), "metric": c.cfg.metric,
                     "candidate": outcome.decision.candidate, "current": outcome.decision.current},
@@ -127,8 +129,8 @@ def test_figures(metrics: dict) -> dict[str, Any]:
             "families": {f: m.get("spine_AP") for f, m in metrics.get("families", {}).items()}}
 
 
-def pick(c: Campaign, state: dict[str, Any]) -> tuple[list[str], dict | None]:
-    """The next batch as the sampler would rank it, and the annotator's effort on its pre-annotations."""
+def pick(c: Campaign, state: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """The next batch as the sampler would rank it, and the annotator's work on its pre-annotations."""
     current = c.registry.current()
     strategy = build_strategy(c.strategy, c.schema, current, options=StrategyOptions(seed=c.seed))
     previous = None
@@ -142,18 +144,19 @@ def pick(c: Campaign, state: dict[str, Any]) -> tuple[list[str], dict | None]:
     ranked = rank(table, strategy, k=c.cfg.batch, exclude=labelled,
                   labelled=labelled_features(scorer, strategy, current))
     picked = [r.name for r in ranked[:c.cfg.batch]]
-    return picked, spine_effort(c, scorer, pool, picked)
+    return picked, annotator_work(c, scorer, pool, picked)
 
 
-def spine_effort(c: Campaign, scorer: Scorer, pool: LocalPool, names: list[str]) -> dict | None:
-    """What the annotator moves: the round's pre-annotations (as the sampler uploads them) against
-    the picked frames' ground truth."""
+def annotator_work(c: Campaign, scorer: Scorer, pool: LocalPool, names: list[str]) -> dict[str, Any]:
+    """What the annotator moves in the round's pre-annotations (as the sampler uploads them), against
+    the picked frames' ground truth, and how well the points to check point at it, per check threshold:
+    {"effort_spine": ..., "checks": {group: [rows]}}."""
     chosen = set(names)
     frames = [scorer.frame_record(item, pool.image_bytes(item)) for item in pool.items() if item.name in chosen]
-    pre = round_coco(frames, c.schema)
-    truth = load_dataset(data.revealed(c.pool, names, c.folder / "picked", c.schema), c.schema).coco
-    effort = correction_effort(_by_name(pre), _by_name(truth), c.schema)
-    return effort["spine"]
+    pre = _by_name(round_coco(frames, c.schema))
+    truth = _by_name(load_dataset(data.revealed(c.pool, names, c.folder / "picked", c.schema), c.schema).coco)
+    return {"effort_spine": correction_effort(pre, truth, c.schema)["spine"],
+            "checks": check_rule_figures(pre, truth, c.schema, CHECK_GRID)}
 
 
 def _by_name(coco: dict) -> dict[str, list[dict]]:

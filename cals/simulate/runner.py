@@ -15,7 +15,7 @@ from cals.schema import Schema, load_schema
 from cals.simulate import data
 from cals.simulate.base_model import base_model, seed_registry
 from cals.simulate.config import SimulationConfig
-from cals.simulate.loop import Campaign, pick, run_round, spine_effort
+from cals.simulate.loop import Campaign, annotator_work, pick, run_round
 from cals.simulate.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ def run_simulation(cfg: SimulationConfig, *, schema: Schema | None = None, progr
                 state = c.load_state()
                 bar.update(len(state["rounds"]) - 1)
                 while len(state["rounds"]) <= cfg.rounds:
-                    picked, effort = pick(c, state)
-                    run_round(c, state, picked, effort)
+                    picked, annotator = pick(c, state)
+                    run_round(c, state, picked, annotator)
                     bar.update(1)
     return summarize(out, cfg, schema)
 
@@ -64,8 +64,7 @@ def _round_zero(cfg, schema, seed, base, names, pool, view, test, bar) -> Campai
         rng = np.random.default_rng(seed)
         picked = sorted(rng.choice(names, cfg.initial, replace=False).tolist())
         scorer = Scorer(c.predictor(c.registry.current().id), cache=c.cache)
-        effort = spine_effort(c, scorer, LocalPool(view, schema), picked)
-        run_round(c, state, picked, effort)
+        run_round(c, state, picked, annotator_work(c, scorer, LocalPool(view, schema), picked))
     bar.update(1)
     return c
 

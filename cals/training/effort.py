@@ -35,20 +35,25 @@ def correction_effort(pre: Mapping[Any, Sequence[dict]], final: Mapping[Any, Seq
     return {group: _summary(totals.get(group, {})) for group in schema.groups}
 
 
-def _accumulate(totals, gt: dict, guess: dict | None, sigmas: np.ndarray, schema: Schema,
-                tolerance: float) -> None:
+def _moved(gt: dict, guess: dict | None, sigmas: np.ndarray, tolerance: float
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(labelled, placed, moved, displacement) per point of one matched person."""
     g = keypoints_array(gt)
-    area = _area(gt)
     labelled = g[:, 2] > 0
     if guess is None:
-        placed = np.zeros(len(g), dtype=bool)
-        dist = np.zeros(len(g))
+        placed, dist = np.zeros(len(g), dtype=bool), np.zeros(len(g))
     else:
         p = keypoints_array(guess)
         placed = p[:, 2] > 0
         dist = np.linalg.norm(p[:, :2] - g[:, :2], axis=1)
-    term = np.exp(-dist ** 2 / (2 * area * (2 * sigmas) ** 2))
-    moved = labelled & (~placed | (term < tolerance))
+    term = np.exp(-dist ** 2 / (2 * _area(gt) * (2 * sigmas) ** 2))
+    return labelled, placed, labelled & (~placed | (term < tolerance)), dist
+
+
+def _accumulate(totals, gt: dict, guess: dict | None, sigmas: np.ndarray, schema: Schema,
+                tolerance: float) -> None:
+    labelled, placed, moved, dist = _moved(gt, guess, sigmas, tolerance)
+    size = np.sqrt(_area(gt))
     measured = labelled & placed
     for group, idx in schema.groups.items():
         t = totals[group]
@@ -56,7 +61,42 @@ def _accumulate(totals, gt: dict, guess: dict | None, sigmas: np.ndarray, schema
         t["moved"] += moved[idx].sum()
         t["measured"] += measured[idx].sum()
         t["displacement_px"] += dist[idx][measured[idx]].sum()
-        t["displacement_rel"] += (dist[idx][measured[idx]] / np.sqrt(area)).sum()
+        t["displacement_rel"] += (dist[idx][measured[idx]] / size).sum()
+
+
+def check_rule_figures(pre: Mapping[Any, Sequence[dict]], final: Mapping[Any, Sequence[dict]],
+                       schema: Schema, thresholds: Sequence[float], *,
+                       tolerance: float = DEFAULT_TOLERANCE) -> dict[str, list[dict]]:
+    """Per group and threshold: the recall (moved points flagged) and workload (placed points flagged)
+    of the rule "flag a point scoring below the threshold" (cals/point_checks.py).
+
+    `pre` annotations carry the model's per-point "scores" (K); over the pre-annotated points of
+    people matched as in `correction_effort`.
+    """
+    sigmas = np.asarray(schema.sigmas, dtype=float)
+    # per threshold: placed, flagged, moved, caught, flagged & labelled, flagged & not labelled
+    counts = {g: np.zeros((len(thresholds), 6)) for g in schema.groups}
+    for key in final.keys() & pre.keys():
+        for gt, guess in _match(final[key], pre[key], sigmas):
+            if guess is None:
+                continue
+            labelled, placed, moved, _ = _moved(gt, guess, sigmas, tolerance)
+            scores = np.asarray(guess["scores"], dtype=float)
+            for i, t in enumerate(thresholds):
+                flag = placed & (scores < t)
+                for group, idx in schema.groups.items():
+                    counts[group][i] += [m[idx].sum() for m in (placed, flag, moved & placed, moved & flag,
+                                                                 flag & labelled, flag & ~labelled)]
+    return {group: [_rule_row(t, *c) for t, c in zip(thresholds, rows)] for group, rows in counts.items()}
+
+
+def _rule_row(threshold: float, placed: float, flagged: float, moved: float, caught: float,
+              flagged_labelled: float, flagged_absent: float) -> dict:
+    """`flagged_labelled`: flagged points a person labels (hiding them, as `outside`, would lose them)."""
+    return {"threshold": threshold, "placed": int(placed), "flagged": int(flagged), "moved": int(moved),
+            "caught": int(caught), "recall": round(caught / moved, 4) if moved else None,
+            "workload": round(flagged / placed, 4) if placed else None,
+            "flagged_labelled": int(flagged_labelled), "flagged_absent": int(flagged_absent)}
 
 
 def _summary(t: Mapping[str, float]) -> dict[str, Any]:
