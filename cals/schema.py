@@ -146,13 +146,23 @@ class Schema:
         }
 
     def cvat_label(self) -> dict[str, Any]:
-        """CVAT skeleton label: point sublabels plus the svg CVAT's skeleton editor stores."""
+        """CVAT skeleton label: point sublabels, the svg CVAT's skeleton editor stores, and the
+        points-to-check attributes (cals/point_checks.py) on the skeleton and on every point."""
+        from cals.point_checks import point_attribute_specs, skeleton_attribute_specs
+
         return {
             "name": self.label,
             "type": "skeleton",
-            "sublabels": [{"name": p.name, "type": "points"} for p in self.points],
+            "attributes": skeleton_attribute_specs(),
+            "sublabels": [{"name": p.name, "type": "points", "attributes": point_attribute_specs()}
+                          for p in self.points],
             "svg": self.cvat_svg(),
         }
+
+    @property
+    def spine(self) -> list[int]:
+        """Indices of the spine group (the points CALS adds; empty in a schema without one)."""
+        return self.groups.get("spine", [])
 
     def cvat_svg(self) -> str:
         ids = {p.name: i + 1 for i, p in enumerate(self.points)}

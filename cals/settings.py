@@ -132,7 +132,8 @@ class ModelEnv(CalsEnv):
 class ServingEnv(ModelEnv):
     RENAMED = {"INIT_CONFIG": "CONFIG"}  # the initial model's config, function.yaml sets CALS_CONFIG
     DETECTOR_SCORE: float = Field(0.3, ge=0, le=1, description="person box score threshold")
-    POINT_THRESHOLD: float = Field(0.3, ge=0, le=1, description="points scoring below it are sent as outside")
+    POINT_THRESHOLD: float = Field(0.0, ge=0, le=1, description="points scoring below it are sent as outside "
+                                   "(0: only points off the image; a doubtful point is shown and flagged)")
     MAX_PIXELS: PositiveInt = Field(40_000_000, description="largest image decoded (8K x 5K)")
     INIT_CHECKPOINT: str | None = Field(None, description="COCO-17 checkpoint registered when the registry is empty")
 

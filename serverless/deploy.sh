@@ -20,7 +20,7 @@
 #   CALS_DETECTOR_SHA256, CALS_POSE_SHA256   sha256 of another file than the pinned one (the pins are in
 #                          cals/model/pretrained.py; the detector's is of its end2end.onnx)
 #   PYTHON                 python3 that runs the checks (default: python3)
-#   CALS_POINT_THRESHOLD, CALS_DETECTOR_SCORE, CALS_MAX_PIXELS   runtime settings (--env)
+#   CALS_POINT_THRESHOLD, CALS_CHECK_BELOW, CALS_DETECTOR_SCORE, CALS_MAX_PIXELS   runtime settings (--env)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -91,7 +91,7 @@ done
 sed -i "s#path: /var/lib/cals/registry#path: ${REGISTRY_HOST}#" "$STAGE/$FILE"
 
 ENV_ARGS=()
-for var in CALS_POINT_THRESHOLD CALS_DETECTOR_SCORE CALS_MAX_PIXELS; do
+for var in CALS_POINT_THRESHOLD CALS_CHECK_BELOW CALS_DETECTOR_SCORE CALS_MAX_PIXELS; do
   if [[ -n "${!var:-}" ]]; then ENV_ARGS+=(--env "$var=${!var}"); fi
 done
 

@@ -47,8 +47,10 @@ def _serve(service: SkeletonService, body: Any) -> Reply:
     t1 = time.perf_counter()
     found = service.annotate(request.image)
     t2 = time.perf_counter()
-    shapes = cvat_skeletons(found.predictor.schema, found.people, request.threshold,
-                            prior=found.prior_points, confidences=found.box_scores)
+    height, width = request.image.shape[:2]
+    shapes = cvat_skeletons(found.predictor.schema, found.people, request.threshold, size=(width, height),
+                            check_below=service.check_below, prior=found.prior_points,
+                            confidences=found.box_scores)
     text = json.dumps(shapes)
     t3 = time.perf_counter()
     timings = {"decode": t1 - t0, **found.timings, "encode": t3 - t2}

@@ -40,10 +40,13 @@ class SkeletonService:
     """Detect people, then pose them with whatever version is current when the call starts."""
 
     def __init__(self, registry: Registry, detector, *, device: str | None = None,
-                 initial_error: str | None = None) -> None:
+                 initial_error: str | None = None, check_below: float | None = None) -> None:
+        from cals.point_checks import check_below as check_setting
+
         self.registry = registry
         self.detector = detector
         self.device = device
+        self.check_below = check_setting() if check_below is None else check_below  # CALS_CHECK_BELOW
         self.watcher: ModelWatcher = ModelWatcher(registry, self._load)
         # why the initial model could not be registered: the 503 says it until a version is promoted
         self.initial_error = initial_error
@@ -60,7 +63,8 @@ class SkeletonService:
         initial_error = None
         if env.INIT_CHECKPOINT and registry.current() is None:
             initial_error = register_initial(registry, env.INIT_CHECKPOINT, env.CONFIG)
-        service = cls(registry, detector, device=env.DEVICE, initial_error=initial_error)
+        service = cls(registry, detector, device=env.DEVICE, initial_error=initial_error,
+                      check_below=env.CHECK_BELOW)
         try:
             service.watcher.get()  # load now, not on the first request
         except CalsError as e:
