@@ -14,7 +14,8 @@ from pathlib import Path
 
 from cals.cvat.client import CvatSettings, connect
 from cals.cvat.version import server_version
-from cals.cvat.project_setup import SetupError, find_project, find_webhook, label_problems, ping_webhook
+from cals.cvat.project_setup import (SetupError, find_project, find_webhook, label_problems,
+                                     missing_check_attributes, ping_webhook)
 from cals.errors import CalsError
 from cals.schema import Schema
 
@@ -53,8 +54,9 @@ def check_label(client, project_id: int, schema: Schema) -> Check:
     if problems:
         return Check("label", False, f"project {project_id}: {'; '.join(problems)} (make setup-project adds a "
                                      "missing label; it never edits an existing one)")
+    note = missing_check_attributes(project.get_labels(), schema)
     return Check("label", True, f"project {project_id} has skeleton {schema.label!r} with the schema's "
-                                f"{schema.num_keypoints} points")
+                                f"{schema.num_keypoints} points" + (f"; but its {note}" if note else ""))
 
 
 def check_writable(path: str | os.PathLike, variable: str) -> Check:

@@ -122,6 +122,39 @@ def test_setup_refuses_to_edit_a_different_skeleton(env_path, cvat_client, schem
     assert "CALS_WEBHOOK_SECRET=\n" in env_path.read_text()
 
 
+def _attributes(label) -> dict[str, tuple[str, list[str]]]:
+    return {a.name: (str(a.input_type.value), list(a.values)) for a in label.attributes}
+
+
+def test_setup_makes_the_points_to_check_attributes(env_path, cvat_client, schema):
+    assert setup(env_path) == 0
+    labels = cvat_client.projects.retrieve(int(env_file.read(env_path)["CALS_PROJECT_ID"])).get_labels()
+    skeleton = next(lab for lab in labels if lab.name == schema.label)
+    assert _attributes(skeleton) == {"check": ("checkbox", ["false"]), "spine_confidence": ("number", ["0", "100", "1"])}
+    points = [lab for lab in labels if getattr(lab, "parent_id", None) == skeleton.id] or skeleton.sublabels
+    assert len(points) == schema.num_keypoints
+    assert all(_attributes(p) == {"check": ("checkbox", ["false"]), "confidence": ("number", ["0", "100", "1"])}
+               for p in points)
+
+
+def test_a_project_made_before_the_attributes_gets_one_line_and_is_left_as_it_is(env_path, cvat_client, schema,
+                                                                                 capsys):
+    spec = schema.cvat_label()
+    del spec["attributes"]
+    for sub in spec["sublabels"]:
+        del sub["attributes"]
+    project = cvat_client.projects.create({"name": "before-checks", "labels": [spec]})
+    env_file.store(env_path, "CALS_PROJECT_ID", str(project.id))
+    before = [(lab.id, lab.name, len(lab.attributes)) for lab in project.get_labels()]
+    assert setup(env_path) == 0
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if "points-to-check" in line]
+    assert "lacks the points-to-check attributes (skeleton: check, spine_confidence; 26 point(s): check, " \
+           "confidence)" in line and "new CALS_PROJECT_NAME" in line, out
+    assert [(lab.id, lab.name, len(lab.attributes)) for lab in
+            cvat_client.projects.retrieve(project.id).get_labels()] == before
+
+
 def test_check_webhook_says_why_cvat_could_not_deliver(env_path, cvat_client):
     """Nothing listens at the target: the delivery fails as it does behind CVAT's smokescreen proxy."""
     assert setup(env_path, "--trainer-url", "http://127.0.0.1:9") == 0

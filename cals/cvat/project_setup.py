@@ -33,9 +33,10 @@ class Step:
     what: str
     action: str  # "created" | "updated" | "unchanged"
     id: int
+    note: str = ""  # one line the user should act on
 
     def __str__(self) -> str:
-        return f"{self.what} {self.id}: {self.action}"
+        return f"{self.what} {self.id}: {self.action}" + (f"; {self.note}" if self.note else "")
 
 
 def skeleton_sublabels(labels, skeleton) -> list:
@@ -62,6 +63,30 @@ def label_problems(labels, schema: Schema) -> list[str]:
     if extra:
         problems.append(f"skeleton {schema.label!r} has point(s) not in the schema: {', '.join(extra)}")
     return problems
+
+
+def missing_check_attributes(labels, schema: Schema) -> str:
+    """One line naming the points-to-check attributes the project's skeleton lacks, and what to do;
+    empty when it has them all (a label made before they existed lacks them)."""
+    from cals.point_checks import point_attribute_specs, skeleton_attribute_specs
+
+    label = next(lab for lab in labels if lab.name == schema.label and getattr(lab, "parent_id", None) is None)
+    want_skeleton = [a["name"] for a in skeleton_attribute_specs()]
+    want_point = [a["name"] for a in point_attribute_specs()]
+    lacks = [f"skeleton: {', '.join(n for n in want_skeleton if n not in _attribute_names(label))}"] \
+        if not set(want_skeleton) <= _attribute_names(label) else []
+    bare = [sub.name for sub in skeleton_sublabels(labels, label) if not set(want_point) <= _attribute_names(sub)]
+    if bare:
+        lacks.append(f"{len(bare)} point(s): {', '.join(want_point)}")
+    if not lacks:
+        return ""
+    return (f"label {schema.label!r} lacks the points-to-check attributes ({'; '.join(lacks)}), so CVAT drops "
+            "the model's doubt flags: CALS never edits a label people work in; for them, run make setup-project "
+            "with a new CALS_PROJECT_NAME (point attributes can only be made with a new label)")
+
+
+def _attribute_names(label) -> set[str]:
+    return {a.name for a in (getattr(label, "attributes", None) or [])}
 
 
 def find_project(client, *, project_id: int | None = None, name: str | None = None):
@@ -96,14 +121,22 @@ def ensure_project(client, schema: Schema, *, project_id: int | None = None, nam
         raise SetupError(f"project {project.id} ({project.name!r}): {'; '.join(problems)}. CALS does not edit "
                          "existing labels (that could lose annotations): fix the label in CVAT, or use "
                          "another project (CALS_PROJECT_NAME) or schema (CALS_SCHEMA)")
-    return project, Step("project", "unchanged", project.id)
+    note = missing_check_attributes(project.get_labels(), schema)
+    if note:
+        log.warning("project %d: %s", project.id, note)
+    return project, Step("project", "unchanged", project.id, note)
 
 
 def _label_request(schema: Schema) -> models.PatchedLabelRequest:
     spec = schema.cvat_label()
     return models.PatchedLabelRequest(
-        name=spec["name"], type=spec["type"], svg=spec["svg"],
-        sublabels=[models.SublabelRequest(name=s["name"], type=s["type"]) for s in spec["sublabels"]])
+        name=spec["name"], type=spec["type"], svg=spec["svg"], attributes=_attributes(spec),
+        sublabels=[models.SublabelRequest(name=s["name"], type=s["type"], attributes=_attributes(s))
+                   for s in spec["sublabels"]])
+
+
+def _attributes(spec: dict) -> list[models.AttributeRequest]:
+    return [models.AttributeRequest(**a) for a in spec.get("attributes", [])]
 
 
 def webhook_url(trainer_url: str) -> str:
