@@ -143,6 +143,24 @@ def test_threshold_sets_outside_and_drops_empty_skeletons(served, one_person, sc
     assert any(0 < n < len(schema.names) for n in outside), outside  # low points kept, marked outside
 
 
+def test_every_skeleton_says_which_points_to_check(served, one_person, schema):
+    """The answer carries the points-to-check attributes the spec declares, flagged by CALS_CHECK_BELOW."""
+    from cals.point_checks import DEFAULT_CHECK_BELOW
+
+    platform, _ = served
+    status, shapes, _ = call(platform, {"image": encode(bgr_to_pil(one_person[0]))})
+    assert status == 200 and shapes
+    for shape in shapes:
+        top = {a["name"]: a["value"] for a in shape["attributes"]}
+        points = [{a["name"]: a["value"] for a in e["attributes"]} for e in shape["elements"]]
+        shown = [p for p, e in zip(points, shape["elements"]) if not e["outside"]]
+        assert all(p["check"] == ("true" if int(p["confidence"]) < DEFAULT_CHECK_BELOW * 100 else "false")
+                   for p in shown if abs(int(p["confidence"]) - DEFAULT_CHECK_BELOW * 100) > 1)
+        assert top["check"] == ("true" if any(p["check"] == "true" for p in shown) else "false")
+        spine = [points[i] for i in schema.spine if not shape["elements"][i]["outside"]]
+        assert int(top["spine_confidence"]) == min(int(p["confidence"]) for p in spine)
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height (a decompression bomb's first bytes)."""
     def chunk(kind, data):
