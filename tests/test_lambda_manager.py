@@ -119,9 +119,23 @@ def task(cvat_client, project, synthetic, tmp_path):
 
 
 def _mapping(schema) -> dict[str, Any]:
-    """Model label -> task label, skeleton points included, in the shape CVAT's UI sends it."""
-    return {schema.label: {"name": schema.label, "attributes": {},
-                           "sublabels": {n: {"name": n, "attributes": {}} for n in schema.names}}}
+    """Model label -> task label, skeleton points and attributes included, in the shape CVAT's UI sends it
+    (its labels mapper pairs same-named labels, points and attributes: computeAttributesAutoMapping)."""
+    label = schema.cvat_label()
+    same = lambda spec: {a["name"]: a["name"] for a in spec["attributes"]}  # noqa: E731
+    return {schema.label: {"name": schema.label, "attributes": same(label),
+                           "sublabels": {s["name"]: {"name": s["name"], "attributes": same(s)}
+                                         for s in label["sublabels"]}}}
+
+
+def _named(attributes: list[dict[str, Any]]) -> dict[str, str]:
+    return {a["name"]: a["value"] for a in attributes}
+
+
+def _stored_attributes(attributes, label) -> dict[str, str]:
+    """A stored shape's attribute values by name (CVAT stores spec ids)."""
+    names = {a.id: a.name for a in label.attributes}
+    return {names[a.spec_id]: a.value for a in attributes}
 
 
 def _frame_sizes(task) -> list[tuple[int, int]]:
@@ -205,15 +219,16 @@ def test_automatic_annotation_of_a_task_stores_skeletons(function, cvat_client, 
 
     sizes = _frame_sizes(task)
     labels = {label.id: label for label in task.get_labels()}
-    point_names = {s.id: s.name for label in labels.values() for s in label.sublabels}
+    points = {s.id: s for label in labels.values() for s in label.sublabels}
     stored: dict[int, list[dict[str, Any]]] = {}
     for shape in task.get_annotations().shapes:
         assert labels[shape.label_id].name == schema.label and shape.type.value == "skeleton"
         assert shape.source == "auto"  # the manual skeleton is gone (cleanup: true)
-        elements = [{"label": point_names[e.label_id], "points": e.points, "outside": e.outside}
-                    for e in shape.elements]
+        elements = [{"label": points[e.label_id].name, "points": e.points, "outside": e.outside,
+                     "attributes": _stored_attributes(e.attributes, points[e.label_id])} for e in shape.elements]
         assert sorted(e["label"] for e in elements) == sorted(schema.names)
-        stored.setdefault(shape.frame, []).append({"elements": elements})
+        stored.setdefault(shape.frame, []).append(
+            {"elements": elements, "attributes": _stored_attributes(shape.attributes, labels[shape.label_id])})
 
     assert all(answers), f"the function found nobody on some frame: {[len(a) for a in answers]}"
     for frame, answer in enumerate(answers):
@@ -228,6 +243,15 @@ def test_automatic_annotation_of_a_task_stores_skeletons(function, cvat_client, 
                 assert wp == pytest.approx(gp, abs=1e-2)
         for shape in kept:
             _assert_inside(_visible(shape), sizes[frame])
+        # the points to check: CVAT stored every attribute the function sent, on the skeleton and its points
+        want = sorted(json.dumps([_named(s["attributes"]), {e["label"]: _named(e["attributes"]) for e in s["elements"]}],
+                                 sort_keys=True) for s in answer)
+        got = sorted(json.dumps([s["attributes"], {e["label"]: e["attributes"] for e in s["elements"]}], sort_keys=True)
+                     for s in kept)
+        assert got == want
+        got = [json.loads(g) for g in got]
+        assert all(set(a) == {"check", "spine_confidence"} for a, _ in got)
+        assert all(set(p) == {"check", "confidence"} for _, e in got for p in e.values())
 
     spine = {schema.names[i] for i in schema.groups["spine"]}
     seen = {n for shapes in stored.values() for s in shapes for n in _visible(s)}
@@ -249,6 +273,10 @@ def test_one_frame_as_ai_tools_detectors(function, cvat_client, task, schema):
         assert [e["label"] for e in shape["elements"]] == schema.names
         _assert_inside(_visible(shape), size)
     assert [_visible(s) for s in shapes] == [_visible(s) for s in invocation.json]
+    # the points to check come back as CVAT's UI receives them: all kept, on the skeleton and on each point
+    assert [(_named(s["attributes"]), [_named(e["attributes"]) for e in s["elements"]]) for s in shapes] == \
+        [(_named(s["attributes"]), [_named(e["attributes"]) for e in s["elements"]]) for s in invocation.json]
+    assert all(set(_named(s["attributes"])) == {"check", "spine_confidence"} for s in shapes)
     # AI Tools only shows the shapes; nothing is stored until the annotator saves.
     assert not task.get_annotations().shapes
 
