@@ -35,7 +35,7 @@ def spine_task(cvat_client, schema, synthetic, tmp_path):
     cvat_client.projects.remove_by_ids([project.id])
 
 
-def test_annotate_task_writes_scored_skeletons(cvat_client, cvat_server, spine_task, trained, schema):
+def test_annotate_task_writes_scored_flagged_skeletons(cvat_client, cvat_server, spine_task, trained, schema):
     task, gt = spine_task
     function = create(str(trained[0].root), str(DETECTOR), point_threshold=0.0)
     annotate_task(cvat_client, task.id, function, clear_existing=True)
@@ -56,6 +56,14 @@ def test_annotate_task_writes_scored_skeletons(cvat_client, cvat_server, spine_t
             assert 0 < shape.score <= 1  # the detector's score travels with the skeleton
             scores = [e.score for e in shape.elements]
             assert len(set(scores)) > 1 and all(0 <= s <= 1 for s in scores)  # per-point model scores
+        # points to check: flagged and scored on the skeleton and on every point, by attribute name
+        top = {a.id: a.name for a in labels[shape.label_id].attributes}
+        assert {top[a.spec_id] for a in shape.attributes} == {"check", "spine_confidence"}
+        subs = {s.id: {a.id: a.name for a in s.attributes} for s in labels[shape.label_id].sublabels}
+        for e in shape.elements:
+            values = {subs[e.label_id][a.spec_id]: a.value for a in e.attributes}
+            assert set(values) == {"check", "confidence"} and values["confidence"].isnumeric()
+            assert values["check"] == "false" or int(values["confidence"]) <= 60
         points = dict(zip(names, (e.points for e in shape.elements)))
         pred = np.array([points[n] for n in schema.names])
         for ann in gt[frames[shape.frame]]:
