@@ -41,3 +41,25 @@ def test_people_are_matched_not_paired_by_order(schema):
     # a person the model missed entirely: every labelled point is work
     report = correction_effort({"f": [a]}, {"f": [a, b]}, schema)
     assert report["body"]["moved"] == 17 and report["body"]["points"] == 34
+
+
+def test_the_check_rule_is_scored_by_the_points_people_moved(schema):
+    """Recall: moved points flagged; workload: placed points flagged; a point the pre-annotation did not
+    place is not counted (the annotator sees it is missing)."""
+    from cals.training.effort import check_rule_figures
+
+    final = _person(schema)
+    spine = schema.groups["spine"]
+    pre = _person(schema, drop=spine[:1])
+    kps = np.asarray(pre["keypoints"]).reshape(-1, 3)
+    kps[spine[1:3], :2] += 40  # two moved points
+    pre["keypoints"] = kps.ravel().tolist()
+    scores = np.full(schema.num_keypoints, 0.9)
+    scores[spine[1]] = 0.2  # moved and flagged
+    scores[spine[3]] = 0.3  # flagged, not moved
+    pre["scores"] = scores.tolist()
+    rows = check_rule_figures({"f": [pre]}, {"f": [final]}, schema, [0.1, 0.5, 1.0])["spine"]
+    assert [(r["placed"], r["moved"], r["flagged"], r["caught"]) for r in rows] == [(8, 2, 0, 0), (8, 2, 2, 1),
+                                                                                   (8, 2, 8, 2)]
+    assert [r["recall"] for r in rows] == [0.0, 0.5, 1.0] and rows[1]["workload"] == 0.25
+    assert rows[1]["flagged_labelled"] == 2 and rows[1]["flagged_absent"] == 0

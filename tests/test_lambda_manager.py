@@ -26,11 +26,9 @@ from tests.test_function_helpers import DETECTOR, FUNCTION_DIR, copy_version
 FUNCTION = "cals-spine-pose"
 AUTH = ["accessTokenAuth", "basicAuth", "csrfAuth", "csrfHeaderAuth", "sessionAuth", "tokenAuth"]
 FRAMES = 3
-# The function's settings besides the paths. The fixture model is weak (300 CPU iterations): at the
-# deployed point threshold (0.3) whole people can drop out (the function then sends no skeleton),
-# which would tie these checks of CVAT's path to model quality. Thresholds are covered by
-# tests/test_function*.py.
-FUNCTION_ENV = {"CALS_DEVICE": "cpu", "CALS_POINT_THRESHOLD": "0.05"}
+# The function's settings besides the paths: the deployed defaults (function.yaml: point threshold 0, so a
+# point is outside only off the image; points to check below 0.6).
+FUNCTION_ENV = {"CALS_DEVICE": "cpu", "CALS_POINT_THRESHOLD": "0", "CALS_CHECK_BELOW": "0.6"}
 UNSET_ENV = ("CALS_INIT_CHECKPOINT", "CALS_MAX_PIXELS")
 
 
