@@ -81,6 +81,10 @@ def test_outputs_and_table(simulation):
     assert doc["picks"]["random"]["frames"] == doc["picks"]["least_confidence"]["frames"] == 10
     assert doc["picks"]["pool"]["frames"] == 40
     assert "least_confidence" in (out / "picks.md").read_text()
+    # each round after the first says how well the points to check point at what the annotator moved
+    checks = doc["summary"]["strategies"]["random"]["points_to_check"]
+    assert checks["threshold"] == 0.6 and checks["rounds"] > 0 and 0 <= checks["spine_workload"] <= 1
+    assert "random points to check (CALS_CHECK_BELOW=0.6)" in table
 
 
 def test_resume_reuses_finished_rounds_and_refuses_other_settings(simulation, monkeypatch):

@@ -63,9 +63,26 @@ def label_savings(rows: list[dict], cfg: SimulationConfig) -> dict[str, dict[str
             "kept": _kept(rows, strategy),
             "effort_spine_moved_share": _mean_effort(rows, strategy),
             "family_difference": _family_difference(rows, strategy, cfg.budget),
+            "points_to_check": points_to_check(rows, strategy),
             "vs_random": compare(rows, strategy, cfg.budget),
         }
     return {"target_spine_AP": target, "budget": cfg.budget, "strategies": table}
+
+
+def points_to_check(rows: list[dict], strategy: str, threshold: float | None = None) -> dict[str, Any] | None:
+    """The check rule at `threshold` (default CALS_CHECK_BELOW) over the strategy's rounds after round 0,
+    pooled: spine recall (moved points flagged) and workload (pre-annotated points flagged)."""
+    from cals.point_checks import DEFAULT_CHECK_BELOW
+
+    threshold = DEFAULT_CHECK_BELOW if threshold is None else threshold
+    found = [row for r in rows if r["strategy"] == strategy and r["round"] > 0 and r.get("checks")
+             for row in r["checks"]["spine"] if abs(row["threshold"] - threshold) < 1e-9]
+    if not found:
+        return None
+    n = {k: sum(row[k] for row in found) for k in ("placed", "flagged", "moved", "caught")}
+    return {"threshold": threshold, "rounds": len(found),
+            "spine_recall": round(n["caught"] / n["moved"], 4) if n["moved"] else None,
+            "spine_workload": round(n["flagged"] / n["placed"], 4) if n["placed"] else None}
 
 
 def moved_points(rows: list[dict], strategy: str, seeds: set[int] | None = None) -> dict[int, float]:
@@ -186,6 +203,11 @@ def format_table(savings: dict[str, Any]) -> str:
                      f"{_pct(s.get('point_saving_vs_random')):>7} {s['paired_wins'] or '-':>6} {s.get('kept', '-'):>6} "
                      f"{_pct(s['effort_spine_moved_share']):>6}")
     for name, s in savings["strategies"].items():
+        checks = s.get("points_to_check")
+        if checks:
+            lines.append(f"{name} points to check (CALS_CHECK_BELOW={checks['threshold']}): the flags caught "
+                         f"{_pct(checks['spine_recall'])} of the spine points moved, flagging "
+                         f"{_pct(checks['spine_workload'])} of all spine points ({checks['rounds']} rounds)")
         if name == "random":
             continue
         lines.append(verdict(name, s.get("vs_random")))
