@@ -125,3 +125,27 @@ def _move_one_point(job) -> None:
                                                  points=[], elements=elements))
     assert moved
     job.set_annotations(models.LabeledDataRequest(shapes=shapes))
+
+
+def test_an_orphans_points_are_compared_as_cvat_shows_them(schema):
+    """A point off the image is uploaded hidden, so it is not looked for among the shown ones."""
+    from types import SimpleNamespace
+
+    from cals.cvat.round_orphans import _same_points
+    from cals.cvat.round_upload import round_shapes
+
+    k = schema.num_keypoints
+    kp = [v for i in range(k) for v in (10.0 + i, 20.0 + i, 2)]
+    kp[0] = 150.0  # x of point 0: off the 100 px wide image
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "frame": 0, "width": 100, "height": 80}],
+            "annotations": [{"id": 1, "image_id": 1, "keypoints": kp, "scores": [0.9] * k}]}
+
+    def as_cvat(shape, moved=0.0):
+        elements = [SimpleNamespace(points=[e["points"][0] + moved, e["points"][1]], outside=bool(e["outside"]))
+                    for e in shape["elements"]]
+        return SimpleNamespace(type=SimpleNamespace(value="skeleton"), frame=shape["frame"], elements=elements)
+
+    (shape,) = round_shapes(coco, schema, 0.6)
+    assert shape["elements"][0]["outside"] and not any(e["outside"] for e in shape["elements"][1:])
+    assert _same_points([as_cvat(shape)], coco, ["a.jpg"])
+    assert not _same_points([as_cvat(shape, moved=20.0)], coco, ["a.jpg"])

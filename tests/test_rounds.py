@@ -1,16 +1,21 @@
 """Opening CVAT rounds against the CVAT-compatible test server, with the real trained model."""
 import json
+import logging
+import uuid
 
 import numpy as np
 import pytest
 from cvat_sdk.api_client import models
+from cvat_sdk.api_client.exceptions import ApiException
 
 from cals.sampling import preannotations
 from cals.cvat.coco_upload import import_coco
 from cals.cvat.pool import CvatPool
+from cals.cvat.round_upload import upload_preannotations
 from cals.cvat.rounds import RoundSpec, open_round, round_tasks
 from cals.errors import CalsError
 from cals.model.predict import Predictor
+from cals.point_checks import CHECK, CONFIDENCE, SPINE_CONFIDENCE, check_below
 from cals.sampling.pool import LocalPool
 from cals.sampling.cache import ScoreCache
 from cals.sampling.scoring import Scorer
@@ -31,6 +36,40 @@ def version_dir(trained):
 
 def frames_of(task):
     return [f.name for f in task.get_frames_info()]
+
+
+def names_of(task) -> tuple[dict[int, str], dict[int, str]]:
+    """The task's label ids → names (skeleton and points) and attribute ids → names."""
+    labels, attributes = {}, {}
+    for lab in task.get_labels():
+        for label in (lab, *(lab.sublabels or [])):
+            labels[label.id] = label.name
+            attributes.update({a.id: a.name for a in label.attributes or []})
+    return labels, attributes
+
+
+def attrs(shape, attributes: dict[int, str]) -> dict[str, str]:
+    return {attributes[a.spec_id]: a.value for a in shape.attributes}
+
+
+def assert_flags_follow_the_rule(shape, labels, attributes, schema, check_below: float) -> None:
+    """A skeleton's and its points' points-to-check attributes are what the rule gives."""
+    points = {labels[e.label_id]: (e, attrs(e, attributes)) for e in shape.elements}
+    assert set(points) == set(schema.names)
+    for element, values in points.values():
+        assert set(values) == {CHECK, CONFIDENCE} and element.source == "auto"
+        confidence = int(values[CONFIDENCE])
+        assert 0 <= confidence <= 100 and values[CHECK] in ("true", "false")
+        if element.outside:  # a hidden point is not one to check
+            assert (values[CHECK], confidence) == ("false", 100)
+        elif abs(confidence - check_below * 100) > 0.5:  # the score itself may round either way at the edge
+            assert (values[CHECK] == "true") == (confidence < check_below * 100)
+    skeleton = attrs(shape, attributes)
+    assert set(skeleton) == {CHECK, SPINE_CONFIDENCE} and shape.source == "auto"
+    assert skeleton[CHECK] == ("true" if any(v[CHECK] == "true" for _, v in points.values()) else "false")
+    spine = [int(v[CONFIDENCE]) for name, (e, v) in points.items()
+             if schema.index(name) in schema.spine and not e.outside]
+    assert int(skeleton[SPINE_CONFIDENCE]) == min(spine, default=100)
 
 
 def test_round_opens_in_rank_order_with_mapped_jobs_and_skeletons(cvat_client, project, model, blurred_pool,
@@ -54,6 +93,9 @@ def test_round_opens_in_rank_order_with_mapped_jobs_and_skeletons(cvat_client, p
     assert {s.type.value for s in shapes} == {"skeleton"}
     assert all(len(s.elements) == schema.num_keypoints for s in shapes)
     assert [im["file_name"] for im in recorded["images"]] == result.frames
+    labels, attributes = names_of(task)
+    for shape in shapes:
+        assert_flags_follow_the_rule(shape, labels, attributes, schema, check_below=check_below())
     report = tmp_path / "sampler" / "rounds" / f"project-{project.id}" / "round-1" / "round.json"
     assert json.loads(report.read_text())["task_id"] == task.id
 
@@ -125,6 +167,7 @@ def test_cvat_pool_round_keeps_the_body_points_people_labelled(cvat_client, proj
         names[sub.id] = sub.name
     shapes = task.get_annotations().shapes
     assert len(shapes) == sum(len(labelled[n]) for n in result.frames)
+    _, attributes = names_of(task)
     for shape in shapes:
         points = {names[e.label_id]: e.points for e in shape.elements}
         person = [a for a in labelled[result.frames[shape.frame]]]
@@ -132,6 +175,9 @@ def test_cvat_pool_round_keeps_the_body_points_people_labelled(cvat_client, proj
         assert any(points["left_shoulder"] == pytest.approx(list(w[schema.index("left_shoulder"), :2]))
                    and points["right_ankle"] == pytest.approx(list(w[schema.index("right_ankle"), :2]))
                    for w in wanted)
+        placed = [e for e in shape.elements if names[e.label_id] in ("left_shoulder", "right_ankle")]
+        assert all(not e.outside and attrs(e, attributes) == {CHECK: "false", CONFIDENCE: "100"} for e in placed)
+        assert_flags_follow_the_rule(shape, names, attributes, schema, check_below=check_below())
     assert len(pool_task.get_annotations().shapes) == len(before)  # the pool task is untouched
 
 
@@ -142,3 +188,110 @@ def test_cvat_pool_frames_without_boxes_need_the_detector(cvat_client, project, 
         open_round(cvat_client, RoundSpec(project.id, size=1, job_size=1), CvatPool(cvat_client, project.id, schema),
                    Scorer(model), create("entropy", schema=schema), data_dir=tmp_path, progress=False)
     assert round_tasks(cvat_client, project.id) == {}
+
+
+def shown_points(shapes, labels, attributes, frames) -> dict[str, list[tuple]]:
+    """Frame name → sorted (point, x, y, check, confidence) of every shown point."""
+    out: dict[str, list[tuple]] = {}
+    for shape in shapes:
+        for e in shape.elements:
+            if not e.outside:
+                values = attrs(e, attributes)
+                out.setdefault(frames[shape.frame], []).append(
+                    (labels[e.label_id], round(e.points[0], 2), round(e.points[1], 2), values[CHECK],
+                     int(values[CONFIDENCE])))
+    return {name: sorted(points) for name, points in out.items()}
+
+
+def expected_points(coco, schema, check_below: float) -> dict[str, list[tuple]]:
+    """shown_points as the rule gives them from a round document: shown where v > 0 and on the image."""
+    images = {im["id"]: im for im in coco["images"]}
+    out: dict[str, list[tuple]] = {}
+    for ann in coco["annotations"]:
+        image = images[ann["image_id"]]
+        for name, (x, y, v), score in zip(schema.names, np.asarray(ann["keypoints"]).reshape(-1, 3), ann["scores"]):
+            if v > 0 and 0 <= x <= image["width"] and 0 <= y <= image["height"]:
+                out.setdefault(image["file_name"], []).append(
+                    (name, round(x, 2), round(y, 2), "true" if score < check_below else "false",
+                     int(round(score * 100))))
+    return {name: sorted(points) for name, points in out.items()}
+
+
+def test_round_points_are_flagged_from_the_recorded_scores(cvat_client, project, model, blurred_pool, schema,
+                                                           tmp_path, monkeypatch):
+    monkeypatch.setenv("CALS_CHECK_BELOW", "0.5")
+    result = open_round(cvat_client, RoundSpec(project.id, size=4, job_size=4), LocalPool(blurred_pool, schema),
+                        Scorer(model), create("entropy", schema=schema), data_dir=tmp_path, progress=False)
+    task = cvat_client.tasks.retrieve(result.task_id)
+    labels, attributes = names_of(task)
+    recorded = preannotations.load(tmp_path / "preannotations", task.id)
+    shapes = task.get_annotations().shapes
+    for shape in shapes:
+        assert_flags_follow_the_rule(shape, labels, attributes, schema, check_below=0.5)
+    assert shown_points(shapes, labels, attributes, result.frames) == expected_points(recorded, schema, 0.5)
+
+    # the same document with a point off the image, one absent (v=0) and a doubtful spine point hidden,
+    # flagged at the median score so that both answers occur
+    doc = json.loads(json.dumps(recorded))
+    image = doc["images"][0]
+    first = next(a for a in doc["annotations"] if a["image_id"] == image["id"])
+    first["keypoints"][0] = image["width"] + 5.0
+    first["keypoints"][3 * 1 + 2] = 0
+    spine = schema.spine[0]
+    first["keypoints"][3 * spine] = -3.0
+    first["scores"][spine] = 0.0
+    median = float(np.median([s for a in doc["annotations"] for s in a["scores"]]))
+    upload_preannotations(task, doc, schema, check_below=median)
+    shapes = task.get_annotations().shapes
+    for shape in shapes:
+        assert_flags_follow_the_rule(shape, labels, attributes, schema, check_below=median)
+    got = shown_points(shapes, labels, attributes, result.frames)
+    assert got == expected_points(doc, schema, median)
+    assert {p[3] for points in got.values() for p in points} == {"true", "false"}
+    outside = [e for s in shapes for e in s.elements if e.outside]
+    assert len(outside) == 3 and all(attrs(e, attributes) == {CHECK: "false", CONFIDENCE: "100"} for e in outside)
+    assert len(shapes) == len(recorded["annotations"])
+
+
+@pytest.fixture
+def plain_project(cvat_client, schema):
+    """A project made before the points-to-check attributes: its skeleton and points have none."""
+    label = schema.cvat_label()
+    label.pop("attributes", None)
+    label["sublabels"] = [{k: v for k, v in sub.items() if k != "attributes"} for sub in label["sublabels"]]
+    created = cvat_client.projects.create({"name": f"cals-test-{uuid.uuid4().hex[:8]}", "labels": [label]})
+    yield created
+    cvat_client.projects.remove_by_ids([created.id])
+
+
+def test_a_project_without_the_attributes_gets_its_round_without_them(cvat_client, plain_project, model,
+                                                                       blurred_pool, schema, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="cals.cvat.round_upload"):
+        result = open_round(cvat_client, RoundSpec(plain_project.id, size=2, job_size=2),
+                            LocalPool(blurred_pool, schema), Scorer(model), create("entropy", schema=schema),
+                            data_dir=tmp_path, progress=False)
+    task = cvat_client.tasks.retrieve(result.task_id)
+    shapes = task.get_annotations().shapes
+    assert len(shapes) == len(preannotations.load(tmp_path / "preannotations", task.id)["annotations"]) > 0
+    assert all(s.source == "auto" and not s.attributes and all(not e.attributes for e in s.elements)
+               for s in shapes)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "check, spine_confidence" in warning and "check, confidence" in warning
+    assert "make setup-project" in warning
+
+
+def test_cvat_refuses_an_attribute_of_another_label(cvat_client, project, blurred_pool, schema):
+    """What the upload relies on: CVAT checks every spec_id against the shape's own label (400)."""
+    task = cvat_client.tasks.create_from_data(models.TaskWriteRequest(name="pool", project_id=project.id),
+                                              sorted((blurred_pool / "images").iterdir())[:1])
+    (label,) = task.get_labels()
+    skeleton_check = next(a.id for a in label.attributes if a.name == CHECK)
+    elements = [models.SubLabeledShapeRequest(type="points", frame=0, label_id=sub.id, points=[1.0, 2.0],
+                                              attributes=[models.AttributeValRequest(spec_id=skeleton_check,
+                                                                                     value="true")])
+                for sub in label.sublabels]
+    shape = models.LabeledShapeRequest(type="skeleton", frame=0, label_id=label.id, elements=elements)
+    with pytest.raises(ApiException) as refused:
+        task.set_annotations(models.LabeledDataRequest(shapes=[shape]))
+    assert refused.value.status == 400 and f"spec_id `{skeleton_check}` is invalid" in refused.value.body
+    assert task.get_annotations().shapes == []

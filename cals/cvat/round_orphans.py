@@ -3,7 +3,7 @@
 `round-N/opening.json` is written before task "round N" is created and removed once `round.json` is
 written, so a "round N" task with that marker and no record is ours and unfinished. It is deleted when
 no person touched it: every job still "new" in stage "annotation" with nobody assigned, and its
-annotations nothing but what CALS imported (or none). Otherwise the call stops with a CalsError
+annotations nothing but what CALS uploaded (or none). Otherwise the call stops with a CalsError
 naming the task. A "round N" task without record or marker is left alone.
 """
 from __future__ import annotations
@@ -12,6 +12,9 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
+from cals.cvat.round_upload import shown
 from cals.durable import write_json_atomic
 from cals.errors import CalsError
 
@@ -84,15 +87,16 @@ def _frame_names(task) -> list[str]:
 
 
 def _same_points(shapes, imported: dict | None, frames: list[str]) -> bool:
-    """Do the visible skeleton points per frame equal the imported ones (within half a pixel)?"""
+    """Do the shown skeleton points per frame equal the uploaded ones (within half a pixel)?"""
     if imported is None:
         return False
     want: dict[str, list[tuple[float, float]]] = {}
-    names = {im["id"]: im["file_name"] for im in imported["images"]}
+    images = {im["id"]: im for im in imported["images"]}
     for ann in imported["annotations"]:
+        image = images[ann["image_id"]]
         kps = ann["keypoints"]
-        want.setdefault(names[ann["image_id"]], []).extend(
-            (kps[i], kps[i + 1]) for i in range(0, len(kps), 3) if kps[i + 2] > 0)
+        want.setdefault(image["file_name"], []).extend(
+            (kps[3 * i], kps[3 * i + 1]) for i in np.flatnonzero(shown(ann, image)))
     got: dict[str, list[tuple[float, float]]] = {}
     for shape in shapes:
         if shape.type.value != "skeleton":

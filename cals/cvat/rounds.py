@@ -2,8 +2,9 @@
 
 Frames go in rank order, split by `job_file_mapping` into jobs of `job_size` (job 1 = highest
 scores); CVAT fixes frame order and jobs from the mapping alone (it refuses it together with
-`sorting_method` or `segment_size`). Pre-annotations are imported as skeletons and recorded for
-the trainer. What makes it safe to call again and again:
+`sorting_method` or `segment_size`). Pre-annotations go in as skeletons flagged with the points
+to check (cvat/round_upload.py) and are recorded for the trainer. What makes it safe to call
+again and again:
 - frames already in any "round N" task of the project are excluded (read from CVAT each time);
 - the newest round opened with the same model version is returned instead of a new one;
 - callers in threads and processes serialise on a lock file per project;
@@ -27,8 +28,8 @@ from cvat_sdk.api_client import models
 
 from cals.durable import file_lock
 from cals.sampling import preannotations
-from cals.cvat.coco_upload import import_coco
 from cals.cvat.pool import project_tasks
+from cals.cvat.round_upload import upload_preannotations
 from cals.cvat.round_orphans import MARKER_COCO, clear_orphans, remove_marker, write_json, write_marker
 from cals.errors import CalsError
 from cals.sampling.pool import Pool, PoolItem
@@ -72,13 +73,16 @@ class RoundSpec:
 
 
 def open_round(client, spec: RoundSpec, pool: Pool, scorer: Scorer, strategy: Strategy | PoolStrategy,
-               *, data_dir: str | Path, labelled: np.ndarray | None = None, progress: bool = True
-               ) -> RoundResult:
+               *, data_dir: str | Path, labelled: np.ndarray | None = None, progress: bool = True,
+               check_below: float | None = None) -> RoundResult:
     """Score the pool, pick the top unused frames and create "round N"; see the module docstring.
 
     `labelled`: (M, D) backbone features of labelled frames, the core-set's initial centres.
+    `check_below`: pre-annotated points scoring below it are flagged to check; default $CALS_CHECK_BELOW.
     """
     spec.check()
+    if check_below is not None and not 0 <= check_below <= 1:
+        raise CalsError(f"check_below must be a score between 0 and 1, got {check_below!r}")
     folder = Path(data_dir) / "sampler" / "rounds" / f"project-{spec.project_id}"
     with _project_lock(folder):
         rounds = clear_orphans(client, round_tasks(client, spec.project_id), folder)
@@ -94,7 +98,7 @@ def open_round(client, spec: RoundSpec, pool: Pool, scorer: Scorer, strategy: St
             raise CalsError(f"every pool frame of project {spec.project_id} is already in a round")
         number = max(rounds, default=0) + 1
         return _create(client, spec, number, pool, scorer, strategy, chosen, folder / f"round-{number}",
-                       data_dir=Path(data_dir))
+                       data_dir=Path(data_dir), check_below=check_below)
 
 
 def round_tasks(client, project_id: int) -> dict[int, object]:
@@ -126,7 +130,7 @@ def _same_version_round(rounds: dict, folder: Path, version: str) -> RoundResult
 
 
 def _create(client, spec: RoundSpec, number: int, pool: Pool, scorer: Scorer, strategy, chosen: list[Ranked],
-            folder: Path, *, data_dir: Path) -> RoundResult:
+            folder: Path, *, data_dir: Path, check_below: float | None) -> RoundResult:
     names = [r.name for r in chosen]
     jobs = [names[i:i + spec.job_size] for i in range(0, len(names), spec.job_size)]
     items = _items_by_name(pool, set(names))
@@ -142,7 +146,7 @@ def _create(client, spec: RoundSpec, number: int, pool: Pool, scorer: Scorer, st
             _check_order(task, names)
             coco = round_coco(frames, scorer.predictor.schema)
             write_json(folder / MARKER_COCO, coco)
-            import_coco(task, coco)
+            upload_preannotations(task, coco, scorer.predictor.schema, check_below)
             write_marker(folder, {**marker, "imported": True})
             result = RoundResult(number, task.id, True, scorer.predictor.version_id, strategy.cache_id,
                                  names, jobs, [asdict(r) for r in chosen], str(folder))

@@ -71,6 +71,7 @@ def normalize_shape(sc: Scope, shape: Any, labels: dict[int, Label], sub_of: int
     if label is None or (sub_of is not None and label.parent_id != sub_of):
         raise bad_request(f"Unknown label id {shape.get('label_id')!r}.", "shapes")
     out = {**SHAPE_DEFAULTS, **copy.deepcopy(shape)}
+    out["attributes"] = [_attribute_value(a, label) for a in out["attributes"] or []]
     out["points"] = [float(p) for p in out["points"]]
     out["rotation"] = float(out["rotation"])
     out.setdefault("score", 1.0)
@@ -78,6 +79,28 @@ def normalize_shape(sc: Scope, shape: Any, labels: dict[int, Label], sub_of: int
     if sub_of is None:
         elements = shape.get("elements") or []
         out["elements"] = [normalize_shape(sc, e, labels, label.id) for e in elements]
+    return out
+
+
+def _attribute_value(value: Any, label: Label) -> dict[str, Any]:
+    """CVAT keeps an attribute value only when its spec is one of the shape's own label's."""
+    spec_id = value.get("spec_id") if isinstance(value, dict) else None
+    if spec_id not in {a["id"] for a in label.attributes}:
+        raise bad_request(f"spec_id `{spec_id}` is invalid")
+    if not isinstance(value.get("value"), str):
+        raise bad_request("Not a valid string.", "attributes")
+    return {"spec_id": spec_id, "value": value["value"]}
+
+
+def with_defaults(shape: dict[str, Any], labels: dict[int, Label]) -> dict[str, Any]:
+    """A stored shape as CVAT reads it back: every attribute of its label it lacks at its default."""
+    label = labels.get(shape["label_id"])
+    have = {a["spec_id"] for a in shape.get("attributes", [])}
+    extra = [{"spec_id": a["id"], "value": a.get("default_value", "")}
+             for a in (label.attributes if label else []) if a["id"] not in have]
+    out = {**shape, "attributes": [*shape.get("attributes", []), *extra]}
+    if "elements" in shape:
+        out["elements"] = [with_defaults(e, labels) for e in shape["elements"]]
     return out
 
 
@@ -115,7 +138,8 @@ def get_annotations(kind: str, obj_id: int):
     sc = scope(kind, obj_id)
     if not sc.task.frames:  # CVAT 2.23 refuses to read a task whose data never arrived
         raise bad_request("Exporting annotations from a task without data is not allowed")
-    return jsonify(_labeled_data(sc, sc.shapes()))
+    labels = all_labels(sc)
+    return jsonify(_labeled_data(sc, [with_defaults(s, labels) for s in sc.shapes()]))
 
 
 def put_annotations(kind: str, obj_id: int):
