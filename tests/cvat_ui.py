@@ -181,9 +181,40 @@ class CvatUi:
         link.click()
         self.wait_for_frame()
 
-    def open_job(self, task_id: int, job_id: int) -> None:
-        self.driver.get(f"{self.url}/tasks/{task_id}/jobs/{job_id}")
+    def open_job(self, task_id: int, job_id: int, frame: int | None = None) -> None:
+        self.driver.get(f"{self.url}/tasks/{task_id}/jobs/{job_id}" + (f"?frame={frame}" if frame is not None else ""))
         self.wait_for_frame()
+
+    def remember_filter(self, logic: dict) -> None:
+        """Put a filter in the Filters dialog's "Recently used" list (browser storage, as CVAT keeps it)."""
+        import json
+
+        self.driver.execute_script("window.localStorage.setItem('annotationFiltersHistory', arguments[0]);",
+                                   json.dumps([{"id": "cals-test", "logic": logic}]))
+
+    def apply_recent_filter(self, text: str) -> None:
+        """Filters → Recently used → the entry containing `text` → Submit."""
+        self.click(".cvat-annotation-header-filters-button")
+        self.find(".cvat-filters-modal-visible")
+        self.click(".cvat-filters-modal-recently-used-button")
+        entry = self.until(lambda: next((e for e in self.all(".cvat-recently-used-filters-dropdown li")
+                                         if e.is_displayed() and text in e.text), None), f"{text!r} in Recently used")
+        entry.click()
+        self.until(lambda: self.find(".cvat-filters-modal-submit-button").is_enabled(), "the filter to load")
+        self.click(".cvat-filters-modal-submit-button")
+        self.until(lambda: not self.all(".cvat-filters-modal-visible"), "the Filters dialog to close")
+        self.until(lambda: self.all(".cvat-annotation-header-filters-button.filters-armed"), "the filter to be on")
+        time.sleep(1.0)  # the canvas redraws with the filtered objects
+
+    def hover(self, element) -> None:
+        """Move the mouse onto an element (CVAT activates the object under the mouse)."""
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        ActionChains(self.driver).move_to_element(element).pause(0.5).perform()
+
+    def canvas_texts(self) -> list[str]:
+        """The texts the canvas shows beside objects (label, then "name: value" per attribute)."""
+        return [e.text for e in self.all("#cvat_canvas_text_content .cvat_canvas_text") if e.text.strip()]
 
     # -- annotation view -------------------------------------------------------------------------
     def wait_for_frame(self) -> None:

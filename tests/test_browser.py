@@ -1,11 +1,12 @@
 """The annotator's view: CALS inside the real CVAT web UI, driven in headless Chromium.
 
-Three scenarios, each as a person does it, against a real CVAT with its UI (make test-browser):
+Four scenarios, each as a person does it, against a real CVAT with its UI (make test-browser):
 1. an annotator opens job 1 of the round the sampler opened: the top-ranked frames in rank order,
    each person pre-annotated with the spine points shown;
 2. AI Tools → Detectors → the CALS function draws skeletons on a frame, and the task's Actions →
    Automatic annotation annotates every frame;
-3. the annotator drags a spine point, saves and finishes the job from the menu; CVAT's webhook
+3. points to check: the Filters dialog leaves the flagged people, and a flagged point shows its confidence;
+4. the annotator drags a spine point, saves and finishes the job from the menu; CVAT's webhook
    reaches the trainer, which fine-tunes and promotes, and the next AI Tools call is served by the
    new version.
 What compose runs next to CVAT is served in-process over real HTTP: the trainer, the sampler and,
@@ -201,6 +202,76 @@ def test_annotator_meets_round_1_ranked_and_pre_annotated(loop, browser, cvat_se
         ui.next_frame()
         names.append(ui.frame_name())
     assert [Path(n).name for n in names] == loop.round["frames"][:JOB]
+
+
+CHECK_FILTER = {"and": [{"==": [{"var": "attr.person.check"}, True]}]}  # what the Filters dialog writes
+
+
+def _named(values, specs) -> dict[str, str]:
+    names = {a.id: a.name for a in specs}
+    return {names[v["spec_id"]]: v["value"] for v in values}
+
+
+def _flag_one_skeleton(cvat_server, job_id: int, frame: int) -> tuple[dict, str, str]:
+    """Leave exactly one skeleton of `frame` flagged (`check` true), as an annotator leaves the others
+    once checked; (its point to check: sublabel id, name, confidence). Raw REST: the SDK's models are
+    newer than the server's."""
+    from tests.test_lambda_manager import _api
+
+    with cvat_server.make_client() as admin:
+        (label,) = admin.jobs.retrieve(job_id).get_labels()
+        status, data = _api(admin, "GET", f"/api/jobs/{job_id}/annotations")
+        assert status == 200, data
+        shapes = [s for s in data["shapes"] if s["frame"] == frame]
+        points = {sub.id: sub for sub in label.sublabels}
+
+        def flagged_points(shape) -> list[dict]:
+            return [e for e in shape["elements"] if not e["outside"]
+                    and _named(e["attributes"], points[e["label_id"]].attributes)["check"] == "true"]
+
+        chosen = max(shapes, key=lambda s: len(flagged_points(s)))
+        check = next(a.id for a in label.attributes if a.name == "check")
+        for shape in shapes:
+            shape["attributes"] = [{**a, "value": "true" if shape is chosen else "false"} if a["spec_id"] == check
+                                   else a for a in shape["attributes"]]
+        status, body = _api(admin, "PATCH", f"/api/jobs/{job_id}/annotations?action=update",
+                            {"version": 0, "tags": [], "shapes": shapes, "tracks": []})
+        assert status == 200, body
+    assert flagged_points(chosen), "the flagged skeleton has no point to check"
+    point = min(flagged_points(chosen), key=lambda e: int(_named(e["attributes"], points[e["label_id"]].attributes)
+                                                          ["confidence"]))
+    sub = points[point["label_id"]]
+    return point, sub.name, _named(point["attributes"], sub.attributes)["confidence"]
+
+
+def test_points_to_check_filter_flagged_skeletons_and_show_each_point_confidence(loop, browser, cvat_server):
+    """The guide in the README: Filters → `attr.person.check == true` leaves the flagged people; hovering one
+    shows each point's `check` and `confidence` beside it. On job 2 of round 1, as the project's admin."""
+    ui, job_id = browser, loop.job_ids[1]
+    with cvat_server.make_client() as admin:
+        counts = {}
+        for shape in admin.jobs.retrieve(job_id).get_annotations().shapes:
+            counts[shape.frame] = counts.get(shape.frame, 0) + 1
+    frame = next((f for f in sorted(counts) if counts[f] >= 2), None)
+    assert frame is not None, f"no frame of job {job_id} with two people: {counts}"
+    point, name, confidence = _flag_one_skeleton(cvat_server, job_id, frame)
+
+    ui.login(cvat_server.user, cvat_server.password)
+    ui.remember_filter(CHECK_FILTER)
+    ui.open_job(loop.task_id, job_id, frame)
+    assert len(ui.skeletons()) == counts[frame]
+    ui.apply_recent_filter("check")
+    (flagged,) = ui.until(lambda: len(ui.skeletons()) == 1 and ui.skeletons(), "only the flagged skeleton shown")
+    ui.shot("4-points-to-check-filter")
+
+    circle = next(p for p in flagged if p.label_id == point["label_id"])
+    assert not circle.hidden
+    ui.hover(ui.circle(point["label_id"]))
+    text = ui.until(lambda: next((t for t in ui.canvas_texts() if name.lower() in t.lower()
+                                  and f"confidence: {confidence}" in t), None),
+                    f"{name}'s confidence {confidence} beside it")
+    assert "check: true" in text, text
+    ui.shot("4-points-to-check-confidence")
 
 
 def _new_task(loop, cvat_server, name: str, frames: int) -> tuple[int, int]:
