@@ -25,7 +25,7 @@ from cals.sampling.pool import LocalPool
 from cals.sampling.round_coco import round_coco
 from cals.sampling.scoring import Scorer
 from cals.schema import load_schema
-from cals.simulate.loop import CHECK_GRID, Campaign, annotator_work
+from cals.simulate.loop import CHECK_GRID, Campaign, _by_name, annotator_work
 from cals.simulate.stats import mean_interval
 
 TARGET_RECALL, TARGET_WORKLOAD = 0.80, 0.40
@@ -34,10 +34,7 @@ TARGET_RECALL, TARGET_WORKLOAD = 0.80, 0.40
 def campaign_checks(out: Path, strategy: str, schema) -> dict[int, list[dict]]:
     """seed → the `checks` of each round after round 0 (measured again where the run has none)."""
     found = {}
-    for path in sorted((out / "runs").glob(f"seed*/{strategy}/state.json")):
-        state = json.loads(path.read_text())
-        c = Campaign(None, schema, strategy, state["rounds"][0]["seed"], path.parent, out / "data" / "pool",
-                     out / "data" / "pool-body", out / "data" / "test")
+    for c, state in _campaigns(out, strategy, schema):
         rounds = []
         for r in range(1, len(state["rounds"])):
             row = state["rounds"][r]
@@ -51,24 +48,24 @@ def campaign_checks(out: Path, strategy: str, schema) -> dict[int, list[dict]]:
 
 def function_checks(out: Path, strategy: str, schema) -> dict[int, list[dict]]:
     """seed → [checks] of the campaign's last served model on the test set, nothing labelled."""
-    from cals.data.coco import annotations_by_image
     from cals.training.effort import check_rule_figures
 
     found = {}
     test = LocalPool(out / "data" / "test", schema)
-    names = {im["id"]: im["file_name"] for im in test.dataset.coco["images"]}
-    truth = {names[k]: v for k, v in annotations_by_image(test.dataset.coco).items()}
-    for path in sorted((out / "runs").glob(f"seed*/{strategy}/state.json")):
-        state = json.loads(path.read_text())
-        c = Campaign(None, schema, strategy, state["rounds"][0]["seed"], path.parent, out / "data" / "pool",
-                     out / "data" / "pool-body", out / "data" / "test")
+    truth = _by_name(test.dataset.coco)
+    for c, state in _campaigns(out, strategy, schema):
         scorer = Scorer(c.predictor(state["rounds"][-1]["version"]))
         frames = [{**scorer.frame_record(item, test.image_bytes(item)), "labelled": None} for item in test.items()]
-        coco = round_coco(frames, schema)
-        ids = {im["id"]: im["file_name"] for im in coco["images"]}
-        pre = {ids[k]: v for k, v in annotations_by_image(coco).items()}
-        found[c.seed] = [check_rule_figures(pre, truth, schema, CHECK_GRID)]
+        found[c.seed] = [check_rule_figures(_by_name(round_coco(frames, schema)), truth, schema, CHECK_GRID)]
     return found
+
+
+def _campaigns(out: Path, strategy: str, schema):
+    """(Campaign, state) of each finished campaign of `strategy` under a simulation folder."""
+    for path in sorted((out / "runs").glob(f"seed*/{strategy}/state.json")):
+        state = json.loads(path.read_text())
+        yield Campaign(None, schema, strategy, state["rounds"][0]["seed"], path.parent, out / "data" / "pool",
+                       out / "data" / "pool-body", out / "data" / "test"), state
 
 
 def table(found: dict[int, list[dict]], group: str) -> list[dict]:
