@@ -122,6 +122,8 @@ class ModelEnv(CalsEnv):
     DETECTOR: str | None = Field(None, description="RTMDet person end2end.onnx (file, folder or URL)")
     CHECK_BELOW: float = Field(0.6, ge=0, le=1, description="points to check: a pre-annotated point scoring "
                                                              "below it is flagged (`check`) in CVAT")
+    THREADS: int = Field(0, ge=0, description="torch and ONNX Runtime threads per process; 0: the process's "
+                                              "share of the host's cores (cores / processes sharing them)")
 
     @field_validator("POSE_BACKEND", mode="before")
     @classmethod
@@ -136,6 +138,8 @@ class ServingEnv(ModelEnv):
                                    "(0: only points off the image; a doubtful point is shown and flagged)")
     MAX_PIXELS: PositiveInt = Field(40_000_000, description="largest image decoded (8K x 5K)")
     INIT_CHECKPOINT: str | None = Field(None, description="COCO-17 checkpoint registered when the registry is empty")
+    FUNCTION_WORKERS: PositiveInt = Field(1, description="Nuclio workers of the function (function.yaml's "
+                                          "maxWorkers); each gets cores / workers threads")
 
 
 class ServiceEnv(CvatEnv, ModelEnv):
@@ -159,7 +163,9 @@ class TrainerEnv(ServiceEnv):
     QUEUE_DB: str | None = Field(None, description="run queue; default $CALS_DATA/queue.sqlite3")
     JOB_TRIGGER: str = "state:completed"
     TRAIN_ITERS: int = Field(100, ge=1)
-    TRAIN_BATCH_SIZE: PositiveInt | None = Field(None, description="default: the model config's")
+    TRAIN_BATCH_SIZE: PositiveInt | None = Field(None, description="default: the model config's (per process)")
+    TRAIN_PROCS: PositiveInt = Field(1, description="training processes per round (torchrun --nproc_per_node): "
+                                     "one per GPU, or share a CPU host's cores")
     PROMOTE_MARGIN: float = Field(0.0, ge=0)
     PROMOTE_METRIC: str = "overall.AP"
     PROMOTE_CONFIDENCE: float = Field(0.95, ge=0, lt=1, description="keep the current model only when the "
@@ -183,6 +189,8 @@ class SamplerEnv(ServiceEnv):
     SAMPLER_REDUCE: Literal["max", "mean", "sum"] = Field("max", description="people -> image score")
     SAMPLER_GROUP: str = Field("spine", description='schema point group scored ("all": every point)')
     SAMPLER_BATCH: PositiveInt = 16
+    SAMPLER_RANKS: PositiveInt = Field(1, description="processes that score the pool (torch.distributed, one "
+                                       "host); each gets cores / ranks threads")
     SAMPLER_LABELLED: str | None = Field(None, description="COCO file for the pose strategy's shape space")
     SAMPLER_BIND: str = "0.0.0.0:8090"
 

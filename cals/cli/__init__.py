@@ -64,15 +64,27 @@ def cmd_import_coco(args) -> None:
 
 
 def cmd_train(args) -> None:
+    """Alone or as one rank under torchrun: rank 0 registers, promotes and prints; every rank trains."""
+    from cals import distributed
     from cals.model.train import train
 
     registry = _registry(args)
-    version = train(args.data, registry, config=args.config, schema=_schema(args),
-                    epochs=args.epochs, iters=args.iters, init=args.init, val_root=args.val,
-                    batch_size=args.batch_size)
-    if args.promote or registry.current() is None:
-        registry.promote(version.id, reason="cals train --promote" if args.promote else "first model")
-    print(version.id)
+    report = _print_json if args.progress_jsonl else None
+    try:
+        version = train(args.data, registry, config=args.config, schema=_schema(args),
+                        epochs=args.epochs, iters=args.iters, init=args.init, val_root=args.val,
+                        batch_size=args.batch_size, work_dir=args.work_dir, progress=not args.progress_jsonl,
+                        on_progress=report, rank_report=args.rank_report)
+        if distributed.is_main():
+            if args.promote or registry.current() is None:
+                registry.promote(version.id, reason="cals train --promote" if args.promote else "first model")
+            print(json.dumps({"version": version.id}) if args.progress_jsonl else version.id, flush=True)
+    finally:
+        distributed.shutdown()
+
+
+def _print_json(state: dict) -> None:
+    print(json.dumps({"progress": state}), flush=True)
 
 
 def cmd_evaluate(args) -> None:
@@ -206,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(COCO-17 ok; a URL's '#sha256=HEX' is checked)")
     t.add_argument("--val", help="validation dataset folder; its metrics are stored with the version")
     t.add_argument("--promote", action="store_true", help="make the new version current (the first one always is)")
+    t.add_argument("--work-dir", help="scratch folder for training files (default: a temporary one, removed)")
+    t.add_argument("--progress-jsonl", action="store_true",
+                   help="print progress as JSON lines ({\"progress\": ...}, then {\"version\": ID}) instead of a bar")
+    t.add_argument("--rank-report", metavar="DIR",
+                   help="each process writes DIR/rank-N.json: its first iteration's frames and a digest of its "
+                        "final weights (check a torchrun setup: equal digests, different frames)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="COCO OKS AP/AR per group and PCK; prints the metrics JSON")

@@ -34,11 +34,13 @@ def same_config(a: str, b: str) -> bool:
 
 def build_config(name: str, schema: Schema, *, data_root: str | os.PathLike | None = None,
                  epochs: int | None = None, iters: int | None = None,
-                 work_dir: str | os.PathLike | None = None, batch_size: int | None = None) -> Config:
+                 work_dir: str | os.PathLike | None = None, batch_size: int | None = None,
+                 processes: int = 1) -> Config:
     """Load a config and make it match the schema (point count, metainfo) and the data.
 
     `epochs` or `iters` override the config's schedule; LR schedulers are
-    rescaled so a shorter fine-tuning run still warms up and decays.
+    rescaled so a shorter fine-tuning run still warms up and decays. `processes`: training
+    processes on this host (torchrun's), which share its cores among their data-loader workers.
     """
     cfg = Config.fromfile(config_path(name))
     k = schema.num_keypoints
@@ -52,7 +54,7 @@ def build_config(name: str, schema: Schema, *, data_root: str | os.PathLike | No
         cfg.train_dataloader.dataset.data_prefix = dict(img=f"{IMAGES}/")
     if work_dir is not None:
         cfg.work_dir = str(work_dir)
-    _fit_workers(cfg.train_dataloader)
+    _fit_workers(cfg.train_dataloader, processes)
     if batch_size is not None:
         if batch_size < 1:
             raise CalsError(f"batch size must be positive, got {batch_size}")
@@ -62,11 +64,13 @@ def build_config(name: str, schema: Schema, *, data_root: str | os.PathLike | No
     return cfg
 
 
-def _fit_workers(loader) -> None:
-    """At most one data-loader process per 4 cores. Each takes seconds to start and to stop, and
+def _fit_workers(loader, processes: int = 1) -> None:
+    """At most one data-loader process per 4 of a training process's cores. Each takes seconds to start and to stop, and
     on a small host it competes with training: on 2 cores, 100 iterations of the cpu config took
     19 s with one worker and 14 s with none; RTMPose-m's 4 workers cost 20 s of a 1-iteration run."""
-    spare = (os.cpu_count() or 1) // 4
+    from cals.model.threads import share_of_cores
+
+    spare = share_of_cores(processes) // 4
     if loader.get("num_workers", 0) > spare:
         loader.num_workers = spare
         loader.persistent_workers = spare > 0 and loader.get("persistent_workers", False)

@@ -18,6 +18,7 @@ from typing import Callable, Union
 import torch
 
 from cals.errors import CalsError
+from cals.model import threads
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class OnnxNetwork:
         # stacking, flip, decoding): on 2 cores that took the time outside the network from 9 %
         # to 34 % of an RTMPose-m request and tripled its p95
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.intra_op_num_threads = threads.session_threads()  # 0: every core
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own untyped errors

@@ -1,9 +1,12 @@
 """Train or fine-tune a top-down model with mmengine's Runner and register the result.
 
-The Runner does the work, so `torchrun` multi-GPU training works unchanged; CALS
-only prepares the config from the schema, initialises weights (a registry
-version, a COCO-17 checkpoint, or nothing), and stores a self-contained
-registry version (checkpoint, config, schema, metrics, data summary, parent).
+The Runner does the work; CALS prepares the config from the schema, initialises weights (a
+registry version, a COCO-17 checkpoint, or nothing), and stores a self-contained registry version
+(checkpoint, config, schema, metrics, data summary, parent).
+
+Under torchrun every rank calls `train`: each joins the process group (cals.distributed), trains
+on its share of the data with gradients averaged (mmengine's distributed samplers and DDP), and
+rank 0 alone validates and registers; the others wait for it and return the same version.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from typing import Any, Callable
 
 import yaml
 
+from cals import distributed
 from cals.data.coco import load_dataset
 from cals.errors import CalsError
 from cals.model import mm_imports
@@ -60,13 +64,16 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str | Non
           schema: Schema | None = None, epochs: int | None = None, iters: int | None = None,
           init: str | None = None, val_root: str | os.PathLike | None = None,
           progress: bool = True, work_dir: str | os.PathLike | None = None,
-          batch_size: int | None = None, on_progress: Callable[[dict[str, Any]], None] | None = None) -> Version:
+          batch_size: int | None = None, on_progress: Callable[[dict[str, Any]], None] | None = None,
+          rank_report: str | os.PathLike | None = None) -> Version:
     """Train on a COCO dataset folder and add the model to the registry (not promoted).
 
     `init`: a registry version id (or "current") to fine-tune, or a checkpoint
     path/URL (e.g. a COCO-17 mmpose release) whose shared points are copied.
     `config`: see `run_config`; None follows the `init` version.
-    `on_progress` gets the iteration, epoch and loss while the Runner trains (ProgressHook).
+    `on_progress` gets the iteration, epoch and loss while the Runner trains (ProgressHook; rank 0).
+    `rank_report`: a folder where each rank writes its first iteration's frames and a digest of its
+    final weights (cals.model.ddp.RankReportHook), to check a distributed setup.
     """
     source = resolve_init(init, registry)
     config = run_config(config, source)  # an unknown or mismatched config fails before any work starts
@@ -76,6 +83,10 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str | Non
     if not dataset.coco["annotations"]:
         raise CalsError(f"{data_root}: no annotations to train on")
     mm_imports.setup()
+    world = _join_process_group()
+    main = distributed.is_main()
+    if world > 1 and work_dir:  # ranks of one host share the caller's folder: one subfolder each
+        work_dir = Path(work_dir) / f"rank-{distributed.rank()}"
     # a caller's work_dir (the trainer's run folder) is cleaned by the caller, also after a kill
     if work_dir:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
@@ -83,18 +94,34 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str | Non
     with scratch as tmp:
         work = Path(tmp)
         cfg = build_config(config, schema, data_root=Path(data_root).resolve(), epochs=epochs,
-                           iters=iters, work_dir=work, batch_size=batch_size)
+                           iters=iters, work_dir=work, batch_size=batch_size,
+                           processes=distributed.local_world_size() if world > 1 else 1)
+        if world > 1:
+            from cals.model.ddp import make_distributed
+            make_distributed(cfg)
         if source is not None:
             cfg.load_from = str(init_checkpoint(cfg, schema, source, work))
-        hook, state, seconds = _run(cfg, progress, on_progress)
+        hook, state, seconds = _run(cfg, progress and main, on_progress if main else None, rank_report)
         cfg.load_from = None
-        meta = _version_meta(config, schema, summary, source, hook, seconds, cfg)
-        if val_root is not None:
-            meta["metrics"] = _validate(cfg, schema, state, meta, val_root, work)
-        return _register(registry, cfg, schema, state, meta, source, work)
+        version_id = None
+        if main:
+            meta = _version_meta(config, schema, summary, source, hook, seconds, cfg)
+            if val_root is not None:
+                meta["metrics"] = _validate(cfg, schema, state, meta, val_root, work)
+            version_id = _register(registry, cfg, schema, state, meta, source, work).id
+        return registry.get(distributed.broadcast(version_id))
 
 
-def _run(cfg, progress: bool, on_progress: Callable[[dict[str, Any]], None] | None = None):
+def _join_process_group() -> int:
+    """The world size: 1 alone, N under torchrun (after joining its process group)."""
+    from cals.model.predict import default_device
+
+    distributed.init(default_device())
+    return distributed.world_size()
+
+
+def _run(cfg, progress: bool, on_progress: Callable[[dict[str, Any]], None] | None = None,
+         rank_report: str | os.PathLike | None = None):
     from mmengine.runner import Runner
 
     hook = ProgressHook(enabled=progress, report=on_progress)
@@ -107,6 +134,9 @@ def _run(cfg, progress: bool, on_progress: Callable[[dict[str, Any]], None] | No
         runner_cfg.test_dataloader = None  # kept in the config for inference_topdown only
         runner = Runner.from_cfg(runner_cfg)
         runner.register_hook(hook)
+        if rank_report:
+            from cals.model.ddp import RankReportHook
+            runner.register_hook(RankReportHook(rank_report))
         runner.train()
     model = runner.model.module if hasattr(runner.model, "module") else runner.model
     return hook, model.state_dict(), time.perf_counter() - start
@@ -198,7 +228,8 @@ def _version_meta(config: str, schema: Schema, summary: dict, source: InitSource
             source and source.version and source.version.meta.get("spine_trained")),
         "init": source.spec if source else None,
         "iterations": len(losses),
-        "batch_size": cfg.train_dataloader.batch_size,
+        "batch_size": cfg.train_dataloader.batch_size,  # per process
+        "world_size": distributed.world_size(),
         "train_seconds": round(seconds, 2),
         "loss": {"first": _mean(losses[:window]), "last": _mean(losses[-window:])},
         "schedule": dict(cfg.train_cfg),
