@@ -69,7 +69,9 @@ def cmd_train(args) -> None:
     from cals.model.train import train
 
     registry = _registry(args)
-    report = _print_json if args.progress_jsonl else None
+    out = sys.stdout  # training sends stdout to stderr (mmengine prints); progress lines go here
+    report = (lambda state: print(json.dumps({"progress": state}), file=out, flush=True)) \
+        if args.progress_jsonl else None
     try:
         version = train(args.data, registry, config=args.config, schema=_schema(args),
                         epochs=args.epochs, iters=args.iters, init=args.init, val_root=args.val,
@@ -81,10 +83,6 @@ def cmd_train(args) -> None:
             print(json.dumps({"version": version.id}) if args.progress_jsonl else version.id, flush=True)
     finally:
         distributed.shutdown()
-
-
-def _print_json(state: dict) -> None:
-    print(json.dumps({"progress": state}), flush=True)
 
 
 def cmd_evaluate(args) -> None:

@@ -1,0 +1,69 @@
+"""`cals train` under torchrun on a CPU host: two processes (gloo), one version.
+
+What a user relies on when they scale training out: both processes finish, exactly one version is
+registered (by rank 0, with the world size in its meta.json), the ranks end with the same weights
+(gradients were averaged) although each trained on other people (the data was split), and the
+registered weights are those weights, changed by training.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from cals.registry import Registry
+
+
+def torchrun(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "cals", "train", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def digest_of(version) -> str:
+    from cals.model.ddp import weights_digest
+    from cals.model.predict import load_model
+
+    model, _, _ = load_model(version.path)
+    return weights_digest(model)
+
+
+@pytest.mark.parametrize("how", ["fine-tune cpu", "rtmpose-m from scratch"])
+def test_two_processes_train_one_model_on_split_data(how, trained, synthetic, tmp_path):
+    registry_root = tmp_path / "registry"
+    if how == "fine-tune cpu":  # what every trainer round does: fine-tune the current version
+        shutil.copytree(trained[0].root, registry_root)
+        model_args = ["--init", "current", "--iters", "4", "--batch-size", "4"]
+    else:  # the architecture users deploy
+        model_args = ["--config", "rtmpose-m", "--iters", "2", "--batch-size", "2"]
+    registry = Registry(registry_root)
+    before = {v.id for v in registry.list()} if registry_root.exists() else set()
+    current = registry.current().id if before else None
+
+    done = torchrun("--data", str(synthetic / "train"), "--registry", str(registry_root), *model_args,
+                    "--progress-jsonl", "--rank-report", str(tmp_path / "ranks"), cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert any("progress" in line for line in lines), "rank 0 reports progress"
+    new = {v.id for v in registry.list()} - before
+    assert new == {lines[-1]["version"]}, "exactly one version, the one printed"
+    version = registry.get(lines[-1]["version"])
+    assert version.meta["world_size"] == 2
+    if current:
+        assert version.parent == current and registry.current().id == current, "a fine-tuned round is not promoted"
+
+    reports = sorted((json.loads(p.read_text()) for p in (tmp_path / "ranks").glob("rank-*.json")),
+                     key=lambda r: r["rank"])
+    assert [r["rank"] for r in reports] == [0, 1]
+    assert reports[0]["weights_sha256"] == reports[1]["weights_sha256"], "gradients are averaged across ranks"
+    seen = [{p["annotation"] for p in r["first_iteration"]} for r in reports]
+    assert seen[0] and seen[1] and not seen[0] & seen[1], "each rank trains on other people"
+    assert digest_of(version) == reports[0]["weights_sha256"], "the registered weights are the ranks' weights"
+    if current:
+        assert digest_of(registry.get(current)) != digest_of(version), "training changed the weights"
