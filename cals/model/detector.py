@@ -25,16 +25,20 @@ DEFAULT_SCORE: float = default("CALS_DETECTOR_SCORE")
 
 
 class PersonDetector:
-    """Boxes of people in a BGR image: `PersonDetector(path)(image) -> (N, 5) x1, y1, x2, y2, score`."""
+    """Boxes of people in a BGR image: `PersonDetector(path)(image) -> (N, 5) x1, y1, x2, y2, score`.
+
+    `threads`: ONNX Runtime's intra-op threads; None: as the pose sessions (`threads.session_threads`)."""
 
     def __init__(self, model: str | os.PathLike | None = None, *, score_threshold: float = DEFAULT_SCORE,
                  threads: int | None = None):
         import onnxruntime as ort
 
+        from cals.model.threads import session_threads
+
         path = resolve_model(model)
         options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        # this process's share of the cores (threads.configure, CALS_THREADS); 0: ONNX Runtime's every core
+        options.intra_op_num_threads = session_threads() if threads is None else threads
         try:
             self.session = ort.InferenceSession(str(path), options, providers=_providers(ort))
         except Exception as exc:  # onnxruntime raises its own untyped errors

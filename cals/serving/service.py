@@ -53,13 +53,19 @@ class SkeletonService:
 
     @classmethod
     def from_env(cls) -> "SkeletonService":
-        """Build from CALS_* settings (module docstring); registers the initial model if needed."""
+        """Build from CALS_* settings (module docstring); registers the initial model if needed.
+
+        Threads are sized first: cores / CALS_FUNCTION_WORKERS (the trigger's numWorkers)."""
+        from cals.model import threads
         from cals.model.detector import PersonDetector
 
         env = ServingEnv.load()
         env.require("REGISTRY", why="the model registry folder")
+        # Each Nuclio worker is a process of its own holding its own models: its share of the cores
+        # (or CALS_THREADS) for torch, the detector's session and every pose session built after this
+        count = threads.configure(env.FUNCTION_WORKERS)
         registry = Registry(env.REGISTRY)
-        detector = PersonDetector(env.DETECTOR, score_threshold=env.DETECTOR_SCORE)
+        detector = PersonDetector(env.DETECTOR, score_threshold=env.DETECTOR_SCORE, threads=count)
         initial_error = None
         if env.INIT_CHECKPOINT and registry.current() is None:
             initial_error = register_initial(registry, env.INIT_CHECKPOINT, env.CONFIG)
