@@ -21,6 +21,9 @@
 #                          cals/model/pretrained.py; the detector's is of its end2end.onnx)
 #   PYTHON                 python3 that runs the checks (default: python3)
 #   CALS_POINT_THRESHOLD, CALS_CHECK_BELOW, CALS_DETECTOR_SCORE, CALS_MAX_PIXELS   runtime settings (--env)
+#   CALS_FUNCTION_WORKERS  Nuclio workers (concurrent requests, one process and model each): the HTTP
+#                          trigger's numWorkers and the function's CALS_FUNCTION_WORKERS, which sizes each
+#                          worker's threads to cores / workers (default: function.yaml's, 1)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,6 +49,12 @@ while [[ $# -gt 0 ]]; do
     *) echo "usage: $0 [--env-file FILE] [--gpu]" >&2; exit 2 ;;
   esac
 done
+
+WORKERS="${CALS_FUNCTION_WORKERS:-}"
+if [[ -n "$WORKERS" && ! "$WORKERS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "deploy.sh: error: CALS_FUNCTION_WORKERS must be a positive integer (Nuclio workers), got '$WORKERS'" >&2
+  exit 1
+fi
 
 NUCTL="${NUCTL:-nuctl}"
 if ! command -v "$NUCTL" >/dev/null 2>&1; then
@@ -90,13 +99,19 @@ for var in CALS_DETECTOR_URL CALS_POSE_URL CALS_DETECTOR_SHA256 CALS_POSE_SHA256
 done
 sed -i "s#path: /var/lib/cals/registry#path: ${REGISTRY_HOST}#" "$STAGE/$FILE"
 
+# Workers: the trigger's numWorkers and the env the function sizes its threads by, set together.
+if [[ -n "$WORKERS" ]]; then
+  sed -i -E "s#^( *)numWorkers: .*#\1numWorkers: $WORKERS#" "$STAGE/$FILE"
+  sed -i -E "/name: CALS_FUNCTION_WORKERS/{n;s#value: .*#value: \"$WORKERS\"#}" "$STAGE/$FILE"
+fi
+
 ENV_ARGS=()
 for var in CALS_POINT_THRESHOLD CALS_CHECK_BELOW CALS_DETECTOR_SCORE CALS_MAX_PIXELS; do
   if [[ -n "${!var:-}" ]]; then ENV_ARGS+=(--env "$var=${!var}"); fi
 done
 
 "$NUCTL" create project cvat --platform "$PLATFORM" 2>/dev/null || true
-echo "Deploying $FILE (registry: $REGISTRY_HOST)"
+echo "Deploying $FILE (registry: $REGISTRY_HOST, workers: $(sed -nE 's/^ *numWorkers: *//p' "$STAGE/$FILE"))"
 "$NUCTL" deploy --project-name cvat --path "$STAGE" --file "$STAGE/$FILE" \
   --platform "$PLATFORM" --platform-config "{\"attributes\": {\"network\": \"$NETWORK\"}}" \
   "${ENV_ARGS[@]}"

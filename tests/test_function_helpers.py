@@ -66,3 +66,32 @@ def copy_version(version, registry, **meta):
     files = {name: version.path / name for name in version.meta["files"]}
     keep = {k: v for k, v in version.meta.items() if k not in ("id", "parent", "created_at", "files")}
     return registry.add(files, meta={**keep, **meta})
+
+
+_WORKER_THREADS = """
+import json, types
+import torch
+from tests.test_function_helpers import load_main
+
+context = types.SimpleNamespace(user_data=types.SimpleNamespace(), logger=types.SimpleNamespace(info=print))
+load_main().init_context(context)
+service = context.user_data.service
+network = service.watcher.get().network
+print(json.dumps({"torch": torch.get_num_threads(),
+                  "detector": service.detector.session.get_session_options().intra_op_num_threads,
+                  "pose": network.session.get_session_options().intra_op_num_threads,
+                  "backend": network.name}))
+"""
+
+
+def worker_threads(env: dict[str, str]) -> dict:
+    """main.py's init_context in a fresh Python process, as each Nuclio worker runs it (CALS_* from `env`
+    only): the threads it gave torch, the detector's and the pose model's ONNX Runtime sessions."""
+    import os
+    import subprocess
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CALS_")}
+    done = subprocess.run([sys.executable, "-c", _WORKER_THREADS], cwd=ROOT, capture_output=True, text=True,
+                          env={**clean, "PYTHONPATH": str(ROOT), **env}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -12,7 +12,7 @@ import yaml
 from cals.schema import Schema
 from cals.serving.function_spec import function_spec, main, with_spec
 from tests.nuclio_dashboard import NuclioDashboard
-from tests.test_function_helpers import FUNCTION_DIR, ROOT
+from tests.test_function_helpers import DETECTOR, FUNCTION_DIR, ROOT, worker_threads
 
 FILES = [FUNCTION_DIR / "function.yaml", FUNCTION_DIR / "function-gpu.yaml"]
 # What `nuctl version` prints (nuclio pkg/nuctl/command/version.go: "Client version:\n%#v\n" of the label line)
@@ -265,3 +265,83 @@ def test_offline_deploy_refuses_a_file_that_is_not_the_pinned_one(tmp_path, dash
     assert "expected 5e55be2a03f6e5dcd14d088afc4ae5afe94a4f9de93c22e5deb725ad0eee899d" in result.stderr
     both = deploy(env={**env, "CALS_POSE_URL": "https://example.org/pose.pth"})
     assert both.returncode == 1 and both.stderr == "deploy.sh: error: set CALS_POSE_FILE or CALS_POSE_URL, not both\n"
+
+
+# ---- workers: the trigger's numWorkers, CALS_FUNCTION_WORKERS, threads per worker ---------------------------
+
+def _workers(doc: dict) -> tuple[int, int]:
+    """(the HTTP trigger's numWorkers, the function's CALS_FUNCTION_WORKERS) of a function.yaml."""
+    (trigger,) = doc["spec"]["triggers"].values()
+    env = {e["name"]: e["value"] for e in doc["spec"]["env"]}
+    return trigger["numWorkers"], int(env["CALS_FUNCTION_WORKERS"])
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_committed_worker_count_is_the_settings_default(path):
+    """Nuclio 1.13 reads numWorkers (maxWorkers is deprecated); the function sizes its threads by the env."""
+    from cals.settings import default
+
+    doc = yaml.safe_load(path.read_text())
+    assert _workers(doc) == (int(default("CALS_FUNCTION_WORKERS")),) * 2
+    (trigger,) = doc["spec"]["triggers"].values()
+    assert trigger["kind"] == "http" and "maxWorkers" not in trigger
+
+
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+def test_deploy_sets_the_workers_from_CALS_FUNCTION_WORKERS(tmp_path, dashboard, gpu):
+    """The deployed spec's numWorkers and CALS_FUNCTION_WORKERS are the setting's; nothing else changes."""
+    fake, context = _keeping_nuctl(tmp_path)
+    name = "function-gpu.yaml" if gpu else "function.yaml"
+    result = deploy(*(["--gpu"] if gpu else []), env={"NUCTL": str(fake), "CALS_REGISTRY_HOST": str(tmp_path / "reg"),
+                                                      "CALS_NUCLIO_DASHBOARD_URL": dashboard.url,
+                                                      "CALS_FUNCTION_WORKERS": "3"})
+    assert result.returncode == 0, result.stderr
+    assert "workers: 3" in result.stdout
+    deployed = (context / name).read_text()
+    assert _workers(yaml.safe_load(deployed)) == (3, 3)
+    committed = (FUNCTION_DIR / name).read_text().replace("/var/lib/cals/registry", str(tmp_path / "reg"))
+    changed = [(a, b) for a, b in zip(committed.splitlines(), deployed.splitlines()) if a != b]
+    assert len(changed) == 2 and len(committed.splitlines()) == len(deployed.splitlines()), changed
+
+
+def test_deploy_takes_the_workers_from_the_env_file_and_refuses_a_bad_count(tmp_path, dashboard):
+    fake, context = _keeping_nuctl(tmp_path)
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"CALS_FUNCTION_WORKERS=2\nCALS_NUCLIO_DASHBOARD_URL={dashboard.url}\n"
+                        f"CALS_REGISTRY_HOST={tmp_path / 'reg'}\n")
+    result = deploy("--env-file", str(env_file), env={"NUCTL": str(fake)})
+    assert result.returncode == 0, result.stderr
+    assert _workers(yaml.safe_load((context / "function.yaml").read_text())) == (2, 2)
+    for bad in ("0", "two", "2.5"):
+        refused = deploy("--env-file", str(env_file), env={"NUCTL": str(fake), "CALS_FUNCTION_WORKERS": bad})
+        assert refused.returncode == 1 and refused.stderr == (
+            f"deploy.sh: error: CALS_FUNCTION_WORKERS must be a positive integer (Nuclio workers), got '{bad}'\n")
+    assert (tmp_path / "calls").read_text().count("deploy --project-name") == 1  # the refused ones deployed nothing
+
+
+@pytest.fixture(scope="module")
+def onnx_registry(tmp_path_factory):
+    """A registry whose current version (the `cpu` config, random weights) has its model.onnx."""
+    from bench.serving import version_folder
+    from cals.model.train import version_files
+    from cals.registry import Registry
+
+    root = tmp_path_factory.mktemp("workers")
+    version = version_folder("cpu", root)
+    registry = Registry(root / "registry")
+    registry.promote(registry.add(version_files(version), meta={"config": "cpu"}).id)
+    return registry
+
+
+@pytest.mark.skipif(not DETECTOR.is_file(), reason="../shared detector not present")
+@pytest.mark.parametrize("workers, threads", [(1, None), (2, None), (2, 3)], ids=["1-worker", "2-workers", "CALS_THREADS"])
+def test_each_worker_process_gets_its_share_of_the_cores(onnx_registry, workers, threads):
+    """init_context in a fresh process, as each Nuclio worker runs it: torch, the detector and the pose
+    model's ONNX Runtime session all get cores / CALS_FUNCTION_WORKERS (CALS_THREADS overrides)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    env = {"CALS_REGISTRY": str(onnx_registry.root), "CALS_DETECTOR": str(DETECTOR), "CALS_DEVICE": "cpu",
+           "CALS_FUNCTION_WORKERS": str(workers), **({"CALS_THREADS": str(threads)} if threads else {})}
+    share = threads or max(1, cores // workers)
+    assert worker_threads(env) == {"torch": share, "detector": share, "pose": share, "backend": "onnxruntime"}
