@@ -72,13 +72,6 @@ def init(device: str = "cpu") -> bool:
     return True
 
 
-def device_for_rank(device: str) -> str:
-    """The device a rank trains on: its own GPU under torchrun, else `device` as given."""
-    if device.startswith("cuda") and launched():
-        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    return device
-
-
 def broadcast(value: Any = None, src: int = 0) -> Any:
     """`value` of rank `src` on every rank (any picklable object); itself in a world of one."""
     import torch.distributed as dist
