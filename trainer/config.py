@@ -47,7 +47,8 @@ def load(overrides: Mapping[str, Any] | None = None) -> TrainerSettings:
         config=env.CONFIG, iters=env.TRAIN_ITERS, batch_size=env.TRAIN_BATCH_SIZE,
         margin=env.PROMOTE_MARGIN, metric=env.PROMOTE_METRIC, confidence=env.PROMOTE_CONFIDENCE,
         val_fraction=env.VAL_FRACTION,
-        effort_tolerance=env.EFFORT_TOLERANCE, sampler_url=env.SAMPLER_URL, api_token=str(env.API_TOKEN))
+        effort_tolerance=env.EFFORT_TOLERANCE, sampler_url=env.SAMPLER_URL, api_token=str(env.API_TOKEN),
+        train_procs=env.TRAIN_PROCS)
     _checked("CONFIG", lambda: config_path(run.config))
     return TrainerSettings(
         run=run, queue_db=Path(env.QUEUE_DB or data / "queue.sqlite3"),

@@ -4,12 +4,17 @@ One thread per process (gunicorn runs one worker process), so one training at a 
 it recovers runs a dead process left `running` and removes their leftover files (work folders,
 registry staging dirs, half-merged labelled-set images), before it claims any run. A run's
 failure is recorded on the run; the registry's current model changes only at the end of a
-successful round.
+successful round. Training runs in a child process (`TrainProcess`): a crash there (OOM kill,
+segfault) fails the run, not this process. Stopping the worker waits for the current run; a
+training still going after the wait, or when the process exits, is terminated and its run
+recorded as interrupted and queued again, as after a crash.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from typing import Any
 
 from flask import Flask
@@ -17,6 +22,7 @@ from flask import Flask
 from cals.errors import CalsError
 from cals.training.queue import Run, RunQueue
 from cals.training.run import RunSettings, clean_leftovers, execute
+from cals.training.train_process import TrainingStopped
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,7 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.training = settings.train_process()  # the worker's own, so `stop` can terminate it
 
     @property
     def alive(self) -> bool:
@@ -44,16 +51,23 @@ class Worker:
             log.exception("could not remove the leftovers of interrupted runs")
         self._thread = threading.Thread(target=self._loop, name="cals-trainer-worker", daemon=True)
         self._thread.start()
+        atexit.register(_terminate_at_exit, weakref.ref(self))  # the daemon thread dies with the process
 
     def wake(self) -> None:
         self._wake.set()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop after the current run (a run in progress is not cut short)."""
+        """Stop after the current run; a training still going after `timeout` s is terminated (its run
+        is then queued again). With no timeout, wait for the run however long it takes."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
+        if self._thread is None:
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.training.terminate()
             self._thread.join(timeout)
+
 
     def run_once(self) -> Run | None:
         """Claim and execute the next run, if any; returns the finished run."""
@@ -69,7 +83,12 @@ class Worker:
             self.queue.update_progress(run.id, phase, progress)
 
         try:
-            result = execute(run, self.settings, report)
+            result = execute(run, self.settings, report, train=self.training)
+        except TrainingStopped as exc:  # the trainer is stopping: like a crash, the run is done again
+            log.warning("run %d stopped: %s", run.id, exc)
+            for retry in self.queue.recover():
+                log.warning("re-queued the work of the stopped run as run %d", retry.id)
+            return self.queue.get(run.id)
         except CalsError as exc:
             log.error("run %d failed: %s", run.id, exc)
             return self.queue.finish(run.id, error=str(exc))
@@ -88,6 +107,15 @@ class Worker:
                 log.exception("worker could not reach the run queue")
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
+
+
+def _terminate_at_exit(ref: "weakref.ref[Worker]") -> None:
+    """A training child must not outlive the trainer (on Linux the kernel also sees to it)."""
+    worker = ref()
+    if worker is not None:
+        worker._stop.set()
+        if worker.training.terminate():
+            log.warning("terminated the training process at exit; its run is retried at the next start")
 
 
 def init_app(app: Flask, queue: RunQueue, settings: RunSettings, *, start: bool,

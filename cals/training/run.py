@@ -2,7 +2,8 @@
 labelled set, then one `fine_tune_round` (train, evaluate both, promote) and notify the sampler.
 A run needs a current model to fine-tune: it never trains a first one from scratch.
 
-The trainer's worker calls `execute` for each claimed run; nothing here knows about HTTP. Every
+The trainer's worker calls `execute` for each claimed run; nothing here knows about HTTP. Training
+runs in a child process (`cals.training.train_process`), so its crash fails the run only. Every
 export is read and checked before anything is merged, so a failed export or a bad archive leaves
 the labelled set and the registry as they were.
 """
@@ -26,6 +27,7 @@ from cals.sampling.client import NotifyError, notify_promoted
 from cals.training.promotion import DEFAULT_CONFIDENCE, DEFAULT_MARGIN, DEFAULT_METRIC
 from cals.registry import Registry
 from cals.training.queue import Run
+from cals.training.train_process import TrainFn, TrainProcess
 from cals.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,11 @@ class RunSettings:
     effort_tolerance: float = DEFAULT_TOLERANCE
     sampler_url: str | None = None
     api_token: str | None = None
+    train_procs: int = 1  # training processes (torchrun when > 1), always in a child process
+
+    def train_process(self) -> TrainProcess:
+        """How a run trains: in a child process, so a crash there fails only the run."""
+        return TrainProcess(self.train_procs)
 
     @property
     def labelled_set(self) -> LabelledSet:
@@ -60,15 +67,23 @@ class RunSettings:
         return self.data_root / "preannotations"
 
 
-def execute(run: Run, settings: RunSettings, report: Report) -> dict[str, Any]:
+def execute(run: Run, settings: RunSettings, report: Report, *, train: TrainFn | None = None) -> dict[str, Any]:
     """Do `run`; returns its result document. Raises CalsError (or a training error) on failure.
 
-    All of the run's scratch files (exports, training work dir) are under `runs/run-<id>/`, removed
-    when the run ends either way; `clean_leftovers` removes those of a killed run at start.
+    `train`: default `settings.train_process()` (the worker passes its own, to stop it). All of the
+    run's scratch files (exports, training work dir and log) are under `runs/run-<id>/`, removed
+    when the run ends either way; `clean_leftovers` removes those of a killed run at start. After a
+    failure the registry's staging dirs go too (a training process killed while it registered).
     """
     workdir = settings.data_root / "runs" / f"run-{run.id}"
     try:
-        return _execute(run, settings, report, workdir)
+        return _execute(run, settings, report, workdir, train or settings.train_process())
+    except BaseException:
+        try:
+            settings.registry.clean_staging()  # removes nothing while another process writes a version
+        except OSError:
+            log.exception("could not remove the registry's staging dirs")
+        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -88,7 +103,7 @@ def clean_leftovers(settings: RunSettings) -> list[Path]:
     return removed
 
 
-def _execute(run: Run, settings: RunSettings, report: Report, workdir: Path) -> dict[str, Any]:
+def _execute(run: Run, settings: RunSettings, report: Report, workdir: Path, train: TrainFn) -> dict[str, Any]:
     exports, skipped = export_all(run.targets, settings, workdir, report)
     result: dict[str, Any] = {"jobs": [e.job_id for e in exports], "skipped": skipped,
                               "effort": {str(e.job_id): job_effort(e, settings) for e in exports}}
@@ -99,8 +114,7 @@ def _execute(run: Run, settings: RunSettings, report: Report, workdir: Path) -> 
     outcome = fine_tune_round(
         labelled.split_root("train"), labelled.split_root("val"), settings.registry,
         config=settings.config, iters=settings.iters, batch_size=settings.batch_size, margin=settings.margin, metric=settings.metric,
-        confidence=settings.confidence,
-        on_progress=report, work_dir=workdir / "train")
+        confidence=settings.confidence, on_progress=report, work_dir=workdir / "train", train_fn=train)
     result["model"] = outcome.as_dict()
     result["metrics"] = {"candidate": outcome.candidate_metrics, "current": outcome.current_metrics}
     if outcome.promoted:
