@@ -68,7 +68,6 @@ class Worker:
             self.training.terminate()
             self._thread.join(timeout)
 
-
     def run_once(self) -> Run | None:
         """Claim and execute the next run, if any; returns the finished run."""
         run = self.queue.claim_next()

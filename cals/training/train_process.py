@@ -118,8 +118,8 @@ class TrainProcess:
             proc.wait()
         return True
 
-    def _train(self, data_root, registry: Registry, config, iters, batch_size, init, work: Path,
-               on_progress: Progress | None) -> Version:
+    def _train(self, data_root: str | os.PathLike, registry: Registry, config: str | None, iters: int | None,
+               batch_size: int | None, init: str | None, work: Path, on_progress: Progress | None) -> Version:
         work.mkdir(parents=True, exist_ok=True)
         cmd = self.command(data_root, registry, config=config, iters=iters, batch_size=batch_size, init=init,
                            work_dir=work / "train")
