@@ -5,6 +5,7 @@ requeued run succeeds."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -72,6 +73,22 @@ def test_a_job_deleted_in_cvat_is_skipped_and_the_others_are_learned(
     assert "every job of this run is gone" in alone["error"] and f"job {gone_job.id}" in alone["error"]
 
 
+# sitecustomize of the training process (the trainer trains in a child): at the rename of a fully
+# staged candidate into versions/, the trainer and the training process both die
+KILLED_AT_REGISTER = """
+import os, signal
+from pathlib import Path
+real = os.rename
+
+def rename(src, dst, *args, **kwargs):
+    if Path(dst).parent.name == "versions":
+        os.kill(os.getppid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *args, **kwargs)
+
+os.rename = rename
+"""
+
 KILLED_RUN = """
 import json, os, signal, sys
 from pathlib import Path
@@ -83,10 +100,6 @@ def die(*args, **kwargs):
 if point == "merge":  # images copied, annotations.json not yet switched
     import cals.training.labelled_set
     cals.training.labelled_set.write_coco = die
-else:  # a candidate version fully staged in the registry, not yet renamed into versions/
-    import cals.registry
-    real = os.rename
-    cals.registry.os.rename = lambda src, dst: die() if Path(dst).parent.name == "versions" else real(src, dst)
 from trainer import create_app
 create_app({**config, "WORKER": "0"}).extensions["cals_trainer"].worker.run_once()
 """
@@ -101,8 +114,13 @@ def test_a_killed_run_leaves_nothing_behind_and_its_retry_succeeds(
     before = Registry(registry_root)
     current, versions = before.current().id, [v.id for v in before.list()]
     run = RunQueue(data / "queue.sqlite3").request_run({"jobs": [job.id]}, "test")
+    env = dict(os.environ)
+    if point == "register":
+        (tmp_path / "site").mkdir()
+        (tmp_path / "site" / "sitecustomize.py").write_text(KILLED_AT_REGISTER)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path / "site"), env.get("PYTHONPATH")]))
     killed = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_RUN), json.dumps(config), point],
-                            capture_output=True, timeout=300)
+                            capture_output=True, timeout=300, env=env)
     assert killed.returncode == -9, killed.stderr.decode()[-3000:]
     assert list((data / "runs").glob("run-*")), "the killed run should have left its work folder"
     assert leftovers(data, registry_root), "the kill should have left staging files"
