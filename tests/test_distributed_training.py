@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -18,11 +19,28 @@ import pytest
 from cals.registry import Registry
 
 
-def torchrun(*args: str, cwd) -> subprocess.CompletedProcess:
+def torchrun(*args: str, cwd, hosts: int = 1) -> tuple[list[int], str, str]:
+    """`cals train` as 2 processes: on one host (--standalone), or as one process on each of 2
+    "hosts" that meet at a rendezvous endpoint (the README's multi-host command; here both on
+    127.0.0.1). Returns the exit codes, stdout and stderr of every launcher."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "cals", "train", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    if hosts == 1:
+        launchers = [["--standalone", "--nproc_per_node", "2"]]
+    else:
+        endpoint = f"127.0.0.1:{free_port()}"
+        launchers = [["--nnodes", str(hosts), "--nproc_per_node", "1", "--rdzv_backend", "c10d",
+                      "--rdzv_endpoint", endpoint, "--rdzv_id", "cals-test"]] * hosts
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *launcher, "-m", "cals", "train", *args],
+                              cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for launcher in launchers]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    return [p.returncode for p in procs], "".join(o for o, _ in outputs), "".join(e for _, e in outputs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def digest_of(version) -> str:
@@ -33,10 +51,10 @@ def digest_of(version) -> str:
     return weights_digest(model)
 
 
-@pytest.mark.parametrize("how", ["fine-tune cpu", "rtmpose-m from scratch"])
+@pytest.mark.parametrize("how", ["fine-tune cpu", "rtmpose-m from scratch", "two hosts, rendezvous"])
 def test_two_processes_train_one_model_on_split_data(how, trained, synthetic, tmp_path):
-    registry_root = tmp_path / "registry"
-    if how == "fine-tune cpu":  # what every trainer round does: fine-tune the current version
+    registry_root = tmp_path / "registry"  # shared by the "hosts", as the README asks
+    if how != "rtmpose-m from scratch":  # what every trainer round does: fine-tune the current version
         shutil.copytree(trained[0].root, registry_root)
         model_args = ["--init", "current", "--iters", "4", "--batch-size", "4"]
     else:  # the architecture users deploy
@@ -45,11 +63,12 @@ def test_two_processes_train_one_model_on_split_data(how, trained, synthetic, tm
     before = {v.id for v in registry.list()} if registry_root.exists() else set()
     current = registry.current().id if before else None
 
-    done = torchrun("--data", str(synthetic / "train"), "--registry", str(registry_root), *model_args,
-                    "--progress-jsonl", "--rank-report", str(tmp_path / "ranks"), cwd=tmp_path)
+    codes, stdout, stderr = torchrun("--data", str(synthetic / "train"), "--registry", str(registry_root), *model_args,
+                                     "--progress-jsonl", "--rank-report", str(tmp_path / "ranks"), cwd=tmp_path,
+                                     hosts=2 if how.startswith("two hosts") else 1)
 
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert codes == [0] * len(codes), stderr[-3000:]
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     assert any("progress" in line for line in lines), "rank 0 reports progress"
     new = {v.id for v in registry.list()} - before
     assert new == {lines[-1]["version"]}, "exactly one version, the one printed"
