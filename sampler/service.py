@@ -22,6 +22,7 @@ from cals.sampling.ranking import Ranked, rank
 from cals.registry import Registry
 from cals.sampling.cache import ScoreCache
 from cals.sampling.scoring import Scorer, strategy_needs
+from cals.sampling.sharded import Sharding
 from cals.sampling.strategies import PoolStrategy, Strategy
 from cals.serving.watcher import ModelWatcher, NoModel
 from cals.settings import SamplerEnv
@@ -67,7 +68,15 @@ class Sampler:
         current = self.predictor()
         previous = self.previous_predictor(current.version_id) if "previous" in strategy_needs(strategies) else None
         return Scorer(current, previous=previous, detector=self.detector(), cache=self.cache,
-                      batch_size=self.settings.SAMPLER_BATCH)
+                      batch_size=self.settings.SAMPLER_BATCH, sharding=self.sharding())
+
+    def sharding(self) -> Sharding | None:
+        """CALS_SAMPLER_RANKS > 1: the pool's model passes run in that many processes (cals.sampling.sharded)."""
+        s = self.settings
+        if s.SAMPLER_RANKS <= 1:
+            return None
+        return Sharding(s.SAMPLER_RANKS, str(self.registry.root), detector=s.DETECTOR,
+                        cvat=self.cvat if s.POOL == "cvat" else None)
 
     def detector(self):
         if self._detector is None and self.settings.DETECTOR:

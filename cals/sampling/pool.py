@@ -51,6 +51,7 @@ class LocalPool:
     """
 
     def __init__(self, root: str | os.PathLike, schema: Schema) -> None:
+        self.root = Path(root)  # what another process opens the same pool from (sharded scoring)
         self.dataset = load_dataset(root, schema)
         self.name = f"local:{Path(root).resolve()}"
         self._by_image = annotations_by_image(self.dataset.coco)
@@ -84,3 +85,13 @@ class LocalPool:
 
     def image_bytes(self, item: PoolItem) -> bytes:
         return Path(item.ref).read_bytes()
+
+
+def decode_image(data: bytes, what: str) -> np.ndarray:
+    """BGR pixels of an encoded image file, as `cv2.imread` gives them for the same file."""
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise CalsError(f"pool frame {what} is not a decodable image")
+    return img

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -19,6 +19,9 @@ from cals.sampling.model_passes import image_feature, predict_mirrored
 from cals.sampling.pool import Pool, PoolItem
 from cals.sampling.cache import ScoreCache
 from cals.sampling.strategies import Observation, PoolStrategy, Strategy
+
+if TYPE_CHECKING:
+    from cals.sampling.sharded import Sharding
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class ScoreTable:
     scores: dict[str, list[float]] = field(default_factory=dict)  # cache_id → scores
     features: list[np.ndarray] = field(default_factory=list)
     computed: int = 0  # images scored now (the rest came from the cache)
+    ranks: list[int] = field(default_factory=list)  # images each rank scored now (sharded scoring only)
 
     def feature_matrix(self) -> np.ndarray:
         return np.stack(self.features) if self.features else np.zeros((0, 0), np.float32)
@@ -47,6 +51,7 @@ class Scorer:
     detector: object = None  # PersonDetector for frames without boxes
     cache: ScoreCache = field(default_factory=lambda: ScoreCache(None))
     batch_size: int = 16
+    sharding: Sharding | None = None  # several processes measure what the cache lacks (CALS_SAMPLER_RANKS)
 
     def score(self, pool: Pool, strategies: Sequence[Strategy | PoolStrategy], *,
               exclude: set[str] | frozenset[str] = frozenset(), progress: bool = True) -> ScoreTable:
@@ -56,6 +61,10 @@ class Scorer:
         if "previous" in needs and self.previous is None:
             raise CalsError("committee disagreement needs a previous model version; the registry has none")
         table = ScoreTable(self.predictor.version_id, scores={s.cache_id: [] for s in per_image})
+        if self.sharding is not None and next(self.pending(pool, per_image, needs, exclude), None) is not None:
+            # the ranks fill the cache; the loop below then builds the table from it, as for a rerun
+            table.ranks = self.sharding.fill(self, pool, strategies, exclude=exclude, progress=progress)
+            table.computed = sum(table.ranks)
         items = (item for item in pool.items() if item.name not in exclude)
         bar = tqdm(total=max(len(pool) - len(exclude), 0), desc="scoring pool", unit="img", disable=not progress)
         with bar:
@@ -73,21 +82,40 @@ class Scorer:
                 bar.update(len(batch))
         return table
 
+    def pending(self, pool: Pool, per_image: list[Strategy], needs: set[str],
+                exclude: set[str] | frozenset[str] = frozenset()) -> Iterator[PoolItem]:
+        """Pool items, in pool order, whose cache entry lacks something the strategies need: what a
+        scoring would measure (none for strategies that read no pixel)."""
+        items = (item for item in pool.items() if item.name not in exclude)
+        for batch in _batches(items, self.batch_size):
+            yield from self._lookup(batch, per_image, needs)[1]
+
+    def _lookup(self, batch: list[PoolItem], per_image: list[Strategy], needs: set[str]
+                ) -> tuple[dict[str, dict], list[PoolItem]]:
+        """Cached entries of the batch, and the items to measure (those the cache lacks or holds incomplete)."""
+        if not reads_pixels(per_image, needs):
+            return {}, []
+        ids = [s.cache_id for s in per_image]
+        cached = self.cache.lookup(self.predictor.version_id, [i.key for i in batch], ids)
+        return cached, [i for i in batch if not _complete(cached.get(i.key), ids, "features" in needs)]
+
     def _batch(self, pool: Pool, batch: list[PoolItem], per_image: list[Strategy], needs: set[str]
                ) -> tuple[dict[str, dict], int]:
         """Cached entries of the batch, completed by measuring what is missing; and how many were measured."""
-        if not needs and not any(s.reads_model for s in per_image):  # random: no pixels, no model, no cache
+        if not reads_pixels(per_image, needs):  # random: no pixels, no model, no cache
             return {i.key: {"scores": {s.cache_id: s.score(Observation(i.key, [])) for s in per_image},
                             "features": None} for i in batch}, 0
-        ids = [s.cache_id for s in per_image]
-        cached = self.cache.lookup(self.predictor.version_id, [i.key for i in batch], ids)
-        todo = [i for i in batch if not _complete(cached.get(i.key), ids, "features" in needs)]
+        cached, todo = self._lookup(batch, per_image, needs)
         if todo:
-            fresh = {item.key: self._measure(item, image, per_image, needs)
-                     for item, image in zip(todo, pool.load(todo))}
+            fresh = self.measure(todo, pool.load(todo), per_image, needs)
             self.cache.store(self.predictor.version_id, fresh)
             cached.update(fresh)
         return cached, len(todo)
+
+    def measure(self, items: list[PoolItem], images: list[np.ndarray], per_image: list[Strategy],
+                needs: set[str]) -> dict[str, dict]:
+        """Cache entries (people, feature, scores) of items whose pixels are loaded, by key."""
+        return {item.key: self._measure(item, image, per_image, needs) for item, image in zip(items, images)}
 
     def _measure(self, item: PoolItem, image: np.ndarray, per_image: list[Strategy], needs: set[str]) -> dict:
         boxes = self.boxes(item, image)
@@ -135,6 +163,11 @@ def per_image_strategies(strategies: Sequence[Strategy | PoolStrategy]) -> list[
 def strategy_needs(strategies: Sequence[Strategy | PoolStrategy]) -> set[str]:
     """Extra passes (see strategies.NEEDS) the strategies and their components ask for."""
     return set().union(*(s.needs for s in [*strategies, *per_image_strategies(strategies)]))
+
+
+def reads_pixels(per_image: list[Strategy], needs: set[str]) -> bool:
+    """Whether scoring loads images and runs the model (not for `random`, which scores keys alone)."""
+    return bool(needs) or any(s.reads_model for s in per_image)
 
 
 def person_record(p: PersonPose) -> dict:

@@ -19,11 +19,20 @@ import numpy as np
 from cals.errors import CalsError
 from cals.model.person_pose import PersonPose
 
-REDUCTIONS: dict[str, Callable[[np.ndarray], float]] = {
-    "max": lambda v: float(np.max(v)),
-    "mean": lambda v: float(np.mean(v)),
-    "sum": lambda v: float(np.sum(v)),
-}
+def _max(v: np.ndarray) -> float:
+    return float(np.max(v))
+
+
+def _mean(v: np.ndarray) -> float:
+    return float(np.mean(v))
+
+
+def _sum(v: np.ndarray) -> float:
+    return float(np.sum(v))
+
+
+# named functions, not lambdas: a strategy pickles (sharded scoring sends it to other processes)
+REDUCTIONS: dict[str, Callable[[np.ndarray], float]] = {"max": _max, "mean": _mean, "sum": _sum}
 
 # What a strategy may ask the scorer to compute beyond the plain prediction.
 NEEDS = ("distributions", "mirrored", "previous", "features")
