@@ -1,9 +1,14 @@
 """Pool scoring benchmark: images/s, peak memory and cached rescoring time for generated pools.
 
     python -m bench.sampler_scoring [--registry REG] [--sizes 1000,5000] [--strategies entropy,least_confidence,coreset]
+                                    [--ranks 1,2]
 
 Each size runs in its own process so that its peak RSS is its own. Pools are generated (not timed).
 Without --registry, a `cpu` model is trained first (300 iterations on 400 generated images, not timed).
+`--ranks 1,2` scores each pool once per rank count, one after the other in the same process, each with
+a fresh cache: 1 rank is the sampler's in-process path (every core), N > 1 its sharded path
+(cals.sampling.sharded, CALS_SAMPLER_RANKS=N), timed with the start-up of torchrun and of the ranks'
+models. One JSON line per (size, ranks), then one with the speed-ups against 1 rank.
 """
 from __future__ import annotations
 
@@ -17,12 +22,13 @@ import time
 from pathlib import Path
 
 
-def run_one(registry: str, size: int, strategies: list[str], work: Path) -> dict:
+def run_one(registry: str, size: int, strategies: list[str], work: Path, ranks: list[int]) -> list[dict]:
     from cals.model.predict import Predictor
     from cals.sampling.pool import LocalPool
     from cals.registry import Registry
     from cals.sampling.cache import ScoreCache
     from cals.sampling.scoring import Scorer
+    from cals.sampling.sharded import Sharding
     from cals.sampling.strategies import create
     from cals.synth import generate_dataset
 
@@ -33,18 +39,41 @@ def run_one(registry: str, size: int, strategies: list[str], work: Path) -> dict
     built = [create(n, schema=predictor.schema) for n in strategies]
     pool = LocalPool(pool_dir, predictor.schema)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    cache = ScoreCache(work / f"cache-{size}.sqlite")
-    t = time.perf_counter()
-    table = Scorer(predictor, cache=cache).score(pool, built, progress=True)
-    first = time.perf_counter() - t
-    t = time.perf_counter()
-    again = Scorer(predictor, cache=cache).score(pool, built, progress=False)
-    cached = time.perf_counter() - t
-    assert again.computed == 0
-    return {"images": size, "strategies": strategies, "score_s": round(first, 1),
-            "images_per_s": round(table.computed / first, 2), "cached_rescore_s": round(cached, 2),
-            "peak_rss_mb_before_scoring": round(rss_before / 1024), "peak_rss_mb": round(
-                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "computed": table.computed}
+    rows = []
+    for count in ranks:
+        path = work / f"cache-{size}-{count}ranks.sqlite"
+        path.unlink(missing_ok=True)
+        cache = ScoreCache(path)
+        sharding = Sharding(count, registry) if count > 1 else None
+        t, cpu = time.perf_counter(), _cpu_seconds()
+        table = Scorer(predictor, cache=cache, sharding=sharding).score(pool, built, progress=True)
+        first, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
+        t = time.perf_counter()
+        again = Scorer(predictor, cache=cache, sharding=sharding).score(pool, built, progress=False)
+        cached = time.perf_counter() - t
+        assert again.computed == 0 and table.computed == size
+        row = {"images": size, "ranks": count, "strategies": strategies, "score_s": round(first, 1),
+               "images_per_s": round(table.computed / first, 2), "cached_rescore_s": round(cached, 2),
+               "cores_busy": round(cpu / first, 2)}
+        if table.sharded is not None:  # the start-up of torchrun and of the ranks' models, paid per scoring
+            row.update(scored_by_rank=table.sharded.scored, startup_s=round(table.sharded.startup_s, 1),
+                       ranks_scoring_s=round(table.sharded.scoring_s, 1), exit_s=round(table.sharded.exit_s, 1),
+                       images_per_s_after_startup=round(size / table.sharded.scoring_s, 2))
+        if count == 1:  # the ranks' processes are not this one: their memory is not counted here
+            row.update(peak_rss_mb_before_scoring=round(rss_before / 1024),
+                       peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+        rows.append(row)
+    base = next((r["images_per_s"] for r in rows if r["ranks"] == 1), None)
+    if base and len(rows) > 1:
+        rows.append({"images": size, "speedup_vs_1_rank": {str(r["ranks"]): round(r["images_per_s"] / base, 2)
+                                                           for r in rows if r["ranks"] != 1}})
+    return rows
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the ranks): cores busy = CPU time / wall time."""
+    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
 
 def _trained_registry(work: Path) -> Path:
@@ -58,27 +87,42 @@ def _trained_registry(work: Path) -> Path:
     return registry.root
 
 
+def _random_registry(work: Path, config: str) -> Path:
+    """A registry whose current version is `config` with random weights (speed only; bench.serving's)."""
+    from bench.serving import version_folder
+    from cals.model.train import version_files
+    from cals.registry import Registry
+
+    registry = Registry(work / f"registry-{config}")
+    folder = version_folder(config, work / "versions")
+    registry.promote(registry.add(version_files(folder), meta={"config": config}).id)
+    return registry.root
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="bench.sampler_scoring", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--registry", help="registry whose current model scores (default: train a cpu model)")
+    p.add_argument("--config", default="cpu", help="without --registry: cpu (trained) or rtmpose-m (random weights)")
     p.add_argument("--sizes", default="1000,5000")
     p.add_argument("--strategies", default="entropy,least_confidence,coreset")
+    p.add_argument("--ranks", default="1", help="rank counts to compare, e.g. 1,2 (CALS_SAMPLER_RANKS)")
     p.add_argument("--work", help="folder for generated pools and caches (default: a temp dir)")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="cals-bench-"))
     strategies = a.strategies.split(",")
     if not a.registry and not a.one:
-        a.registry = str(_trained_registry(work))
+        a.registry = str(_trained_registry(work) if a.config == "cpu" else _random_registry(work, a.config))
     if a.one:
-        print(json.dumps(run_one(a.registry, a.one, strategies, work)))
+        for row in run_one(a.registry, a.one, strategies, work, [int(r) for r in a.ranks.split(",")]):
+            print(json.dumps(row), flush=True)
         return
     for size in (int(s) for s in a.sizes.split(",")):
         out = subprocess.run([sys.executable, "-m", "bench.sampler_scoring", "--registry", a.registry, "--one", str(size),
-                              "--strategies", a.strategies, "--work", str(work)],
+                              "--strategies", a.strategies, "--ranks", a.ranks, "--work", str(work)],
                              check=True, stdout=subprocess.PIPE, text=True)
-        print(out.stdout.strip().splitlines()[-1], flush=True)
+        print("\n".join(line for line in out.stdout.splitlines() if line.startswith("{")), flush=True)
 
 
 if __name__ == "__main__":

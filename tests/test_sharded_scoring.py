@@ -50,7 +50,9 @@ def test_two_ranks_score_what_one_process_scores(trained, predictor, pool_dir, s
     for s in strategies:
         assert [r.name for r in rank(two, s, k=6)] == [r.name for r in rank(one, s, k=6)]
     # each rank scored a share (several steps of 2 ranks x 4 frames), and the shares add up
-    assert len(two.ranks) == 2 and min(two.ranks) > 0 and two.computed == sum(two.ranks) == FRAMES - 2
+    scored = two.sharded.scored
+    assert len(scored) == 2 and min(scored) > 0 and two.computed == sum(scored) == FRAMES - 2
+    assert two.sharded.startup_s > 0 and two.sharded.scoring_s > 0
 
     def no_ranks(*args, **kwargs):
         raise AssertionError("a rerun started the ranks")
@@ -58,7 +60,7 @@ def test_two_ranks_score_what_one_process_scores(trained, predictor, pool_dir, s
     monkeypatch.setattr(sharded, "run", no_ranks)
     again = Scorer(predictor, cache=cache, batch_size=4, sharding=sharding).score(
         pool, strategies, exclude=exclude, progress=False)
-    assert again.computed == 0 and again.ranks == [] and again.keys == one.keys
+    assert again.computed == 0 and again.sharded is None and again.keys == one.keys
 
 
 def test_a_failing_rank_is_a_clear_error(predictor, pool_dir, schema, tmp_path):

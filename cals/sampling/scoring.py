@@ -21,7 +21,7 @@ from cals.sampling.cache import ScoreCache
 from cals.sampling.strategies import Observation, PoolStrategy, Strategy
 
 if TYPE_CHECKING:
-    from cals.sampling.sharded import Sharding
+    from cals.sampling.sharded import ShardReport, Sharding
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class ScoreTable:
     scores: dict[str, list[float]] = field(default_factory=dict)  # cache_id → scores
     features: list[np.ndarray] = field(default_factory=list)
     computed: int = 0  # images scored now (the rest came from the cache)
-    ranks: list[int] = field(default_factory=list)  # images each rank scored now (sharded scoring only)
+    sharded: ShardReport | None = None  # who scored what now, and how long it took (sharded scoring only)
 
     def feature_matrix(self) -> np.ndarray:
         return np.stack(self.features) if self.features else np.zeros((0, 0), np.float32)
@@ -63,8 +63,8 @@ class Scorer:
         table = ScoreTable(self.predictor.version_id, scores={s.cache_id: [] for s in per_image})
         if self.sharding is not None and next(self.pending(pool, per_image, needs, exclude), None) is not None:
             # the ranks fill the cache; the loop below then builds the table from it, as for a rerun
-            table.ranks = self.sharding.fill(self, pool, strategies, exclude=exclude, progress=progress)
-            table.computed = sum(table.ranks)
+            table.sharded = self.sharding.fill(self, pool, strategies, exclude=exclude, progress=progress)
+            table.computed = sum(table.sharded.scored)
         items = (item for item in pool.items() if item.name not in exclude)
         bar = tqdm(total=max(len(pool) - len(exclude), 0), desc="scoring pool", unit="img", disable=not progress)
         with bar:

@@ -20,10 +20,12 @@ import collections
 import contextlib
 import json
 import logging
+import os
 import pickle
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -89,6 +91,20 @@ class Job:
 
 
 @dataclass(frozen=True)
+class ShardReport:
+    """What the ranks did: images each scored, and where the time went (start-up is paid per scoring)."""
+
+    scored: list[int]  # by rank
+    startup_s: float  # launch until every rank had joined and loaded its models
+    scoring_s: float  # the ranks' scoring, until rank 0 stored the last step
+    exit_s: float  # until torchrun had exited
+
+    @property
+    def seconds(self) -> float:
+        return self.startup_s + self.scoring_s + self.exit_s
+
+
+@dataclass(frozen=True)
 class Sharding:
     """Scoring with `ranks` processes; set on a Scorer (the sampler does it from CALS_SAMPLER_RANKS).
 
@@ -101,8 +117,8 @@ class Sharding:
     cvat: object = field(default=None, repr=False)  # cals.cvat.client.CvatSettings
 
     def fill(self, scorer: Scorer, pool: Pool, strategies: Sequence[Strategy | PoolStrategy], *,
-             exclude: set[str] | frozenset[str] = frozenset(), progress: bool = True) -> list[int]:
-        """Measure every entry the cache lacks across the ranks; how many images each rank scored."""
+             exclude: set[str] | frozenset[str] = frozenset(), progress: bool = True) -> ShardReport:
+        """Measure every entry the cache lacks across the ranks; what each rank scored, and the timings."""
         if scorer.cache.path is None:
             raise CalsError("sharded scoring needs a score cache file: the ranks hand their results over in it")
         job = Job(registry=str(self.registry), version=scorer.predictor.version_id,
@@ -110,24 +126,28 @@ class Sharding:
                   detector=self.detector, batch_size=scorer.batch_size, cache=str(scorer.cache.path),
                   pool=PoolSource.of(pool, self.cvat), exclude=frozenset(exclude), strategies=list(strategies),
                   progress=progress)
-        result = run(job, self.ranks, echo=progress)
-        log.info("%d ranks scored %s images", self.ranks, result["scored"])
-        return result["scored"]
+        report = run(job, self.ranks, echo=progress)
+        log.info("%d ranks scored %s images: start-up %.1f s, scoring %.1f s, exit %.1f s", self.ranks,
+                 report.scored, report.startup_s, report.scoring_s, report.exit_s)
+        return report
 
 
 # ---- the sampler's side ---------------------------------------------------------------------------
-def run(job: Job, ranks: int, *, echo: bool = False) -> dict:
-    """Run the job under torchrun and return rank 0's result; a failure is a CalsError with the
-    ranks' own error, else the tail of their output. `echo` passes their output (progress) on."""
+def run(job: Job, ranks: int, *, echo: bool = False) -> ShardReport:
+    """Run the job under torchrun; a failure is a CalsError with the ranks' own error, else the tail
+    of their output. `echo` passes their output (progress) on."""
     with tempfile.TemporaryDirectory(prefix="cals-shards-") as tmp:  # mode 0700: it holds CVAT credentials
         folder = Path(tmp)
         (folder / "job.pkl").write_bytes(pickle.dumps(job))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
                    "-m", __name__, str(folder / "job.pkl")]
+        launched = time.time()
         code, tail = _run_echoing(command, echo)
         result = folder / "result.json"
         if code == 0 and result.is_file():
-            return json.loads(result.read_text())
+            r = json.loads(result.read_text())
+            return ShardReport(r["scored"], startup_s=r["ready"] - launched, scoring_s=r["done"] - r["ready"],
+                               exit_s=time.time() - r["done"])
         errors = "; ".join(p.read_text() for p in sorted(folder.glob("error-*.txt")))
         raise CalsError(f"sharded scoring ({ranks} ranks) failed with exit code {code}: "
                         f"{errors or 'no rank reported an error'}\n--- output of the ranks (tail) ---\n{tail}")
@@ -164,10 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     distributed.init(device)  # before any model: on a CPU it sizes the threads every session is built with
     try:
         scorer = _rank_scorer(job, _rank_device(device))
+        distributed.barrier()  # every rank ready: the start-up ends here
+        ready = time.time()
         mine = _serve(job, scorer) if distributed.is_main() else _work(job, scorer)
         scored = _gather(mine)
+        scorer.cache.close()
         if distributed.is_main():
-            (job_file.parent / "result.json").write_text(json.dumps({"scored": scored}))
+            result = {"scored": scored, "ready": ready, "done": time.time()}
+            (job_file.parent / "result.json").write_text(json.dumps(result))
         return 0
     except BaseException as exc:
         (job_file.parent / f"error-{distributed.rank()}.txt").write_text(
@@ -272,5 +296,13 @@ def _gather(value):
     return out
 
 
+def _exit_now(code: int) -> None:
+    """Leave without the interpreter's teardown of torch, ONNX Runtime and mmengine (about a second
+    per rank, paid by every scoring): the result file and the cache are written and closed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())
