@@ -63,6 +63,32 @@ def test_two_ranks_score_what_one_process_scores(trained, predictor, pool_dir, s
     assert again.computed == 0 and again.sharded is None and again.keys == one.keys
 
 
+def test_two_ranks_open_the_round_one_process_opens(trained, predictor, pool_dir, schema, project, cvat_client,
+                                                     tmp_path):
+    """The same frames in the same jobs, pre-annotated with the same people, in two fresh projects."""
+    import uuid
+
+    from cals.cvat.rounds import RoundSpec, open_round
+    from cals.sampling import preannotations
+
+    other = cvat_client.projects.create({"name": f"cals-test-{uuid.uuid4().hex[:8]}",
+                                         "labels": [schema.cvat_label()]})
+    try:
+        rounds = [open_round(cvat_client, RoundSpec(p.id, size=6, job_size=3), LocalPool(pool_dir, schema),
+                             Scorer(predictor, cache=ScoreCache(tmp_path / f"{i}.sqlite"), sharding=sharding),
+                             create("hybrid", schema=schema), data_dir=tmp_path / str(i), progress=False)
+                  for i, (p, sharding) in enumerate([(project, None), (other, Sharding(2, str(trained[0].root)))])]
+    finally:
+        cvat_client.projects.remove_by_ids([other.id])
+    one, two = rounds
+    assert two.frames == one.frames and two.jobs == one.jobs and len(one.frames) == 6
+    people = [[(a["image_id"], a["keypoints"]) for a in preannotations.load(tmp_path / str(i) / "preannotations",
+                                                                             r.task_id)["annotations"]]
+              for i, r in enumerate(rounds)]
+    assert [i for i, _ in people[1]] == [i for i, _ in people[0]] and people[0]
+    np.testing.assert_allclose([k for _, k in people[1]], [k for _, k in people[0]], atol=0.02)
+
+
 def test_a_failing_rank_is_a_clear_error(predictor, pool_dir, schema, tmp_path):
     empty_registry = tmp_path / "registry"  # the ranks cannot find the version
     empty_registry.mkdir()
