@@ -138,8 +138,8 @@ class ServingEnv(ModelEnv):
                                    "(0: only points off the image; a doubtful point is shown and flagged)")
     MAX_PIXELS: PositiveInt = Field(40_000_000, description="largest image decoded (8K x 5K)")
     INIT_CHECKPOINT: str | None = Field(None, description="COCO-17 checkpoint registered when the registry is empty")
-    FUNCTION_WORKERS: PositiveInt = Field(1, description="Nuclio workers of the function (function.yaml's "
-                                          "maxWorkers); each gets cores / workers threads")
+    FUNCTION_WORKERS: PositiveInt = Field(1, description="Nuclio workers of the function (function.yaml's HTTP "
+                                          "trigger numWorkers); each gets cores / workers threads")
 
 
 class ServiceEnv(CvatEnv, ModelEnv):

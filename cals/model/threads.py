@@ -13,11 +13,23 @@ _configured: int | None = None
 
 
 def host_cores() -> int:
-    """Cores this process may run on (its CPU affinity: a container's or taskset's limit)."""
+    """Cores this process may use: its CPU affinity (taskset, a container's cpuset), capped by a
+    cgroup v2 CPU quota (a Kubernetes CPU limit: 1.5 CPUs gives 1)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return max(1, min(cores, int(quota))) if quota else cores
+
+
+def cgroup_cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
+    """CPUs the cgroup v2 quota allows ("200000 100000" is 2.0), None without a quota."""
+    try:
+        quota, period = open(path).read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else int(quota) / int(period)
 
 
 def share_of_cores(processes: int) -> int:
