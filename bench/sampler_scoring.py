@@ -5,10 +5,12 @@
 
 Each size runs in its own process so that its peak RSS is its own. Pools are generated (not timed).
 Without --registry, a `cpu` model is trained first (300 iterations on 400 generated images, not timed).
-`--ranks 1,2` scores each pool once per rank count, one after the other in the same process, each with
-a fresh cache: 1 rank is the sampler's in-process path (every core), N > 1 its sharded path
-(cals.sampling.sharded, CALS_SAMPLER_RANKS=N), timed with the start-up of torchrun and of the ranks'
-models. One JSON line per (size, ranks), then one with the speed-ups against 1 rank.
+`--ranks 1,2` scores each pool per rank count, one after the other in the same process, each time
+with a fresh cache: 1 rank is the sampler's in-process path (every core), N > 1 its sharded path
+(cals.sampling.sharded, CALS_SAMPLER_RANKS=N) twice: "ranks_started": "now" is the first scoring,
+timed with the start-up of torchrun and of the ranks' models, "before" the next one, which finds the
+ranks up (the service keeps them between scorings). One JSON line per scoring, then one with the
+speed-ups against 1 rank.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def run_one(registry: str, size: int, strategies: list[str], work: Path, ranks: 
     from cals.registry import Registry
     from cals.sampling.cache import ScoreCache
     from cals.sampling.scoring import Scorer
-    from cals.sampling.sharded import Sharding
+    from cals.sampling.sharded import RankGroup, Sharding
     from cals.sampling.strategies import create
     from cals.synth import generate_dataset
 
@@ -41,39 +43,57 @@ def run_one(registry: str, size: int, strategies: list[str], work: Path, ranks: 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rows = []
     for count in ranks:
-        path = work / f"cache-{size}-{count}ranks.sqlite"
-        path.unlink(missing_ok=True)
-        cache = ScoreCache(path)
-        sharding = Sharding(count, registry) if count > 1 else None
-        t, cpu = time.perf_counter(), _cpu_seconds()
-        table = Scorer(predictor, cache=cache, sharding=sharding).score(pool, built, progress=True)
-        first, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
-        t = time.perf_counter()
-        again = Scorer(predictor, cache=cache, sharding=sharding).score(pool, built, progress=False)
-        cached = time.perf_counter() - t
-        assert again.computed == 0 and table.computed == size
-        row = {"images": size, "ranks": count, "strategies": strategies, "score_s": round(first, 1),
-               "images_per_s": round(table.computed / first, 2), "cached_rescore_s": round(cached, 2),
-               "cores_busy": round(cpu / first, 2)}
-        if table.sharded is not None:  # the start-up of torchrun and of the ranks' models, paid per scoring
-            row.update(scored_by_rank=table.sharded.scored, startup_s=round(table.sharded.startup_s, 1),
-                       ranks_scoring_s=round(table.sharded.scoring_s, 1), exit_s=round(table.sharded.exit_s, 1),
-                       images_per_s_after_startup=round(size / table.sharded.scoring_s, 2))
+        group = RankGroup(count) if count > 1 else None
+        try:  # N > 1: the first scoring starts the ranks, the second finds them up (the service's case)
+            for started in (("now", "before") if group else ("",)):
+                rows.append(_score_once(predictor, pool, built, work / f"cache-{size}-{count}ranks.sqlite",
+                                        Sharding(count, registry, group=group) if group else None))
+                rows[-1] = {"images": size, "ranks": count, **({"ranks_started": started} if group else {}),
+                            "strategies": strategies, **rows[-1]}
+        finally:
+            if group:
+                group.close()
         if count == 1:  # the ranks' processes are not this one: their memory is not counted here
-            row.update(peak_rss_mb_before_scoring=round(rss_before / 1024),
-                       peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
-        rows.append(row)
+            rows[-1].update(peak_rss_mb_before_scoring=round(rss_before / 1024),
+                            peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     base = next((r["images_per_s"] for r in rows if r["ranks"] == 1), None)
     if base and len(rows) > 1:
-        rows.append({"images": size, "speedup_vs_1_rank": {str(r["ranks"]): round(r["images_per_s"] / base, 2)
-                                                           for r in rows if r["ranks"] != 1}})
+        rows.append({"images": size, "speedup_vs_1_rank": {
+            f'{r["ranks"]} ranks started {r["ranks_started"]}': round(r["images_per_s"] / base, 2)
+            for r in rows if r["ranks"] != 1}})
     return rows
 
 
+def _score_once(predictor, pool, strategies, cache_path: Path, sharding) -> dict:
+    """One scoring with a fresh cache (timed whole: for ranks started now, their start-up and exit),
+    then a rescoring from the cache."""
+    from cals.sampling.cache import ScoreCache
+    from cals.sampling.scoring import Scorer
+
+    cache_path.unlink(missing_ok=True)
+    cache = ScoreCache(cache_path)
+    t, cpu = time.perf_counter(), _cpu_seconds()
+    table = Scorer(predictor, cache=cache, sharding=sharding).score(pool, strategies, progress=True)
+    first, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
+    t = time.perf_counter()
+    again = Scorer(predictor, cache=cache, sharding=sharding).score(pool, strategies, progress=False)
+    cached = time.perf_counter() - t
+    assert again.computed == 0 and table.computed == len(pool)
+    row = {"score_s": round(first, 1), "images_per_s": round(table.computed / first, 2),
+           "cached_rescore_s": round(cached, 2)}
+    if table.sharded is None:  # the ranks' CPU time is counted only once they have exited
+        row["cores_busy"] = round(cpu / first, 2)
+    else:
+        r = table.sharded
+        row.update(scored_by_rank=r.scored, startup_s=round(r.startup_s, 1), ranks_scoring_s=round(r.scoring_s, 1),
+                   exit_s=round(r.exit_s, 1), images_per_s_after_startup=round(table.computed / r.scoring_s, 2))
+    return row
+
+
 def _cpu_seconds() -> float:
-    """CPU time of this process and its finished children (the ranks): cores busy = CPU time / wall time."""
-    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
-               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    """CPU time of this process: cores busy = CPU time / wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _trained_registry(work: Path) -> Path:

@@ -5,6 +5,7 @@ uses them under one lock. The HTTP routes and the `round` command both call `Sam
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import threading
@@ -22,7 +23,7 @@ from cals.sampling.ranking import Ranked, rank
 from cals.registry import Registry
 from cals.sampling.cache import ScoreCache
 from cals.sampling.scoring import Scorer, strategy_needs
-from cals.sampling.sharded import Sharding
+from cals.sampling.sharded import RankGroup, Sharding
 from cals.sampling.strategies import PoolStrategy, Strategy
 from cals.serving.watcher import ModelWatcher, NoModel
 from cals.settings import SamplerEnv
@@ -45,6 +46,15 @@ class Sampler:
         self._previous: tuple[str, Predictor] | None = None  # the committee strategy's second model
         self._detector = None
         self.lock = threading.RLock()  # one model user at a time
+        # CALS_SAMPLER_RANKS > 1: scoring ranks, started at the first scoring and kept (start-up paid once)
+        self.ranks = RankGroup(settings.SAMPLER_RANKS) if settings.SAMPLER_RANKS > 1 else None
+        if self.ranks is not None:
+            atexit.register(self.ranks.close)
+
+    def close(self) -> None:
+        """Stop the scoring ranks, if any (they also stop when this process ends)."""
+        if self.ranks is not None:
+            self.ranks.close()
 
     # ---- models ---------------------------------------------------------
     def predictor(self) -> Predictor:
@@ -73,10 +83,10 @@ class Sampler:
     def sharding(self) -> Sharding | None:
         """CALS_SAMPLER_RANKS > 1: the pool's model passes run in that many processes (cals.sampling.sharded)."""
         s = self.settings
-        if s.SAMPLER_RANKS <= 1:
+        if self.ranks is None:
             return None
         return Sharding(s.SAMPLER_RANKS, str(self.registry.root), detector=s.DETECTOR,
-                        cvat=self.cvat if s.POOL == "cvat" else None)
+                        cvat=self.cvat if s.POOL == "cvat" else None, group=self.ranks)
 
     def detector(self):
         if self._detector is None and self.settings.DETECTOR:

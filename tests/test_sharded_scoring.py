@@ -1,5 +1,8 @@
 """Sharded pool scoring (CALS_SAMPLER_RANKS): torchrun ranks fill the score cache, and the table,
 its order and the ranking are the ones a single process makes."""
+import os
+import signal
+
 import numpy as np
 import pytest
 
@@ -57,7 +60,7 @@ def test_two_ranks_score_what_one_process_scores(trained, predictor, pool_dir, s
     def no_ranks(*args, **kwargs):
         raise AssertionError("a rerun started the ranks")
 
-    monkeypatch.setattr(sharded, "run", no_ranks)
+    monkeypatch.setattr(sharded.RankGroup, "submit", no_ranks)
     again = Scorer(predictor, cache=cache, batch_size=4, sharding=sharding).score(
         pool, strategies, exclude=exclude, progress=False)
     assert again.computed == 0 and again.sharded is None and again.keys == one.keys
@@ -100,17 +103,37 @@ def test_a_failing_rank_is_a_clear_error(predictor, pool_dir, schema, tmp_path):
     assert predictor.version_id in message and "output of the ranks" in message
 
 
-def test_the_sampler_ranks_the_pool_alike_with_two_ranks(trained, pool_dir, tmp_path):
+def test_the_sampler_ranks_the_pool_alike_with_two_ranks_kept_between_scorings(trained, pool_dir, tmp_path):
     from sampler.service import Sampler
 
-    def ranking(ranks: int) -> dict:
-        settings = SamplerEnv.load(REGISTRY=str(trained[0].root), DATA=str(tmp_path / f"data{ranks}"),
-                                   POOL=str(pool_dir), SAMPLER_RANKS=ranks, CVAT_URL="http://127.0.0.1:9",
-                                   CVAT_TOKEN="unused")  # a local pool: no CVAT call
-        return Sampler(settings).rank(["least_confidence", "entropy"], project_id=None, limit=10)
+    def sampler(ranks: int, data: str) -> Sampler:
+        return Sampler(SamplerEnv.load(REGISTRY=str(trained[0].root), DATA=str(tmp_path / data), POOL=str(pool_dir),
+                                       SAMPLER_RANKS=ranks, CVAT_URL="http://127.0.0.1:9",
+                                       CVAT_TOKEN="unused"))  # a local pool: no CVAT call
 
-    one, two = ranking(1), ranking(2)
-    assert one["scored_now"] == two["scored_now"] == FRAMES
-    assert [r["frame"] for r in two["ranking"]] == [r["frame"] for r in one["ranking"]]
-    np.testing.assert_allclose([r["score"] for r in two["ranking"]], [r["score"] for r in one["ranking"]],
-                               atol=1e-5, rtol=0)
+    def fresh_cache(s: Sampler) -> Sampler:
+        s.cache.close()
+        s.cache.path.unlink()
+        s.cache = ScoreCache(s.cache.path)
+        return s
+
+    def ranking(s: Sampler) -> dict:
+        return s.rank(["least_confidence", "entropy"], project_id=None, limit=10)
+
+    one, two = ranking(sampler(1, "one")), sampler(2, "two")
+    try:
+        first = ranking(two)
+        pid = two.ranks.pid
+        again = ranking(fresh_cache(two))  # as after a promotion: every frame to score again
+        assert pid is not None and two.ranks.pid == pid  # the same ranks scored both times
+        os.kill(pid, signal.SIGTERM)  # ranks that died start again at the next scoring
+        restarted = ranking(fresh_cache(two))
+        assert two.ranks.pid not in (None, pid)
+    finally:
+        two.close()
+    assert two.ranks.pid is None
+    for result in (first, again, restarted):
+        assert one["scored_now"] == result["scored_now"] == FRAMES
+        assert [r["frame"] for r in result["ranking"]] == [r["frame"] for r in one["ranking"]]
+        np.testing.assert_allclose([r["score"] for r in result["ranking"]], [r["score"] for r in one["ranking"]],
+                                   atol=1e-5, rtol=0)

@@ -22,11 +22,13 @@ import json
 import logging
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -92,16 +94,118 @@ class Job:
 
 @dataclass(frozen=True)
 class ShardReport:
-    """What the ranks did: images each scored, and where the time went (start-up is paid per scoring)."""
+    """What the ranks did: images each scored, and where the time went."""
 
     scored: list[int]  # by rank
-    startup_s: float  # launch until every rank had joined and loaded its models
+    startup_s: float  # from the request until every rank was ready: process start-up, models of a new version
     scoring_s: float  # the ranks' scoring, until rank 0 stored the last step
-    exit_s: float  # until torchrun had exited
+    exit_s: float  # until the result was back (and, for ranks started for this scoring alone, they had exited)
 
     @property
     def seconds(self) -> float:
         return self.startup_s + self.scoring_s + self.exit_s
+
+
+class RankGroup:
+    """N torchrun ranks that score job after job until closed: the start-up (torchrun, imports, the
+    models of a version) is paid once, not per scoring. The sampler keeps one for its lifetime; a
+    group whose ranks died (an error, gloo's 2-hour timeout while idle) starts again on the next job.
+    Rank 0 ends the group when the process that started it is gone."""
+
+    POLL_S = 0.02
+
+    def __init__(self, ranks: int) -> None:
+        self.ranks = ranks
+        self._proc: subprocess.Popen | None = None
+        self._folder: Path | None = None
+        self._jobs = 0
+        self._tail: collections.deque[str] = collections.deque(maxlen=64)
+        self._echo = False
+        self._lock = threading.Lock()
+
+    def submit(self, job: Job, *, echo: bool = False) -> ShardReport:
+        """Run one job on the ranks (starting them if needed); CalsError with the ranks' own error,
+        else the tail of their output, when they fail (the group is then closed). Ranks that were
+        up before and die without an error (stopped, killed) are started again once: what they
+        stored is in the cache and is not scored again."""
+        with self._lock:
+            asked = time.time()
+            for attempt in (1, 2):
+                warm = self._proc is not None and self._proc.poll() is None
+                if not warm:
+                    self._stop()
+                    self._start()
+                self._jobs += 1
+                number, self._echo = self._jobs, echo
+                _write_atomic(self._folder / f"job-{number}.pkl", pickle.dumps(job))
+                try:
+                    r = self._wait(number, retry=warm and attempt == 1)
+                finally:
+                    self._echo = False
+                if r is not None:
+                    return ShardReport(r["scored"], startup_s=r["ready"] - asked, scoring_s=r["done"] - r["ready"],
+                                       exit_s=time.time() - r["done"])
+            raise AssertionError("unreachable: the second attempt raises or returns")
+
+    @property
+    def pid(self) -> int | None:
+        """The torchrun process of running ranks, else None."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def close(self) -> None:
+        """Stop the ranks (they finish no job: call between jobs)."""
+        with self._lock:
+            self._stop()
+
+    def _start(self) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix="cals-shards-"))  # mode 0700: jobs hold CVAT credentials
+        self._jobs = 0
+        self._tail.clear()
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={self.ranks}",
+                   "-m", __name__, str(self._folder), str(os.getpid())]
+        self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        threading.Thread(target=self._pump, args=(self._proc,), daemon=True, name="cals-shards-output").start()
+
+    def _pump(self, proc: subprocess.Popen) -> None:
+        """The ranks' output (stdout and stderr) into the tail, and to our stderr while a job echoes
+        (never to our stdout: `python -m sampler round` prints its JSON there)."""
+        while chunk := proc.stdout.read1(4096):
+            text = chunk.decode(errors="replace")
+            self._tail.append(text)
+            if self._echo:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+
+    def _wait(self, number: int, *, retry: bool) -> dict | None:
+        """Rank 0's result of job `number`; None when the ranks died without an error and `retry`."""
+        result = self._folder / f"result-{number}.json"
+        while not result.is_file():
+            if self._proc.poll() is not None:
+                time.sleep(0.2)  # the last of the output
+                errors = "; ".join(p.read_text() for p in sorted(self._folder.glob(f"error-{number}-*.txt")))
+                code, tail = self._proc.returncode, "".join(self._tail)[-TAIL_CHARS:]
+                self._stop()
+                if retry and not errors:
+                    log.warning("the scoring ranks had stopped (exit code %s); starting them again", code)
+                    return None
+                raise CalsError(f"sharded scoring ({self.ranks} ranks) failed with exit code {code}: "
+                                f"{errors or 'no rank reported an error'}\n--- output of the ranks (tail) ---\n{tail}")
+            time.sleep(self.POLL_S)
+        return json.loads(result.read_text())
+
+    def _stop(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                (self._folder / "stop").touch()
+                try:
+                    self._proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+            self._proc = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
 
 @dataclass(frozen=True)
@@ -109,12 +213,14 @@ class Sharding:
     """Scoring with `ranks` processes; set on a Scorer (the sampler does it from CALS_SAMPLER_RANKS).
 
     The ranks load their models from `registry` (the Scorer's versions) and their person detector
-    from `detector`; `cvat` lets rank 0 reopen a CVAT pool."""
+    from `detector`; `cvat` lets rank 0 reopen a CVAT pool. With a `group` the ranks stay up between
+    scorings; without one they are started for each scoring and stopped after it."""
 
     ranks: int
     registry: str
     detector: str | None = None
     cvat: object = field(default=None, repr=False)  # cals.cvat.client.CvatSettings
+    group: RankGroup | None = field(default=None, repr=False, compare=False)
 
     def fill(self, scorer: Scorer, pool: Pool, strategies: Sequence[Strategy | PoolStrategy], *,
              exclude: set[str] | frozenset[str] = frozenset(), progress: bool = True) -> ShardReport:
@@ -126,64 +232,77 @@ class Sharding:
                   detector=self.detector, batch_size=scorer.batch_size, cache=str(scorer.cache.path),
                   pool=PoolSource.of(pool, self.cvat), exclude=frozenset(exclude), strategies=list(strategies),
                   progress=progress)
-        report = run(job, self.ranks, echo=progress)
+        owned = self.group is None
+        group = self.group or RankGroup(self.ranks)
+        started = time.time()
+        try:
+            report = group.submit(job, echo=progress)
+        finally:
+            if owned:
+                group.close()
+        if owned:  # ranks started for this scoring alone: their exit belongs to it
+            report = replace(report, exit_s=time.time() - started - report.startup_s - report.scoring_s)
         log.info("%d ranks scored %s images: start-up %.1f s, scoring %.1f s, exit %.1f s", self.ranks,
                  report.scored, report.startup_s, report.scoring_s, report.exit_s)
         return report
 
 
-# ---- the sampler's side ---------------------------------------------------------------------------
-def run(job: Job, ranks: int, *, echo: bool = False) -> ShardReport:
-    """Run the job under torchrun; a failure is a CalsError with the ranks' own error, else the tail
-    of their output. `echo` passes their output (progress) on."""
-    with tempfile.TemporaryDirectory(prefix="cals-shards-") as tmp:  # mode 0700: it holds CVAT credentials
-        folder = Path(tmp)
-        (folder / "job.pkl").write_bytes(pickle.dumps(job))
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
-                   "-m", __name__, str(folder / "job.pkl")]
-        launched = time.time()
-        code, tail = _run_echoing(command, echo)
-        result = folder / "result.json"
-        if code == 0 and result.is_file():
-            r = json.loads(result.read_text())
-            return ShardReport(r["scored"], startup_s=r["ready"] - launched, scoring_s=r["done"] - r["ready"],
-                               exit_s=time.time() - r["done"])
-        errors = "; ".join(p.read_text() for p in sorted(folder.glob("error-*.txt")))
-        raise CalsError(f"sharded scoring ({ranks} ranks) failed with exit code {code}: "
-                        f"{errors or 'no rank reported an error'}\n--- output of the ranks (tail) ---\n{tail}")
-
-
-def _run_echoing(command: list[str], echo: bool) -> tuple[int, str]:
-    """Exit code and the last TAIL_CHARS of the command's output (stdout and stderr, which the
-    caller's stdout never receives: `python -m sampler round` prints its JSON there)."""
-    tail: collections.deque[str] = collections.deque()
-    size = 0
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
-        while chunk := proc.stdout.read1(4096):
-            text = chunk.decode(errors="replace")
-            if echo:
-                sys.stderr.write(text)
-                sys.stderr.flush()
-            tail.append(text)
-            size += len(text)
-            while size - len(tail[0]) > TAIL_CHARS:
-                size -= len(tail.popleft())
-        code = proc.wait()
-    return code, "".join(tail)[-TAIL_CHARS:]
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Rank 0 never sees half a job file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 # ---- the ranks' side ------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    """One rank: join the group, build the models, score (rank 0 serves the work), report."""
+    """One rank: join the group, then for each job: the models of its versions (kept while they
+    are asked for), score (rank 0 serves the work), report; until rank 0 finds no more."""
     from cals import distributed
     from cals.model.predict import default_device
 
-    job_file = Path((argv if argv is not None else sys.argv[1:])[0])
-    job: Job = pickle.loads(job_file.read_bytes())
+    folder, parent = (argv if argv is not None else sys.argv[1:])[:2]
+    folder, parent = Path(folder), int(parent)
     device = default_device()
     distributed.init(device)  # before any model: on a CPU it sizes the threads every session is built with
+    models, number = _Models(_rank_device(device)), 0
     try:
-        scorer = _rank_scorer(job, _rank_device(device))
+        while True:
+            number = distributed.broadcast(_next_job(folder, number + 1, parent) if distributed.is_main() else None)
+            if number is None:
+                return 0
+            _run_job(folder, number, models)
+    finally:
+        distributed.shutdown()
+
+
+def _next_job(folder: Path, number: int, parent: int) -> int | None:
+    """Rank 0: `number` once its job file is there; None to stop: asked to, or the process that
+    started the group or torchrun (this process's parent) is gone."""
+    launcher = os.getppid()
+    while not (folder / f"job-{number}.pkl").is_file():
+        if (folder / "stop").exists() or not _alive(parent) or os.getppid() != launcher:
+            return None
+        time.sleep(RankGroup.POLL_S)
+    return number
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_job(folder: Path, number: int, models: "_Models") -> None:
+    from cals import distributed
+
+    try:
+        job: Job = pickle.loads((folder / f"job-{number}.pkl").read_bytes())
+        scorer = models.scorer(job)
         distributed.barrier()  # every rank ready: the start-up ends here
         ready = time.time()
         mine = _serve(job, scorer) if distributed.is_main() else _work(job, scorer)
@@ -191,14 +310,48 @@ def main(argv: list[str] | None = None) -> int:
         scorer.cache.close()
         if distributed.is_main():
             result = {"scored": scored, "ready": ready, "done": time.time()}
-            (job_file.parent / "result.json").write_text(json.dumps(result))
-        return 0
+            _write_atomic(folder / f"result-{number}.json", json.dumps(result).encode())
     except BaseException as exc:
-        (job_file.parent / f"error-{distributed.rank()}.txt").write_text(
+        (folder / f"error-{number}-{distributed.rank()}.txt").write_text(
             f"rank {distributed.rank()}: {type(exc).__name__}: {exc}")
         raise
-    finally:
-        distributed.shutdown()
+
+
+class _Models:
+    """A rank's models: the versions of the last job and the detector, loaded once and kept while asked for."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self._predictors: dict[tuple[str, str], object] = {}
+        self._detectors: dict[str, object] = {}
+
+    def scorer(self, job: Job) -> Scorer:
+        """The scorer of one rank for a job; rank 0 alone opens the cache."""
+        from cals import distributed
+        from cals.sampling.cache import ScoreCache
+
+        wanted = [(job.registry, v) for v in (job.version, job.previous) if v]
+        self._predictors = {key: self._predictors.get(key) or self._load(*key) for key in wanted}
+        predictor = self._predictors[(job.registry, job.version)]
+        previous = self._predictors[(job.registry, job.previous)] if job.previous else None
+        cache = ScoreCache(job.cache if distributed.is_main() else None)
+        return Scorer(predictor, previous=previous, detector=self._detector(job.detector), cache=cache,
+                      batch_size=job.batch_size)
+
+    def _load(self, registry: str, version: str):
+        from cals.model.predict import Predictor
+        from cals.registry import Registry
+
+        return Predictor.from_registry(Registry(registry), version, device=self.device)
+
+    def _detector(self, path: str | None):
+        if not path:
+            return None
+        if path not in self._detectors:
+            from cals.model import threads
+            from cals.model.detector import PersonDetector
+            self._detectors = {path: PersonDetector(path, threads=threads.session_threads() or None)}
+        return self._detectors[path]
 
 
 def _rank_device(device: str) -> str:
@@ -208,25 +361,6 @@ def _rank_device(device: str) -> str:
     import torch
 
     return f"cuda:{torch.cuda.current_device()}"
-
-
-def _rank_scorer(job: Job, device: str) -> Scorer:
-    """The scorer of one rank: the versions the sampler scores with; rank 0 alone opens the cache."""
-    from cals import distributed
-    from cals.model import threads
-    from cals.model.predict import Predictor
-    from cals.registry import Registry
-    from cals.sampling.cache import ScoreCache
-
-    registry = Registry(job.registry)
-    predictor = Predictor.from_registry(registry, job.version, device=device)
-    previous = Predictor.from_registry(registry, job.previous, device=device) if job.previous else None
-    detector = None
-    if job.detector:
-        from cals.model.detector import PersonDetector
-        detector = PersonDetector(job.detector, threads=threads.session_threads() or None)
-    cache = ScoreCache(job.cache if distributed.is_main() else None)
-    return Scorer(predictor, previous=previous, detector=detector, cache=cache, batch_size=job.batch_size)
 
 
 def _serve(job: Job, scorer: Scorer) -> int:
