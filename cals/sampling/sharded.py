@@ -1,16 +1,17 @@
 """Pool scoring across N processes of one host (torchrun, torch.distributed; CALS_SAMPLER_RANKS).
 
 One process uses the cores poorly on a CPU host: between the network's matrix multiplies each image
-spends its time in single-threaded Python (crop pipeline, decoding, strategies). N processes with
-cores / N threads each keep every core busy.
+spends its time in Python (crop pipeline, decoding, strategies), and intra-op threads stall on small
+tensors or when the host is busy. N processes with cores / N threads each keep every core working.
 
-The sampler writes a job file (private temp dir) and runs
+The sampler starts the ranks once (`RankGroup`) and keeps them:
 
-    python -m torch.distributed.run --standalone --nproc_per_node N -m cals.sampling.sharded JOB
+    python -m torch.distributed.run --standalone --nproc_per_node N -m cals.sampling.sharded DIR PID
 
-Rank 0 opens the pool, walks it once in pool order, keeps what the score cache lacks (the Scorer's
-own rule), reads the encoded files and hands them out in steps of N x batch; every rank decodes and
-measures its share with the Scorer's own code; rank 0 gathers and stores (the only cache writer).
+and hands each scoring over as a job file in DIR (a private temp dir). Rank 0 opens the pool, walks
+it once in pool order, keeps what the score cache lacks (the Scorer's own rule), reads the encoded
+files and hands them out in steps of N x batch; every rank decodes and measures its share with the
+Scorer's own code; rank 0 gathers and stores (the only cache writer) and writes the job's result.
 The sampler then scores as a single process does and finds everything in the cache: the table, its
 order and the round are the ones a single process makes.
 """
