@@ -28,8 +28,6 @@ def run_one(registry: str, size: int, strategies: list[str], work: Path, ranks: 
     from cals.model.predict import Predictor
     from cals.sampling.pool import LocalPool
     from cals.registry import Registry
-    from cals.sampling.cache import ScoreCache
-    from cals.sampling.scoring import Scorer
     from cals.sampling.sharded import RankGroup, Sharding
     from cals.sampling.strategies import create
     from cals.synth import generate_dataset
@@ -45,11 +43,11 @@ def run_one(registry: str, size: int, strategies: list[str], work: Path, ranks: 
     for count in ranks:
         group = RankGroup(count) if count > 1 else None
         try:  # N > 1: the first scoring starts the ranks, the second finds them up (the service's case)
-            for started in (("now", "before") if group else ("",)):
-                rows.append(_score_once(predictor, pool, built, work / f"cache-{size}-{count}ranks.sqlite",
-                                        Sharding(count, registry, group=group) if group else None))
-                rows[-1] = {"images": size, "ranks": count, **({"ranks_started": started} if group else {}),
-                            "strategies": strategies, **rows[-1]}
+            for started in (("now", "before") if group else (None,)):
+                row = _score_once(predictor, pool, built, work / f"cache-{size}-{count}ranks.sqlite",
+                                  Sharding(count, registry, group=group) if group else None)
+                rows.append({"images": size, "ranks": count, **({"ranks_started": started} if started else {}),
+                             "strategies": strategies, **row})
         finally:
             if group:
                 group.close()
