@@ -189,8 +189,8 @@ class SamplerEnv(ServiceEnv):
     SAMPLER_REDUCE: Literal["max", "mean", "sum"] = Field("max", description="people -> image score")
     SAMPLER_GROUP: str = Field("spine", description='schema point group scored ("all": every point)')
     SAMPLER_BATCH: PositiveInt = 16
-    SAMPLER_RANKS: PositiveInt = Field(1, description="processes that score the pool (torch.distributed, one "
-                                       "host); each gets cores / ranks threads")
+    SAMPLER_RANKS: PositiveInt = Field(1, description="processes that score the pool (torchrun on this host, "
+                                       "each with cores / ranks threads; started at the first scoring and kept)")
     SAMPLER_LABELLED: str | None = Field(None, description="COCO file for the pose strategy's shape space")
     SAMPLER_BIND: str = "0.0.0.0:8090"
 

@@ -56,7 +56,9 @@ def test_strategies_import_no_torch():
     assert out.stdout.strip() == "[]"
 
 
-ENV_READERS = {ROOT / "cals" / "settings.py", ROOT / "cals" / "env_file.py"}
+# cals/distributed.py reads torchrun's contract with its processes (RANK, WORLD_SIZE, LOCAL_RANK,
+# LOCAL_WORLD_SIZE), which the launcher sets, not a CALS setting
+ENV_READERS = {ROOT / "cals" / "settings.py", ROOT / "cals" / "env_file.py", ROOT / "cals" / "distributed.py"}
 
 
 def environment_reads(path: Path) -> list[int]:

@@ -77,7 +77,7 @@ class TrainProcess:
     def command(self, data_root: str | os.PathLike, registry: Registry, *, config: str | None, iters: int | None,
                 batch_size: int | None, init: str | None, work_dir: str | os.PathLike) -> list[str]:
         """The child's argv (without the orphan guard)."""
-        launcher = [sys.executable]
+        launcher = [sys.executable, "-u"]  # unbuffered: progress and errors reach the log as they happen
         if self.processes > 1:
             launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(self.processes)]
         args = ["-m", "cals", "train", "--data", str(data_root), "--registry", str(registry.root),
@@ -132,7 +132,7 @@ class TrainProcess:
                     raise TrainingStopped("training not started: the trainer is stopping")
                 self._proc = proc = subprocess.Popen(
                     _guarded(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True, text=True,
+                    start_new_session=True, text=True,
                     encoding="utf-8", errors="replace")
             try:
                 for line in proc.stdout:
