@@ -23,7 +23,8 @@ if [ -z "${CVAT_URL:-}" ]; then
         exit 2
     fi
     t0=$(date +%s)
-    bash "$REALCVAT/setup.sh"
+    # xmlsec's build would otherwise take the newest lxml, which does not build here (the file says why)
+    UV_BUILD_CONSTRAINT=${UV_BUILD_CONSTRAINT:-$PWD/scripts/realcvat-build-constraints.txt} bash "$REALCVAT/setup.sh"
     if [ "${UI:-0}" = 1 ]; then bash "$REALCVAT/ui-setup.sh"; fi
     bash "$REALCVAT/start.sh"
     trap 'bash "$REALCVAT/stop.sh" || true' EXIT
