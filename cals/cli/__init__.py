@@ -220,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--progress-jsonl", action="store_true",
                    help="print progress as JSON lines ({\"progress\": ...}, then {\"version\": ID}) instead of a bar")
     t.add_argument("--rank-report", metavar="DIR",
-                   help="each process writes DIR/rank-N.json: its first iteration's frames and a digest of its "
-                        "final weights (check a torchrun setup: equal digests, different frames)")
+                   help="each process writes DIR/rank-N.json: the people (frame, annotation) of its first iteration "
+                        "and a digest of its final weights (check a torchrun setup: equal digests, other people)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="COCO OKS AP/AR per group and PCK; prints the metrics JSON")
