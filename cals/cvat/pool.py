@@ -15,7 +15,7 @@ import numpy as np
 
 from cals.cvat.project_setup import skeleton_sublabels
 from cals.errors import CalsError
-from cals.sampling.pool import PoolItem
+from cals.sampling.pool import PoolItem, decode_image
 from cals.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,7 @@ class CvatPool:
                            labelled=labelled, ref=index)
 
     def load(self, items: list[PoolItem]) -> list[np.ndarray]:
-        import cv2
-
-        out = []
-        for item in items:
-            img = cv2.imdecode(np.frombuffer(self.image_bytes(item), np.uint8), cv2.IMREAD_COLOR)
-            if img is None:
-                raise CalsError(f"pool frame {item.name!r} of task {self.task.id} is not a decodable image")
-            out.append(img)
-        return out
+        return [decode_image(self.image_bytes(item), f"{item.name!r} of task {self.task.id}") for item in items]
 
     def image_bytes(self, item: PoolItem) -> bytes:
         return self.task.get_frame(int(item.ref), quality="original").read()

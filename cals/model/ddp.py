@@ -31,15 +31,11 @@ class CalsDistributedDataParallel(MMDistributedDataParallel):
 
 def make_distributed(cfg) -> None:
     """Set a config for the process group this rank has joined: launcher, backend, wrapper."""
+    import torch.distributed as dist
+
     cfg.launcher = "pytorch"
-    cfg.env_cfg.dist_cfg = dict(backend=distributed.backend_for(_device_of(cfg)))
+    cfg.env_cfg.dist_cfg = dict(backend=dist.get_backend())  # the group's, for the record: it is joined
     cfg.model_wrapper_cfg = dict(type=WRAPPER, broadcast_buffers=False, find_unused_parameters=False)
-
-
-def _device_of(cfg) -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class RankReportHook(Hook):

@@ -349,9 +349,8 @@ class _Models:
         if not path:
             return None
         if path not in self._detectors:
-            from cals.model import threads
             from cals.model.detector import PersonDetector
-            self._detectors = {path: PersonDetector(path, threads=threads.session_threads() or None)}
+            self._detectors = {path: PersonDetector(path)}  # this rank's threads (session_threads)
         return self._detectors[path]
 
 
