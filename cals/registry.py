@@ -6,8 +6,8 @@ Layout under the root::
     current.json                      {"id": ..., "promoted_at": ...}
     history.jsonl                     one promote/rollback event per line
     .lock                             flock'ed by writers around every change
-    .staging.lock                     flock'ed shared while a version is staged (see clean_staging)
-    .tmp-*/                           versions being written (invisible to readers)
+    .tmp-*/                           versions being written (invisible to readers), each with its
+                                      writer's flock'ed `.writer.lock` (see clean_staging)
 
 Why it is safe with a reader (the Nuclio function) and a writer (the trainer) in different
 processes: a version is written in a temp dir inside the root and appears only by `os.rename`, and
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 _ID_RE = re.compile(r"^v(\d{4,})-\d{8}T\d{6}$")
 _RESERVED = ("id", "parent", "created_at", "files")
 _META = "meta.json"
+_WRITER_LOCK = ".writer.lock"
 
 
 class RegistryError(CalsError):
@@ -112,41 +113,39 @@ class Registry:
         _check_new_version(files, meta)
         if parent is not None:
             self.get(parent)
-        with self._staging(exclusive=False):
-            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
-            try:
-                hashes = {name: _copy_synced(Path(src), tmp / name) for name, src in files.items()}
-                with self._locked():
-                    version_id = self._next_id()
-                    record = {**meta, "id": version_id, "parent": parent, "created_at": _now(),
-                              "files": {name: {"sha256": h} for name, h in hashes.items()}}
-                    write_json_synced(tmp / _META, record)
-                    fsync_dir(tmp)
-                    self._adopt(tmp, *tmp.iterdir())
-                    os.rename(tmp, self.versions_dir / version_id)
-                    fsync_dir(self.versions_dir)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+        with self._stage() as tmp:
+            hashes = {name: _copy_synced(Path(src), tmp / name) for name, src in files.items()}
+            with self._locked():
+                version_id = self._next_id()
+                record = {**meta, "id": version_id, "parent": parent, "created_at": _now(),
+                          "files": {name: {"sha256": h} for name, h in hashes.items()}}
+                write_json_synced(tmp / _META, record)
+                (tmp / _WRITER_LOCK).unlink()  # still held through its open file until the block ends
+                fsync_dir(tmp)
+                self._adopt(tmp, *tmp.iterdir())
+                os.rename(tmp, self.versions_dir / version_id)
+                fsync_dir(self.versions_dir)
         log.info("registered %s (parent %s, files %s)", version_id, parent, sorted(files))
         return self.get(version_id)
 
     def clean_staging(self) -> list[Path]:
-        """Remove what writers killed mid-way left: `.tmp-*` version dirs and `.*.tmp` json files.
+        """Remove what killed writers left: `.tmp-*` version dirs and `.*.tmp` json files.
 
-        Versions and current.json are never touched. A writer holds `.staging.lock` shared while it
-        stages, so this (exclusive, non-blocking) removes nothing while any process is writing; it
-        then simply does nothing and returns [].
+        Versions and current.json are never touched, nor a live writer's staging dir: each writer
+        holds the flock of its own dir's `.writer.lock` until the dir is renamed into versions/, so
+        a dir whose lock can be taken has no writer. The kernel releases a killed process's locks
+        only once all its threads have exited (tens of ms for a training process), so a dir seen
+        right after a kill may be kept: the trainer cleans again before and after every run.
         """
-        try:
-            with self._staging(exclusive=True), self._locked():
-                leftovers = [*self.root.glob(".tmp-*"), *self.root.glob(".*.tmp"),
-                             *self.versions_dir.glob("*/.*.tmp")]
-                for path in leftovers:
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
-        except BlockingIOError:
-            log.info("registry %s: a version is being written; leftovers are cleaned next time", self.root)
-            return []
+        with self._locked():  # json temp files are written under it, and staging dirs are created under it
+            leftovers = [*self.root.glob(".*.tmp"), *self.versions_dir.glob("*/.*.tmp")]
+            live = []
+            for staged in self.root.glob(".tmp-*"):
+                (live if _has_writer(staged) else leftovers).append(staged)
+            for path in leftovers:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if live:
+            log.info("registry %s: kept %s, being written by a live process", self.root, [p.name for p in live])
         if leftovers:
             log.warning("registry %s: removed leftovers of interrupted writes: %s", self.root,
                         [p.name for p in leftovers])
@@ -262,11 +261,19 @@ class Registry:
                 os.chown(path, *self._owner)
 
     @contextlib.contextmanager
-    def _staging(self, *, exclusive: bool) -> Iterator[None]:
-        """Writers stage under a shared flock; `clean_staging` needs it exclusive (never waits)."""
-        with file_lock(self.root / ".staging.lock", shared=not exclusive, blocking=not exclusive):
-            self._adopt(self.root / ".staging.lock")
-            yield
+    def _stage(self) -> Iterator[Path]:
+        """A new staging dir whose `.writer.lock` this process holds for the block; removed on error.
+
+        Created under `.lock`, so `clean_staging` (which holds it) never sees a dir before its lock."""
+        with contextlib.ExitStack() as held:
+            with self._locked():
+                tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+                held.enter_context(file_lock(tmp / _WRITER_LOCK, blocking=False))
+            try:
+                yield tmp
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -291,6 +298,17 @@ def _check_new_version(files: Mapping[str, str | os.PathLike], meta: dict) -> No
         json.dumps(meta)
     except (TypeError, ValueError) as e:
         raise RegistryError(f"meta is not JSON-serialisable: {e}") from None
+
+
+def _has_writer(staged: Path) -> bool:
+    """Whether a live process holds `staged`'s writer lock (a dir without one, or a file, has none)."""
+    if not staged.is_dir() or not (staged / _WRITER_LOCK).is_file():
+        return False
+    try:
+        with file_lock(staged / _WRITER_LOCK, blocking=False):
+            return False
+    except BlockingIOError:
+        return True
 
 
 def _now() -> str:

@@ -204,3 +204,65 @@ def test_root_writer_leaves_files_the_folder_owner_can_write(tmp_path):
     created = [p for p in root.rglob("*")]
     assert {p.name for p in created} >= {".lock", "history.jsonl", "current.json", "versions", "meta.json"}
     assert [str(p) for p in created if p.stat().st_uid != 1000] == []
+
+
+# a writer in its own process that stops after staging its files (prints the staging dir) until told to go on
+PAUSED_WRITER = """
+import sys
+import cals.registry as registry
+
+copy = registry._copy_synced
+
+def paused(src, dst):
+    digest = copy(src, dst)
+    print(dst.parent.name, flush=True)
+    sys.stdin.readline()
+    return digest
+
+registry._copy_synced = paused
+print(registry.Registry(sys.argv[1]).add({"checkpoint.pth": sys.argv[2]}, meta={}).id, flush=True)
+"""
+
+
+def _paused_writer(root: Path, source: Path):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_WRITER, str(root), str(source)], text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    return proc, root / proc.stdout.readline().strip()
+
+
+def test_cleaning_removes_a_killed_writers_staging_and_never_a_live_ones(tmp_path):
+    """Each writer holds its own staging dir's lock: a killed writer's dir goes even while another
+    process is writing a version, and the live writer's dir stays and becomes its version."""
+    import signal
+
+    registry = Registry(tmp_path / "registry")
+    files = _files(tmp_path / "src", 1, size=CKPT_BYTES)
+    current = registry.promote(registry.add(files, meta={}).id)
+    live, live_dir = _paused_writer(registry.root, files["checkpoint.pth"])
+    killed, killed_dir = _paused_writer(registry.root, files["checkpoint.pth"])
+    try:
+        assert live_dir.is_dir() and killed_dir.is_dir() and live_dir != killed_dir
+        assert registry.clean_staging() == [] and live_dir.is_dir() and killed_dir.is_dir()
+        killed.send_signal(signal.SIGKILL)
+        assert killed.wait(30) == -signal.SIGKILL
+        legacy = registry.root / ".tmp-before-writer-locks"  # staged by a release without writer locks
+        legacy.mkdir()
+        half_json = registry.root / ".current.json.x1y2.tmp"
+        half_json.write_text("{")
+
+        assert sorted(registry.clean_staging()) == sorted([killed_dir, legacy, half_json])
+        assert live_dir.is_dir() and not killed_dir.exists() and not legacy.exists() and not half_json.exists()
+
+        out, _ = live.communicate("go\n", timeout=30)
+    finally:
+        for proc in (live, killed):
+            proc.kill()
+            proc.wait()
+    assert live.returncode == 0
+    assert [v.id for v in registry.list()] == [current.id, out.strip()] and not live_dir.exists()
+    assert registry.current().id == current.id and _sha(registry.get(out.strip()).checkpoint) == _sha(
+        files["checkpoint.pth"])
+    assert list(registry.root.glob(".tmp-*")) == [] and registry.clean_staging() == []

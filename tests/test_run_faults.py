@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,7 @@ real = os.rename
 
 def rename(src, dst, *args, **kwargs):
     if Path(dst).parent.name == "versions":
+        Path(os.environ["KILLED_TRAINING_PID"]).write_text(str(os.getpid()))
         os.kill(os.getppid(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
     return real(src, dst, *args, **kwargs)
@@ -119,11 +121,15 @@ def test_a_killed_run_leaves_nothing_behind_and_its_retry_succeeds(
         (tmp_path / "site").mkdir()
         (tmp_path / "site" / "sitecustomize.py").write_text(KILLED_AT_REGISTER)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path / "site"), env.get("PYTHONPATH")]))
+        env["KILLED_TRAINING_PID"] = str(tmp_path / "training.pid")
     killed = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_RUN), json.dumps(config), point],
                             capture_output=True, timeout=300, env=env)
     assert killed.returncode == -9, killed.stderr.decode()[-3000:]
     assert list((data / "runs").glob("run-*")), "the killed run should have left its work folder"
     assert leftovers(data, registry_root), "the kill should have left staging files"
+    if point == "register":  # the training process runs in a session of its own (start_new_session)
+        session = int((tmp_path / "training.pid").read_text())
+        assert outliving(session, seconds=10) == [], "a process of the killed training outlived it"
 
     app = create_app(config)  # the trainer starts again: recover, clean, retry
     client = app.test_client()
@@ -145,6 +151,41 @@ def test_a_killed_run_leaves_nothing_behind_and_its_retry_succeeds(
     assert after.get(current).checkpoint.is_file()
 
 
+KILLED_WRITER = """
+import os, signal, sys
+from cals.registry import Registry
+with Registry(sys.argv[1])._stage() as staged:
+    (staged / "checkpoint.pth").write_bytes(b"half")
+    print(staged, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_next_run_removes_a_killed_writers_staging_and_keeps_a_live_ones(
+        cvat_client, project, frames, config, tmp_path):
+    """Not only a restart: a version writer killed while the trainer serves (a `cals train` of
+    someone's, a training process) leaves a staging dir that the trainer's next run removes."""
+    task = make_task(cvat_client, project.id, frames, NAMES[:3], tmp_path)
+    (job,) = task.get_jobs()
+    registry = Registry(config["REGISTRY"])
+    app = create_app(config)  # started and cleaned before the writer below is killed
+    client = app.test_client()
+    try:
+        killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(registry.root)], capture_output=True,
+                                text=True, timeout=60)
+        assert killed.returncode == -9, killed.stderr
+        staged = Path(killed.stdout.strip())
+        with registry._stage() as live:  # a writer alive through the whole run
+            assert staged.is_dir() and staged.parent == registry.root
+            run = post_run(client, [job.id])
+            assert live.is_dir(), "a live writer's staging dir was removed"
+    finally:
+        app.extensions["cals_trainer"].worker.stop(30)
+    assert run["state"] == "succeeded", run["error"]
+    assert not staged.exists()
+    assert leftovers(Path(config["DATA"]), registry.root) == [live]  # its writer left it unfinished on purpose
+
+
 def leftovers(data: Path, registry_root: Path) -> list[Path]:
     """Run folders, registry staging dirs/files and labelled-set files no annotations.json lists."""
     found = [*(data / "runs").glob("run-*"), *registry_root.glob(".tmp-*"), *registry_root.glob(".*.tmp")]
@@ -157,15 +198,20 @@ def leftovers(data: Path, registry_root: Path) -> list[Path]:
     return found
 
 
-def test_registry_cleaning_waits_for_no_writer_and_keeps_versions(tmp_path):
-    registry = Registry(tmp_path / "registry")
-    source = tmp_path / "checkpoint.pth"
-    source.write_bytes(b"weights")
-    version = registry.promote(registry.add({"checkpoint.pth": source}, meta={}).id)
-    staged = registry.root / ".tmp-killed"
-    staged.mkdir()
-    (staged / "checkpoint.pth").write_bytes(b"half")
-    with registry._staging(exclusive=False):  # another process is staging a version right now
-        assert registry.clean_staging() == [] and staged.is_dir()
-    assert registry.clean_staging() == [staged] and not staged.exists()
-    assert registry.current().id == version.id and registry.get(version.id).checkpoint.read_bytes() == b"weights"
+def outliving(session: int, seconds: float) -> list[str]:
+    """Processes of `session` still running or holding a lock (any file) after `seconds` at most."""
+    deadline = time.monotonic() + seconds
+    while True:
+        locks = Path("/proc/locks").read_text().split("\n")
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            pid = stat.parent.parent.name
+            if int(fields[3]) == session and (fields[0] != "Z" or any(f" {pid} " in line for line in locks)):
+                found.append(f"pid {pid} thread {stat.parent.name} state {fields[0]}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)

@@ -72,20 +72,26 @@ def execute(run: Run, settings: RunSettings, report: Report, *, train: TrainFn |
 
     `train`: default `settings.train_process()` (the worker passes its own, to stop it). All of the
     run's scratch files (exports, training work dir and log) are under `runs/run-<id>/`, removed
-    when the run ends either way; `clean_leftovers` removes those of a killed run at start. After a
-    failure the registry's staging dirs go too (a training process killed while it registered).
+    when the run ends either way; `clean_leftovers` removes those of a killed run at start. The
+    registry's staging dirs of killed writers go before and after every run: one killed a moment
+    before the trainer restarted may still hold its lock when the start-up cleaning looks.
     """
     workdir = settings.data_root / "runs" / f"run-{run.id}"
+    clean_staging(settings.registry)
     try:
         return _execute(run, settings, report, workdir, train or settings.train_process())
-    except BaseException:
-        try:
-            settings.registry.clean_staging()  # removes nothing while another process writes a version
-        except OSError:
-            log.exception("could not remove the registry's staging dirs")
-        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        clean_staging(settings.registry)
+
+
+def clean_staging(registry: Registry) -> list[Path]:
+    """`registry.clean_staging()`, logged instead of raised: leftovers cost disk space, not correctness."""
+    try:
+        return registry.clean_staging()
+    except OSError:
+        log.exception("could not remove the registry's staging dirs")
+        return []
 
 
 def clean_leftovers(settings: RunSettings) -> list[Path]:
