@@ -264,11 +264,17 @@ class Registry:
     def _stage(self) -> Iterator[Path]:
         """A new staging dir whose `.writer.lock` this process holds for the block; removed on error.
 
-        Created under `.lock`, so `clean_staging` (which holds it) never sees a dir before its lock."""
+        Created under `.lock`, so `clean_staging` (which holds it) never sees a dir before its lock;
+        both belong to the folder's owner, so the trainer can test and remove what the function left."""
         with contextlib.ExitStack() as held:
             with self._locked():
                 tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
-                held.enter_context(file_lock(tmp / _WRITER_LOCK, blocking=False))
+                try:
+                    held.enter_context(file_lock(tmp / _WRITER_LOCK, blocking=False))
+                    self._adopt(tmp, tmp / _WRITER_LOCK)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
             try:
                 yield tmp
             except BaseException:
@@ -308,6 +314,8 @@ def _has_writer(staged: Path) -> bool:
         with file_lock(staged / _WRITER_LOCK, blocking=False):
             return False
     except BlockingIOError:
+        return True
+    except PermissionError:  # another user's writer lock, which this process cannot test: keep it
         return True
 
 

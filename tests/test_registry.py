@@ -201,8 +201,10 @@ def test_root_writer_leaves_files_the_folder_owner_can_write(tmp_path):
     version = registry.add(_files(tmp_path / "src", 0), meta={"note": "initial"})
     registry.promote(version.id)
     registry.update_meta(version.id, metrics={"overall": {"AP": 0.1}})
-    created = [p for p in root.rglob("*")]
-    assert {p.name for p in created} >= {".lock", "history.jsonl", "current.json", "versions", "meta.json"}
+    with registry._stage() as staged:  # killed here, the trainer must be able to test its lock and remove it
+        created = [p for p in root.rglob("*")]
+    assert {p.name for p in created} >= {".lock", "history.jsonl", "current.json", "versions", "meta.json",
+                                         staged.name, ".writer.lock"}
     assert [str(p) for p in created if p.stat().st_uid != 1000] == []
 
 
