@@ -269,17 +269,10 @@ class Registry:
         with contextlib.ExitStack() as held:
             with self._locked():
                 tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
-                try:
-                    held.enter_context(file_lock(tmp / _WRITER_LOCK, blocking=False))
-                    self._adopt(tmp, tmp / _WRITER_LOCK)
-                except BaseException:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise
-            try:
-                yield tmp
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+                held.push(_removed_on_error(tmp))  # runs last, after the lock is let go
+                held.enter_context(file_lock(tmp / _WRITER_LOCK, blocking=False))
+                self._adopt(tmp, tmp / _WRITER_LOCK)
+            yield tmp
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -304,6 +297,15 @@ def _check_new_version(files: Mapping[str, str | os.PathLike], meta: dict) -> No
         json.dumps(meta)
     except (TypeError, ValueError) as e:
         raise RegistryError(f"meta is not JSON-serialisable: {e}") from None
+
+
+def _removed_on_error(path: Path):
+    """An ExitStack exit callback that removes `path` when the block raised (and lets it raise)."""
+    def exit_(kind, value, traceback) -> bool:
+        if kind is not None:
+            shutil.rmtree(path, ignore_errors=True)
+        return False
+    return exit_
 
 
 def _has_writer(staged: Path) -> bool:
