@@ -147,6 +147,8 @@ class ServiceEnv(CvatEnv, ModelEnv):
     API_TOKEN: str | None = Field(None, description="bearer token between trainer, sampler and `make round`")
     WEBHOOK_SECRET: str | None = Field(None, description="CVAT signs webhooks with it; the trainer checks them")
     PROJECT_ID: PositiveInt | None = Field(None, description="the CVAT project")
+    POOL: str = Field("cvat", description='"cvat" (the project\'s pool task) or a local COCO folder: what the '
+                      "sampler ranks and the trainer's pool set reads")
     POOL_TASK: str = Field("pool", description="the CVAT task holding the unlabelled pool")
     FUNCTION_NAME: str | None = Field(None, description="Nuclio function the checks look for; default CPU or GPU build")
 
@@ -172,6 +174,13 @@ class TrainerEnv(ServiceEnv):
                                       "candidate is worse with this confidence; 0: on any drop beyond the margin")
     VAL_FRACTION: float = Field(0.2, ge=0, le=0.99)
     EFFORT_TOLERANCE: float = Field(0.5, ge=0, le=1)
+    POOL_LABELS: bool = Field(True, description="train on the pool's own labels (its body points) on frames no "
+                              "person labelled yet, beside the labelled set")
+    PSEUDO_LABELS: bool = Field(True, description="on those frames, train on the served model's spine points that "
+                                "score at least CALS_PSEUDO_THRESHOLD (from the sampler's cache of its predictions)")
+    PSEUDO_THRESHOLD: float = Field(0.6, ge=0, le=1, description="a predicted point scoring below it carries no loss")
+    HUMAN_SHARE: float = Field(0.5, gt=0, le=1, description="share of each batch's people from labelled frames "
+                               "when the pool set is on (they are repeated); 1: the pool set is off")
     SAMPLER_URL: str | None = None
     TRAINER_BIND: str = "0.0.0.0:8010"
     WORKER: bool = True
@@ -179,7 +188,6 @@ class TrainerEnv(ServiceEnv):
 
 
 class SamplerEnv(ServiceEnv):
-    POOL: str = Field("cvat", description='"cvat" (the project\'s pool task) or a local COCO folder')
     ROUND_SIZE: PositiveInt = 50
     JOB_SIZE: PositiveInt = 10
     AUTO_OPEN: bool = Field(False, description="open the next round when the trainer promotes")

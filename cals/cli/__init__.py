@@ -76,7 +76,8 @@ def cmd_train(args) -> None:
         version = train(args.data, registry, config=args.config, schema=_schema(args),
                         epochs=args.epochs, iters=args.iters, init=args.init, val_root=args.val,
                         batch_size=args.batch_size, work_dir=args.work_dir, progress=not args.progress_jsonl,
-                        on_progress=report, rank_report=args.rank_report)
+                        on_progress=report, rank_report=args.rank_report, pool_root=args.pool_data,
+                        human_share=args.human_share)
         if distributed.is_main():
             if args.promote or registry.current() is None:
                 registry.promote(version.id, reason="cals train --promote" if args.promote else "first model")
@@ -158,7 +159,7 @@ def cmd_simulate(args) -> None:
         model=args.config,
         base_iters=args.base_iters, round_iters=args.round_iters, batch_size=args.batch_size,
         val_fraction=args.val_fraction, margin=args.margin, metric=args.metric, confidence=args.confidence,
-        train_from=args.train_from)
+        train_from=args.train_from, pseudo_threshold=args.pseudo_threshold, human_share=args.human_share)
     doc = run_simulation(cfg, schema=_schema(args))
     print(format_table(doc["summary"]))
     print("what each strategy picked (rounds after the initial one, all seeds):")
@@ -214,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, help="images per training step (default: the config's)")
     t.add_argument("--init", help="registry version id, 'current', or a checkpoint path, file:// or http(s) URL "
                                    "(COCO-17 ok; a URL's '#sha256=HEX' is checked)")
+    t.add_argument("--pool-data", metavar="DIR", help="a pool set trained on beside --data: the pool's own labels "
+                   "and pseudo-labels (cals.training.pool_set); its points carry loss only where labelled")
+    t.add_argument("--human-share", type=float, default=0.5,
+                   help="with --pool-data, the share of training samples (people) from --data (default 0.5)")
     t.add_argument("--val", help="validation dataset folder; its metrics are stored with the version")
     t.add_argument("--promote", action="store_true", help="make the new version current (the first one always is)")
     t.add_argument("--work-dir", help="scratch folder for training files (default: a temporary one, removed)")
@@ -265,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--batch", type=int, default=d.batch, help="images labelled per round")
     sim.add_argument("--rounds", type=int, default=d.rounds)
     sim.add_argument("--strategies", default=",".join(d.strategies),
-                     help="comma-separated strategy specs, NAME or NAME:OPT=VALUE,... (random is required): "
+                     help="comma-separated strategy specs, NAME or NAME:OPT=VALUE,... (random is required); "
+                          "a spec ending in @pool, @pseudo or @pool+pseudo also trains on the pool set: "
                           f"{', '.join(strategy_names())}")
     sim.add_argument("--seeds", default=",".join(map(str, d.seeds)), help="comma-separated seeds")
     sim.add_argument("--survey", default="", help="more strategies, run on the first seed only: every strategy "
@@ -287,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--train-from", choices=["current", "base"], default=d.train_from,
                      help="each round fine-tunes the served model (current, as the trainer) or retrains the base "
                           f"model on every labelled frame (default {d.train_from})")
+    sim.add_argument("--pseudo-threshold", type=float, default=d.pseudo_threshold,
+                     help="campaigns named STRATEGY@pseudo: a served model's spine point scoring at least this "
+                          f"becomes a training target, as the trainer's CALS_PSEUDO_THRESHOLD (default {d.pseudo_threshold})")
+    sim.add_argument("--human-share", type=float, default=d.human_share,
+                     help="campaigns named STRATEGY@pool, @pseudo or @pool+pseudo: share of each batch's people from "
+                          f"labelled frames, as the trainer's CALS_HUMAN_SHARE (default {d.human_share})")
     sim.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("schema", help="show the keypoint schema")

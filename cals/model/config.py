@@ -1,6 +1,7 @@
 """mmengine configs for CALS models, completed from the keypoint schema and the data."""
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -62,6 +63,28 @@ def build_config(name: str, schema: Schema, *, data_root: str | os.PathLike | No
     if epochs is not None or iters is not None:
         _set_schedule(cfg, epochs=epochs, iters=iters)
     return cfg
+
+
+def mix_pool(cfg: Config, pool_root: str | os.PathLike, *, human_share: float, human_people: int,
+             pool_people: int) -> int:
+    """Train on the human set and the pool set (`cals.training.pool_set`) together, the human people
+    repeated so that they make about `human_share` of the samples: a few dozen labelled frames are
+    not drowned by a thousand pool frames. Returns the repeat count.
+
+    Every sample of a top-down dataset is one person, so the share is counted in people; the same
+    pipeline (augmentation) applies to both sets.
+    """
+    if not 0 < human_share < 1:
+        raise CalsError(f"the human share of a mixed batch must be in (0, 1), got {human_share!r}")
+    if human_people < 1 or pool_people < 1:
+        raise CalsError("a mixed training needs people in both the human and the pool set")
+    human = cfg.train_dataloader.dataset
+    pool = copy.deepcopy(human)
+    pool.data_root = str(pool_root)
+    times = max(1, round(human_share / (1 - human_share) * pool_people / human_people))
+    cfg.train_dataloader.dataset = dict(type="ConcatDataset", datasets=[
+        dict(type="RepeatDataset", times=times, dataset=human), pool])
+    return times
 
 
 def _fit_workers(loader, processes: int = 1) -> None:

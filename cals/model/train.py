@@ -29,7 +29,7 @@ from cals.errors import CalsError
 from cals.model import mm_imports
 from cals.model.checkpoint import adapt_state_dict, fetch, load_checkpoint, save_checkpoint, \
     source_keypoint_names
-from cals.model.config import build_config, config_path, same_config
+from cals.model.config import build_config, config_path, mix_pool, same_config
 from cals.model.onnx_export import export_onnx
 from cals.model.pose_network import ONNX_FILE
 from cals.model.progress_hook import ProgressHook
@@ -65,7 +65,8 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str | Non
           init: str | None = None, val_root: str | os.PathLike | None = None,
           progress: bool = True, work_dir: str | os.PathLike | None = None,
           batch_size: int | None = None, on_progress: Callable[[dict[str, Any]], None] | None = None,
-          rank_report: str | os.PathLike | None = None) -> Version:
+          rank_report: str | os.PathLike | None = None, pool_root: str | os.PathLike | None = None,
+          human_share: float = 0.5) -> Version:
     """Train on a COCO dataset folder and add the model to the registry (not promoted).
 
     `init`: a registry version id (or "current") to fine-tune, or a checkpoint
@@ -74,6 +75,8 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str | Non
     `on_progress` gets the iteration, epoch and loss while the Runner trains (ProgressHook; rank 0).
     `rank_report`: a folder where each rank writes its first iteration's frames and a digest of its
     final weights (cals.model.ddp.RankReportHook), to check a distributed setup.
+    `pool_root`: a pool set (`cals.training.pool_set`) trained on beside `data_root`, its people
+    making 1 - `human_share` of the samples; None, or a pool set with no person: `data_root` alone.
     """
     source = resolve_init(init, registry)
     config = run_config(config, source)  # an unknown or mismatched config fails before any work starts
@@ -82,6 +85,11 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str | Non
     summary = dataset.summary(schema)
     if not dataset.coco["annotations"]:
         raise CalsError(f"{data_root}: no annotations to train on")
+    pool = load_dataset(pool_root, schema) if pool_root else None
+    if pool is not None and pool.coco["annotations"]:
+        summary["pool"] = {**pool.summary(schema), "human_share": human_share}
+    else:
+        pool = None
     mm_imports.setup()
     world = _join_process_group()
     main = distributed.is_main()
@@ -96,6 +104,10 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str | Non
         cfg = build_config(config, schema, data_root=Path(data_root).resolve(), epochs=epochs,
                            iters=iters, work_dir=work, batch_size=batch_size,
                            processes=distributed.local_world_size() if world > 1 else 1)
+        if pool is not None:
+            summary["pool"]["human_repeats"] = mix_pool(
+                cfg, Path(pool_root).resolve(), human_share=human_share,
+                human_people=len(dataset.coco["annotations"]), pool_people=len(pool.coco["annotations"]))
         if world > 1:
             from cals.model.ddp import make_distributed
             make_distributed(cfg)

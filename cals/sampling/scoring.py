@@ -82,6 +82,24 @@ class Scorer:
                 bar.update(len(batch))
         return table
 
+    def predict(self, pool: Pool, *, exclude: set[str] | frozenset[str] = frozenset(),
+                progress: bool = True) -> int:
+        """Cache the people of every pool frame not in `exclude` that the cache lacks for this version,
+        without scoring them: what pseudo-labels read when the order is random and nothing scored the
+        pool. Returns how many frames were predicted now."""
+        todo_total = 0
+        items = (item for item in pool.items() if item.name not in exclude)
+        bar = tqdm(total=max(len(pool) - len(exclude), 0), desc="predicting pool", unit="img", disable=not progress)
+        with bar:
+            for batch in _batches(items, self.batch_size):
+                cached = self.cache.lookup(self.predictor.version_id, [i.key for i in batch], ())
+                todo = [i for i in batch if i.key not in cached]
+                if todo:
+                    self.cache.store(self.predictor.version_id, self.measure(todo, pool.load(todo), [], set()))
+                    todo_total += len(todo)
+                bar.update(len(batch))
+        return todo_total
+
     def pending(self, pool: Pool, per_image: list[Strategy], needs: set[str],
                 exclude: set[str] | frozenset[str] = frozenset()) -> Iterator[PoolItem]:
         """Pool items, in pool order, whose cache entry lacks something the strategies need: what a

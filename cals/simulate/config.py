@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cals.errors import CalsError
 from cals.training.labelled_set import DEFAULT_VAL_FRACTION
+from cals.training.pool_set import PoolTraining
 from cals.training.promotion import DEFAULT_CONFIDENCE, DEFAULT_MARGIN, DEFAULT_METRIC
 
 # A pool skewed like real data (bent and lying people are rare); a balanced test set.
@@ -19,6 +20,7 @@ TEST_MIX = "upright=0.34,bending=0.33,lying=0.33"
 CONFIG_FILE = "simulation.json"
 TRAIN_FROM = ("current", "base")
 ADDABLE = ("strategies", "seeds", "survey")  # a resumed run may change these; the rest must match
+POOL_PARTS = ("pool", "pseudo")  # a campaign "STRATEGY@pool+pseudo" also trains on the pool set
 
 
 @dataclass
@@ -50,6 +52,10 @@ class SimulationConfig:
     metric: str = DEFAULT_METRIC
     confidence: float = DEFAULT_CONFIDENCE  # CALS_PROMOTE_CONFIDENCE: keep the model only when worse beyond noise
     train_from: str = "current"  # "current": fine-tune the served model (the trainer); "base": retrain from the base
+    # the pool set of campaigns named STRATEGY@pool, @pseudo or @pool+pseudo (the trainer's CALS_PSEUDO_THRESHOLD,
+    # CALS_HUMAN_SHARE); a campaign without "@" trains on human labels alone
+    pseudo_threshold: float = PoolTraining.threshold
+    human_share: float = PoolTraining.human_share
 
     def __post_init__(self) -> None:
         for name in ("initial", "batch", "rounds", "base_iters", "round_iters"):
@@ -63,8 +69,18 @@ class SimulationConfig:
             raise CalsError("a simulation needs at least one strategy and one seed")
         if "random" not in self.strategies:
             raise CalsError("include 'random' in the strategies: savings are measured against it")
+        for name in self.strategies + self.survey:
+            self.pool_training(name)
         if set(self.survey) & set(self.strategies):
             raise CalsError(f"a survey strategy is already among the strategies: {sorted(set(self.survey) & set(self.strategies))}")
+
+    def pool_training(self, campaign: str) -> PoolTraining | None:
+        """What of the pool a campaign trains on: None for "STRATEGY", the parts after "@" otherwise."""
+        parts = split_campaign(campaign)[1]
+        if not parts:
+            return None
+        return PoolTraining(labels="pool" in parts, pseudo="pseudo" in parts, threshold=self.pseudo_threshold,
+                            human_share=self.human_share)
 
     def strategies_for(self, seed: int) -> list[str]:
         """Every seed runs `strategies`; the first also runs the survey's."""
@@ -87,3 +103,14 @@ class SimulationConfig:
                                 "use another --out or the same options (only strategies, seeds and survey may change)")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(now, indent=2))
+
+
+def split_campaign(campaign: str) -> tuple[str, set[str]]:
+    """("least_confidence", {"pool", "pseudo"}) of "least_confidence@pool+pseudo": the sampler's
+    strategy spec, and what of the pool its training uses."""
+    spec, at, extra = campaign.partition("@")
+    parts = set(extra.split("+")) if at else set()
+    if at and (not parts or parts - set(POOL_PARTS)):
+        raise CalsError(f"{campaign!r}: after '@' come {' and/or '.join(POOL_PARTS)}, joined by '+' "
+                        "(e.g. random@pool+pseudo)")
+    return spec, parts

@@ -29,10 +29,12 @@ from cals.sampling.round_coco import round_coco
 from cals.sampling.scoring import Scorer, strategy_needs
 from cals.schema import Schema
 from cals.simulate import data
-from cals.simulate.config import SimulationConfig
-from cals.training.effort import check_rule_figures, correction_effort
+from cals.simulate.config import SimulationConfig, split_campaign
+from cals.training.effort import check_rule_figures, correction_effort, placed_within
 from cals.training.fine_tune import fine_tune_round
 from cals.training.labelled_set import split_for_new
+from cals.training.pool_set import PoolTraining, build_pool_set
+from cals.training.train_process import PoolData
 
 log = logging.getLogger(__name__)
 STATE = "state.json"
@@ -60,6 +62,15 @@ class Campaign:
     def cache(self) -> ScoreCache:
         """Scores and predictions per (frame, version), shared by the seed's campaigns (same round 0)."""
         return ScoreCache(self.folder.parent / "scores.sqlite")
+
+    @property
+    def spec(self) -> str:
+        """The sampler's strategy spec (the campaign name without its "@pool..." part)."""
+        return split_campaign(self.strategy)[0]
+
+    @property
+    def pool_training(self) -> PoolTraining | None:
+        return self.cfg.pool_training(self.strategy)
 
     def predictor(self, version_id: str) -> Predictor:
         """The version's model, loaded once; the two most recent stay loaded (current and previous)."""
@@ -90,9 +101,10 @@ def run_round(c: Campaign, state: dict[str, Any], picked: list[str], annotator: 
     val_root = data.revealed(c.pool, val, c.folder / "labelled" / "val", c.schema)
     registry = c.registry
     init = registry.list()[0] if c.cfg.train_from == "base" and registry.current() else None
+    pool_set, pool_data = pool_round(c, labelled)
     outcome = fine_tune_round(train_root, val_root, registry, config=c.cfg.model, iters=c.cfg.round_iters,
                               batch_size=c.cfg.batch_size, margin=c.cfg.margin, metric=c.cfg.metric,
-                              confidence=c.cfg.confidence, init=init)
+                              confidence=c.cfg.confidence, init=init, pool=pool_data)
     served = registry.current()
     metrics = evaluate_predictor(c.predictor(served.id), c.test, progress=False)
     candidate = metrics if outcome.promoted else \
@@ -102,7 +114,7 @@ def run_round(c: Campaign, state: dict[str, Any], picked: list[str], annotator: 
            "version": served.id, "promoted": outcome.promoted, "reason": outcome.decision.reason,
            "gate": {"val_frames": len(val), "train_frames": len(train), "metric": c.cfg.metric,
                     "candidate": outcome.decision.candidate, "current": outcome.decision.current},
-           "seconds": round(time.perf_counter() - start, 1)}
+           "seconds": round(time.perf_counter() - start, 1), **({"pool_set": pool_set} if pool_set else {})}
     state["labelled"] = labelled
     state["val"] = val
     state["rounds"].append(row)
@@ -111,6 +123,41 @@ def run_round(c: Campaign, state: dict[str, Any], picked: list[str], annotator: 
     log.info("%s seed %d round %d: %d labels, spine AP %.3f (%s)", c.strategy, c.seed, row["round"],
              row["labelled"], row["spine_AP"] or 0.0, "promoted" if outcome.promoted else "kept previous")
     return row
+
+
+def pool_round(c: Campaign, labelled: list[str]) -> tuple[dict[str, Any] | None, PoolData | None]:
+    """The campaign's pool set for this round, as the trainer builds it: the pool's body labels and
+    the served model's confident spine points on every frame not labelled yet. Predictions come from
+    the seed's score cache; with random order nothing scored the pool, so the served version predicts
+    it here first (what the sampler does after a promotion), timed. The report adds what only a
+    simulation knows: how many pseudo spine points lie within the effort tolerance of the truth."""
+    training = c.pool_training
+    if training is None or not training.enabled:
+        return None, None
+    start = time.perf_counter()
+    served = c.registry.current()
+    pool = LocalPool(c.pool_view, c.schema)
+    predicted = 0
+    if training.pseudo:
+        predicted = Scorer(c.predictor(served.id), cache=c.cache).predict(pool, exclude=set(labelled), progress=False)
+    predicting = time.perf_counter() - start
+    root = c.folder / "pool-set"
+    report = build_pool_set(pool, root, c.schema, training, exclude=labelled,
+                            people=lambda item: c.cache.people(served.id, item.key))
+    report.update(version=served.id, predicted=predicted, seconds_predicting=round(predicting, 1),
+                  seconds=round(time.perf_counter() - start, 1))
+    if training.pseudo:
+        report["pseudo_accuracy"] = pseudo_accuracy(c, root)
+    return report, PoolData(root, training.human_share) if report["people"] else None
+
+
+def pseudo_accuracy(c: Campaign, root: Path) -> dict[str, Any]:
+    """Of the pool set's pseudo spine points, how many lie within the effort tolerance (OKS term 0.5)
+    of the hidden truth: the pseudo-labels' precision, which a real pool cannot measure."""
+    pool_set = load_dataset(root, c.schema).coco
+    names = [im["file_name"] for im in pool_set["images"]]
+    truth = _by_name(load_dataset(data.revealed(c.pool, names, c.folder / "pool-truth", c.schema), c.schema).coco)
+    return placed_within(_by_name(pool_set), truth, c.schema, group="spine")
 
 
 def split_val(val: list[str], before: int, picked: list[str], fraction: float) -> list[str]:
@@ -132,7 +179,7 @@ def test_figures(metrics: dict) -> dict[str, Any]:
 def pick(c: Campaign, state: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     """The next batch as the sampler would rank it, and the annotator's work on its pre-annotations."""
     current = c.registry.current()
-    strategy = build_strategy(c.strategy, c.schema, current, options=StrategyOptions(seed=c.seed))
+    strategy = build_strategy(c.spec, c.schema, current, options=StrategyOptions(seed=c.seed))
     previous = None
     if "previous" in strategy_needs([strategy]):
         previous_id = c.registry.previous(current.id)

@@ -14,7 +14,7 @@ from cals.sampling.scoring import Scorer
 from cals.schema import Schema, load_schema
 from cals.simulate import data
 from cals.simulate.base_model import base_model, seed_registry
-from cals.simulate.config import SimulationConfig
+from cals.simulate.config import POOL_PARTS, SimulationConfig, split_campaign
 from cals.simulate.loop import Campaign, annotator_work, pick, run_round
 from cals.simulate.summary import summarize
 
@@ -33,11 +33,14 @@ def run_simulation(cfg: SimulationConfig, *, schema: Schema | None = None, progr
         raise_budget(len(names), cfg)
     view = data.body_only(pool, out / "data" / "pool-body", schema)
     base = base_model(view, schema, model=cfg.model, iters=cfg.base_iters, batch_size=cfg.batch_size)
-    total = sum(1 + len(cfg.strategies_for(seed)) * cfg.rounds for seed in cfg.seeds)
+    total = sum(len(_starts(cfg.strategies_for(seed))) + len(cfg.strategies_for(seed)) * cfg.rounds
+                for seed in cfg.seeds)
     with tqdm(total=total, desc="simulated rounds", unit="round", disable=not progress) as bar:
         for seed in cfg.seeds:
-            start = _round_zero(cfg, schema, seed, base, names, pool, view, test, bar)
+            starts = {name: _round_zero(cfg, schema, seed, base, names, pool, view, test, bar, name)
+                      for name in _starts(cfg.strategies_for(seed))}
             for strategy in cfg.strategies_for(seed):
+                start = starts[_start_of(strategy)]
                 c = _campaign(cfg, schema, strategy, seed, pool, view, test)
                 if not c.folder.exists():
                     shutil.copytree(start.folder, c.folder, symlinks=True)
@@ -54,8 +57,19 @@ def run_simulation(cfg: SimulationConfig, *, schema: Schema | None = None, progr
     return summarize(out, cfg, schema)
 
 
-def _round_zero(cfg, schema, seed, base, names, pool, view, test, bar) -> Campaign:
-    c = _campaign(cfg, schema, "initial", seed, pool, view, test)
+def _start_of(strategy: str) -> str:
+    """The round 0 a campaign starts from: "initial" (human labels alone) or "initial@pool+pseudo"
+    (the same 20 frames, trained with the campaign's pool set): one per way of training."""
+    parts = split_campaign(strategy)[1]
+    return "initial" + ("@" + "+".join(p for p in POOL_PARTS if p in parts) if parts else "")
+
+
+def _starts(strategies: list[str]) -> list[str]:
+    return list(dict.fromkeys(_start_of(s) for s in strategies))
+
+
+def _round_zero(cfg, schema, seed, base, names, pool, view, test, bar, name: str) -> Campaign:
+    c = _campaign(cfg, schema, name, seed, pool, view, test)
     state = c.load_state()
     if not state["rounds"]:
         c.folder.mkdir(parents=True, exist_ok=True)

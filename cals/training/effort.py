@@ -35,6 +35,25 @@ def correction_effort(pre: Mapping[Any, Sequence[dict]], final: Mapping[Any, Seq
     return {group: _summary(totals.get(group, {})) for group in schema.groups}
 
 
+def placed_within(pre: Mapping[Any, Sequence[dict]], final: Mapping[Any, Sequence[dict]], schema: Schema, *,
+                  group: str, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+    """Of the points of `group` that `pre` placed, how many the final labels keep within `tolerance`
+    (the same OKS term as effort): the precision of pseudo-labels against the truth."""
+    sigmas = np.asarray(schema.sigmas, dtype=float)
+    idx = schema.groups[group]
+    placed = within = 0
+    for key in final.keys() & pre.keys():
+        for gt, guess in _match(final[key], pre[key], sigmas):
+            if guess is None:
+                continue
+            labelled, put, moved, _ = _moved(gt, guess, sigmas, tolerance)
+            judged = (labelled & put)[idx]
+            placed += int(judged.sum())
+            within += int((judged & ~moved[idx]).sum())
+    return {"placed": placed, "within": within, "share": round(within / placed, 4) if placed else None,
+            "tolerance": tolerance}
+
+
 def _moved(gt: dict, guess: dict | None, sigmas: np.ndarray, tolerance: float
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(labelled, placed, moved, displacement) per point of one matched person."""

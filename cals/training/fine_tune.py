@@ -16,7 +16,7 @@ from cals.data.coco import ANNOTATIONS, read_json
 from cals.training.promotion import (DEFAULT_CONFIDENCE, DEFAULT_MARGIN, DEFAULT_METRIC, Decision, decide,
                                      without_person_oks)
 from cals.registry import Registry, Version
-from cals.training.train_process import TrainFn, train_in_process
+from cals.training.train_process import PoolData, TrainFn, train_in_process
 
 log = logging.getLogger(__name__)
 PhaseCallback = Callable[[str, dict[str, Any]], None]
@@ -45,7 +45,7 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
                     margin: float = DEFAULT_MARGIN, metric: str = DEFAULT_METRIC,
                     confidence: float = DEFAULT_CONFIDENCE, on_progress: PhaseCallback | None = None,
                     work_dir: str | os.PathLike | None = None, init: Version | None = None,
-                    train_fn: TrainFn | None = None) -> RoundOutcome:
+                    train_fn: TrainFn | None = None, pool: PoolData | None = None) -> RoundOutcome:
     """Train a candidate (from the current version when there is one), evaluate, maybe promote.
 
     `config` is for a first model: fine-tuning keeps the current version's own config (its weights
@@ -56,6 +56,8 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
     on everything labelled); the candidate is still compared with the current version.
     `train_fn`: how the candidate is trained; default in this process (`cals simulate`). The trainer
     passes a `cals.training.train_process.TrainProcess`, so a crash in training fails only its run.
+    `pool`: the pool set trained on beside `train_root` (`cals.training.pool_set`); the candidate and
+    the current version are compared on `val_root` alone, human labels only.
     """
     train = train_fn or train_in_process
     report = on_progress or (lambda phase, info: None)
@@ -64,7 +66,7 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
     start = init or current
     candidate = train(train_root, registry, config=None if start else config, iters=iters, batch_size=batch_size,
                       init=start.id if start else None, work_dir=work_dir,
-                      on_progress=lambda state: report("training", state))
+                      on_progress=lambda state: report("training", state), pool=pool)
     report("evaluating", {"version": candidate.id})
     decision, cand_metrics, cur_metrics = evaluate_and_decide(
         registry, candidate, current, val_root, margin=margin, metric=metric, confidence=confidence)

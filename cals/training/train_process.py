@@ -14,6 +14,7 @@ dies (even by SIGKILL), so a restarted trainer never meets a training that write
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import threading
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -35,12 +37,21 @@ STOP_GRACE_SECONDS = 45.0
 Progress = Callable[[dict[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class PoolData:
+    """A pool set trained on beside the human labels (`cals.training.pool_set`), and the human
+    people's share of the samples (`cals.model.config.mix_pool`)."""
+
+    root: Path
+    human_share: float
+
+
 class TrainFn(Protocol):
     """How `fine_tune_round` trains a candidate: registers one version (not promoted), returns it."""
 
     def __call__(self, data_root: str | os.PathLike, registry: Registry, *, config: str | None, iters: int | None,
                  batch_size: int | None, init: str | None, work_dir: str | os.PathLike | None,
-                 on_progress: Progress) -> Version: ...
+                 on_progress: Progress, pool: PoolData | None = None) -> Version: ...
 
 
 class TrainingStopped(CalsError):
@@ -49,12 +60,13 @@ class TrainingStopped(CalsError):
 
 def train_in_process(data_root: str | os.PathLike, registry: Registry, *, config: str | None, iters: int | None,
                      batch_size: int | None, init: str | None, work_dir: str | os.PathLike | None,
-                     on_progress: Progress) -> Version:
+                     on_progress: Progress, pool: PoolData | None = None) -> Version:
     """`cals.model.train.train` in this process (`cals simulate`, tests)."""
     from cals.model.train import train
 
     return train(data_root, registry, config=config, iters=iters, batch_size=batch_size, init=init,
-                 progress=False, work_dir=work_dir, on_progress=on_progress)
+                 progress=False, work_dir=work_dir, on_progress=on_progress,
+                 pool_root=pool.root if pool else None, human_share=pool.human_share if pool else 0.5)
 
 
 class TrainProcess:
@@ -75,7 +87,8 @@ class TrainProcess:
         self._stopped = False
 
     def command(self, data_root: str | os.PathLike, registry: Registry, *, config: str | None, iters: int | None,
-                batch_size: int | None, init: str | None, work_dir: str | os.PathLike) -> list[str]:
+                batch_size: int | None, init: str | None, work_dir: str | os.PathLike,
+                pool: PoolData | None = None) -> list[str]:
         """The child's argv (without the orphan guard)."""
         launcher = [sys.executable, "-u"]  # unbuffered: progress and errors reach the log as they happen
         if self.processes > 1:
@@ -86,15 +99,20 @@ class TrainProcess:
                             ("--batch-size", batch_size)):
             if value is not None:
                 args += [flag, str(value)]
+        if pool is not None:
+            args += ["--pool-data", str(pool.root), "--human-share", str(pool.human_share)]
         return launcher + args
 
     def __call__(self, data_root: str | os.PathLike, registry: Registry, *, config: str | None = None,
                  iters: int | None = None, batch_size: int | None = None, init: str | None = None,
-                 work_dir: str | os.PathLike | None = None, on_progress: Progress | None = None) -> Version:
+                 work_dir: str | os.PathLike | None = None, on_progress: Progress | None = None,
+                 pool: PoolData | None = None) -> Version:
+        cmd = functools.partial(self.command, data_root, registry, config=config, iters=iters,
+                                batch_size=batch_size, init=init, pool=pool)
         if work_dir is None:
             with tempfile.TemporaryDirectory(prefix="cals-train-") as tmp:
-                return self._train(data_root, registry, config, iters, batch_size, init, Path(tmp), on_progress)
-        return self._train(data_root, registry, config, iters, batch_size, init, Path(work_dir), on_progress)
+                return self._train(cmd, registry, Path(tmp), on_progress)
+        return self._train(cmd, registry, Path(work_dir), on_progress)
 
     @property
     def pid(self) -> int | None:
@@ -118,11 +136,10 @@ class TrainProcess:
             proc.wait()
         return True
 
-    def _train(self, data_root: str | os.PathLike, registry: Registry, config: str | None, iters: int | None,
-               batch_size: int | None, init: str | None, work: Path, on_progress: Progress | None) -> Version:
+    def _train(self, command: Callable[..., list[str]], registry: Registry, work: Path,
+               on_progress: Progress | None) -> Version:
         work.mkdir(parents=True, exist_ok=True)
-        cmd = self.command(data_root, registry, config=config, iters=iters, batch_size=batch_size, init=init,
-                           work_dir=work / "train")
+        cmd = command(work_dir=work / "train")
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         errors: list[str] = []
         version_id = None
