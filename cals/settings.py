@@ -150,6 +150,9 @@ class ServiceEnv(CvatEnv, ModelEnv):
     POOL: str = Field("cvat", description='"cvat" (the project\'s pool task) or a local COCO folder: what the '
                       "sampler ranks and the trainer's pool set reads")
     POOL_TASK: str = Field("pool", description="the CVAT task holding the unlabelled pool")
+    PSEUDO_LABELS: bool = Field(True, description="the trainer trains on the served model's confident spine points "
+                                "of unlabelled pool frames; the sampler predicts the pool after each promotion "
+                                "for it (into its score cache)")
     FUNCTION_NAME: str | None = Field(None, description="Nuclio function the checks look for; default CPU or GPU build")
 
     @field_validator("PROJECT_ID", mode="before")
@@ -176,8 +179,6 @@ class TrainerEnv(ServiceEnv):
     EFFORT_TOLERANCE: float = Field(0.5, ge=0, le=1)
     POOL_LABELS: bool = Field(True, description="train on the pool's own labels (its body points) on frames no "
                               "person labelled yet, beside the labelled set")
-    PSEUDO_LABELS: bool = Field(True, description="on those frames, train on the served model's spine points that "
-                                "score at least CALS_PSEUDO_THRESHOLD (from the sampler's cache of its predictions)")
     PSEUDO_THRESHOLD: float = Field(0.6, ge=0, le=1, description="a predicted point scoring below it carries no loss")
     HUMAN_SHARE: float = Field(0.5, gt=0, le=1, description="share of each batch's people from labelled frames "
                                "when the pool set is on (they are repeated); 1: the pool set is off")

@@ -65,11 +65,25 @@ def promoted():
     except CalsError as exc:
         raise ApiError(404, str(exc)) from None
     project_id = _project_id(body, required=False)
+    project_id = project_id if project_id is not None else current_app.config["PROJECT_ID"]
+    predicting = _submit_predictions(version, project_id)
     if not current_app.config["AUTO_OPEN"]:
-        return jsonify(accepted=True, version=version, opening=False,
+        return jsonify(accepted=True, version=version, opening=False, predicting=predicting,
                        reason="auto-open is off (CALS_AUTO_OPEN=0)"), 202
-    return _submit_round({"project_id": project_id if project_id is not None else current_app.config["PROJECT_ID"]},
-                         reason=f"promotion of {version}")
+    return _submit_round({"project_id": project_id}, reason=f"promotion of {version}")
+
+
+def _submit_predictions(version: str, project_id: int | None) -> dict[str, Any] | None:
+    """With pseudo-labels on, predict the pool with the promoted model in the background (before an
+    auto-opened round, which then pre-annotates from the same predictions): the trainer's next run
+    reads them from the score cache and never waits for them."""
+    if not current_app.config["PSEUDO_LABELS"]:
+        return None
+    sampler = sampler_state(current_app).sampler
+    job = sampler_state(current_app).jobs.submit("predict", lambda: sampler.predict_pool(project_id=project_id),
+                                                 reason=f"promotion of {version}")
+    log.info("queued pool predictions job %s (promotion of %s)", job["id"], version)
+    return job
 
 
 @bp.get("/jobs/<job_id>")

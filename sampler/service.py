@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,7 +22,7 @@ from cals.model.predict import Predictor
 from cals.sampling.pool import LocalPool
 from cals.sampling.ranking import Ranked, rank
 from cals.registry import Registry
-from cals.sampling.cache import ScoreCache
+from cals.sampling.cache import ScoreCache, cache_file
 from cals.sampling.scoring import Scorer, strategy_needs
 from cals.sampling.sharded import RankGroup, Sharding
 from cals.sampling.strategies import PoolStrategy, Strategy
@@ -38,7 +39,7 @@ class Sampler:
         self.cvat = CvatSettings.from_env(settings)
         self.registry = Registry(str(settings.REGISTRY))
         self.data = Path(settings.DATA)
-        self.cache = ScoreCache(self.data / "sampler" / "scores.sqlite")
+        self.cache = ScoreCache(cache_file(self.data))
         # the current model as the function serves it: loaded once per promotion, the previous one kept
         # serving when a new version fails to load
         self.models: ModelWatcher[Predictor] = ModelWatcher(
@@ -150,6 +151,18 @@ class Sampler:
             pool = self.pool(client, project_id, scorer.predictor.schema)
             return open_round(client, spec, pool, scorer, built, data_dir=self.data,
                               labelled=self.labelled_features(scorer, built))
+
+    def predict_pool(self, *, project_id: int | None) -> dict[str, Any]:
+        """Cache the served model's people on every pool frame with labelled people that the cache
+        lacks for it: the trainer's pseudo-labels read them (`cals.training.pool_round`)."""
+        with self.lock, self._maybe_client(project_id) as client:
+            scorer = Scorer(self.predictor(), detector=None, cache=self.cache, batch_size=self.settings.SAMPLER_BATCH)
+            pool = self.pool(client, project_id, scorer.predictor.schema)
+            unboxed = {item.name for item in pool.items() if item.boxes is None}
+            start = time.perf_counter()
+            predicted = scorer.predict(pool, exclude=unboxed, progress=True)
+        return {"version": scorer.predictor.version_id, "pool_size": len(pool), "predicted_now": predicted,
+                "without_people": len(unboxed), "seconds": round(time.perf_counter() - start, 1)}
 
     @contextlib.contextmanager
     def _maybe_client(self, project_id: int | None) -> Iterator[Any]:

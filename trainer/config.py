@@ -15,6 +15,7 @@ from cals.model.config import config_path
 from cals.registry import Registry
 from cals.schema import load_schema
 from cals.settings import PREFIX, SettingsError, TrainerEnv
+from cals.training.pool_set import PoolTraining
 from cals.training.run import RunSettings
 
 REQUIRED = ("CVAT_URL", "WEBHOOK_SECRET", "API_TOKEN", "REGISTRY", "DATA")
@@ -48,8 +49,13 @@ def load(overrides: Mapping[str, Any] | None = None) -> TrainerSettings:
         margin=env.PROMOTE_MARGIN, metric=env.PROMOTE_METRIC, confidence=env.PROMOTE_CONFIDENCE,
         val_fraction=env.VAL_FRACTION,
         effort_tolerance=env.EFFORT_TOLERANCE, sampler_url=env.SAMPLER_URL, api_token=str(env.API_TOKEN),
-        train_procs=env.TRAIN_PROCS)
+        train_procs=env.TRAIN_PROCS, pool=env.POOL, pool_task=env.POOL_TASK, project_id=env.PROJECT_ID,
+        pool_training=_checked("HUMAN_SHARE", lambda: PoolTraining(
+            labels=env.POOL_LABELS, pseudo=env.PSEUDO_LABELS, threshold=env.PSEUDO_THRESHOLD,
+            human_share=env.HUMAN_SHARE)))
     _checked("CONFIG", lambda: config_path(run.config))
+    if env.POOL != "cvat" and not (Path(env.POOL) / "annotations.json").is_file():
+        raise SettingsError(f"CALS_POOL must be 'cvat' or a COCO folder with annotations.json, got {env.POOL!r}")
     return TrainerSettings(
         run=run, queue_db=Path(env.QUEUE_DB or data / "queue.sqlite3"),
         webhook_secret=str(env.WEBHOOK_SECRET), api_token=str(env.API_TOKEN), bind=env.TRAINER_BIND,

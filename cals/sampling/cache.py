@@ -23,6 +23,12 @@ CREATE TABLE IF NOT EXISTS scores (version TEXT, key TEXT, strategy TEXT, value 
 """
 
 
+def cache_file(data: str | os.PathLike) -> Path:
+    """The sampler's cache under the working data folder ($CALS_DATA), which the trainer shares: it
+    reads the served version's predictions there for pseudo-labels."""
+    return Path(data) / "sampler" / "scores.sqlite"
+
+
 class ScoreCache:
     """`ScoreCache(path)`; `ScoreCache(None)` keeps nothing (every lookup misses)."""
 

@@ -20,7 +20,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cals.cvat.export import ExportedJob
@@ -68,6 +68,12 @@ class LabelledSet:
     def sizes(self) -> dict[str, dict[str, int]]:
         return {s: {"images": len(c["images"]), "annotations": len(c["annotations"])}
                 for s, c in ((s, self.load(s)) for s in SPLITS)}
+
+    def frame_names(self) -> set[str]:
+        """The CVAT frame names of every labelled frame, both splits: the pool frames people labelled
+        (a round copies pool frames under their own names), which the pool set leaves out."""
+        return {PurePosixPath(im["cvat"]["frame"]).name for s in SPLITS for im in self.load(s)["images"]
+                if "cvat" in im}
 
     def clean(self) -> list[Path]:
         """Remove what a merge killed mid-way left: images no split's annotations.json refers to

@@ -156,5 +156,5 @@ def _fill_sizes(images: list[dict], folder: Path) -> None:
 
 
 def _group_counts(annotations: list[dict], schema: Schema) -> dict[str, int]:
-    vis = np.asarray([a["keypoints"][2::3] for a in annotations]).reshape(len(annotations), -1)
+    vis = np.asarray([a["keypoints"][2::3] for a in annotations]).reshape(len(annotations), schema.num_keypoints)
     return {g: int((vis[:, idx] > 0).sum()) for g, idx in schema.groups.items()}

@@ -9,6 +9,7 @@ the labelled set and the registry as they were.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ from cals.training.labelled_set import DEFAULT_VAL_FRACTION, LabelledSet
 from cals.sampling.client import NotifyError, notify_promoted
 from cals.training.promotion import DEFAULT_CONFIDENCE, DEFAULT_MARGIN, DEFAULT_METRIC
 from cals.registry import Registry
+from cals.training.pool_round import run_pool_set
+from cals.training.pool_set import PoolTraining
 from cals.training.queue import Run
-from cals.training.train_process import TrainFn, TrainProcess
+from cals.training.train_process import PoolData, TrainFn, TrainProcess
 from cals.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,10 @@ class RunSettings:
     sampler_url: str | None = None
     api_token: str | None = None
     train_procs: int = 1  # training processes (torchrun when > 1), always in a child process
+    pool_training: PoolTraining = PoolTraining()  # what of the pool each round also trains on
+    pool: str = "cvat"  # CALS_POOL: the project's pool task, or a local COCO folder
+    pool_task: str = "pool"
+    project_id: int | None = None  # the CVAT pool's project; default: the exported jobs' project
 
     def train_process(self) -> TrainProcess:
         """How a run trains: in a child process, so a crash there fails only the run."""
@@ -117,15 +124,41 @@ def _execute(run: Run, settings: RunSettings, report: Report, workdir: Path, tra
     labelled = settings.labelled_set
     result["labelled_set"] = labelled.merge(exports, run_id=run.id).as_dict()
     require_initial_model(settings.registry)  # the labels stay merged for the run that follows
+    result["pool_set"], pool = pool_for_run(settings, exports, report)
     outcome = fine_tune_round(
         labelled.split_root("train"), labelled.split_root("val"), settings.registry,
         config=settings.config, iters=settings.iters, batch_size=settings.batch_size, margin=settings.margin, metric=settings.metric,
-        confidence=settings.confidence, on_progress=report, work_dir=workdir / "train", train_fn=train)
+        confidence=settings.confidence, on_progress=report, work_dir=workdir / "train", train_fn=train, pool=pool)
     result["model"] = outcome.as_dict()
     result["metrics"] = {"candidate": outcome.candidate_metrics, "current": outcome.current_metrics}
     if outcome.promoted:
         result["notification"] = notify_sampler(settings, outcome.version.id, exports)
     return result
+
+
+def pool_for_run(settings: RunSettings, exports: list[ExportedJob], report: Report
+                 ) -> tuple[dict[str, Any], PoolData | None]:
+    """The pool set this run trains on beside the labelled set (`cals.training.pool_round`). The pool
+    unreadable (CVAT down, a frame broken) costs the pool set, not the run: the human labels train alone."""
+    report("pool set", {})
+    projects = [e.project_id for e in exports if e.project_id]
+    project_id = settings.project_id or (projects[0] if projects else None)
+
+    @contextlib.contextmanager
+    def cvat_pool():
+        from cals.cvat.pool import CvatPool
+
+        if project_id is None:
+            raise CalsError("the CVAT pool is the pool task of a project: set CALS_PROJECT_ID")
+        with connect(settings.cvat) as client:
+            yield CvatPool(client, project_id, settings.schema, task_name=settings.pool_task)
+
+    try:
+        return run_pool_set(settings.pool_training, settings.pool, settings.data_root, settings.registry,
+                            settings.schema, labelled=settings.labelled_set.frame_names(), open_cvat_pool=cvat_pool)
+    except (CalsError, OSError) as exc:
+        log.warning("training on human labels alone: the pool set failed: %s", exc)
+        return {"used": False, "reason": f"the pool set failed: {exc}"}, None
 
 
 def require_initial_model(registry: Registry) -> None:
