@@ -116,6 +116,31 @@ def test_round_request_opens_a_round_and_promotion_reuses_it(client, project, cv
     assert off.status_code == 202 and off.get_json()["opening"] is False
 
 
+def test_a_promotion_notice_predicts_the_pool_for_pseudo_labels(config):
+    from cals.sampling.cache import ScoreCache, cache_file
+    from cals.sampling.pool import LocalPool
+    from cals.schema import load_schema
+
+    client = create_app(config).test_client()
+    version = client.get("/health").get_json()["version"]
+    resp = client.post("/notify/promoted", json={"version": version}, headers=AUTH)
+    assert resp.status_code == 202 and resp.get_json()["opening"] is False
+    job = wait_job(client, f"/jobs/{resp.get_json()['predicting']['id']}")
+    assert job["state"] == "done" and job["kind"] == "predict", job
+    assert job["result"]["version"] == version and job["result"]["predicted_now"] == 16
+    cache = ScoreCache(cache_file(config["DATA"]))
+    items = list(LocalPool(config["POOL"], load_schema()).items())
+    for item in items:  # one cached person per labelled person, in the pool's box order (what the trainer aligns)
+        people = cache.people(version, item.key)
+        assert people is not None and len(people) == len(item.boxes)
+    cache.close()
+    again = wait_job(client, f"/jobs/{client.post('/notify/promoted', json={'version': version}, headers=AUTH).get_json()['predicting']['id']}")
+    assert again["result"]["predicted_now"] == 0  # cached: nothing predicted twice
+
+    off = create_app({**config, "PSEUDO_LABELS": False}).test_client()
+    assert off.post("/notify/promoted", json={"version": version}, headers=AUTH).get_json()["predicting"] is None
+
+
 def test_cvat_unreachable_is_a_clear_error_and_opens_nothing(config, project, cvat_client):
     client = create_app({**config, "CVAT_URL": "http://127.0.0.1:9"}).test_client()
     resp = client.post("/rank", json={"project_id": project.id}, headers=AUTH)
