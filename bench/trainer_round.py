@@ -1,10 +1,13 @@
 """Benchmark: wall time of one trainer round (export + merge + fine-tune + evaluate both + promote)
-for N new images, through cvat-sdk against the CVAT-compatible test server.
+for N new images, through cvat-sdk against the CVAT-compatible test server, with the pool set off
+(human labels alone) and on (a pool of P frames: its body labels and pseudo-labels read from the
+sampler's cache), each from the same registry; and what the sampler's prediction of the pool costs.
 
-    python -m bench.trainer_round [--images 200] [--iters 100] [--base-iters 30] [--out trainer-bench.json]
+    python -m bench.trainer_round [--images 200] [--pool 1000] [--iters 100] [--base-iters 30]
+                                  [--config cpu|rtmpose-m] [--out trainer-bench.json]
 
-The base model that the round fine-tunes from is trained first (not timed). The machine is
-shared: report the numbers of one run together with the load average printed next to them.
+The base model that the rounds fine-tune from is trained first (not timed). The machine is
+shared: report the ratio of one run together with the load average printed next to it.
 """
 from __future__ import annotations
 
@@ -12,16 +15,23 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from cals.cvat.client import CvatSettings, connect
+from cals.model.predict import Predictor
 from cals.model.train import train
 from cals.registry import Registry
+from cals.sampling.cache import ScoreCache, cache_file
+from cals.sampling.pool import LocalPool
+from cals.sampling.scoring import Scorer
+from cals.simulate.data import body_only
 from cals.training.queue import RunQueue
 from cals.schema import load_schema
 from cals.synth import generate_dataset
+from cals.training.pool_set import PoolTraining
 from cals.training.run import RunSettings, execute
 
 
@@ -30,41 +40,76 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--base-iters", type=int, default=30)
+    parser.add_argument("--pool", type=int, default=1000, help="unlabelled pool frames of the pool-set round")
+    parser.add_argument("--config", default="cpu", help="model config of the base model (cpu | rtmpose-m)")
+    parser.add_argument("--batch-size", type=int, help="training batch size (default: the config's)")
     parser.add_argument("--out", type=Path, default=Path("trainer-bench.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="cals-trainer-bench-") as tmp:
-        result = bench(Path(tmp), args.images, args.iters, args.base_iters)
+        result = bench(Path(tmp), args.images, args.iters, args.base_iters, pool=args.pool, config=args.config,
+                       batch_size=args.batch_size)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
-def bench(tmp: Path, images: int, iters: int, base_iters: int) -> dict:
+def bench(tmp: Path, images: int, iters: int, base_iters: int, *, pool: int = 1000, config: str = "cpu",
+          batch_size: int | None = None) -> dict:
     from tests.cvat_server import CvatTestServer  # stands in for CVAT; the round uses cvat-sdk only
     from tests.trainer_helpers import make_task
 
     schema = load_schema()
-    generate_dataset(tmp / "frames", images, seed=5, progress=False)
-    registry = Registry(tmp / "registry")
-    registry.promote(train(tmp / "frames", registry, iters=base_iters, progress=False).id, reason="bench base")
+    if pool <= images:
+        raise SystemExit(f"--pool ({pool}) must be larger than --images ({images}): the round's frames are pool frames")
+    frames = tmp / "frames"  # the pool, with its hidden truth
+    generate_dataset(frames, pool, seed=5, progress=False)
+    pool_root = body_only(frames, tmp / "pool", schema)  # what the team has: body points only
+    base = Registry(tmp / "registry")
+    base.promote(train(pool_root, base, config=config, iters=base_iters, batch_size=batch_size,
+                       progress=False).id, reason="bench base")
     with CvatTestServer() as server:
         cvat = CvatSettings(server.url, server.user, server.password, poll_seconds=0.05)
         client = connect(cvat)
         project = client.projects.create({"name": "bench", "labels": [schema.cvat_label()]})
-        names = sorted(p.name for p in (tmp / "frames" / "images").iterdir())
-        task = make_task(client, project.id, tmp / "frames", names, tmp)
-        job_ids = [j.id for j in task.get_jobs()]
+        names = sorted(p.name for p in (tmp / "frames" / "images").iterdir())[:images]  # the round: labelled
+        job_ids = [j.id for j in make_task(client, project.id, tmp / "frames", names, tmp).get_jobs()]
         client.close()
-        settings = RunSettings(cvat=cvat, registry=registry, data_root=tmp / "data", schema=schema, iters=iters)
-        run = RunQueue(tmp / "q.sqlite3").request_run({"jobs": job_ids}, trigger="bench")
-        marks: dict[str, float] = {}
-        start = time.perf_counter()
-        result = execute(run, settings, lambda phase, info: marks.setdefault(phase, time.perf_counter() - start))
-        total = time.perf_counter() - start
+        rounds = {}
+        for name, training in (("human_only", PoolTraining(human_share=1.0)), ("pool_set", PoolTraining())):
+            registry = Registry(shutil.copytree(base.root, tmp / f"registry-{name}"))
+            data = tmp / f"data-{name}"
+            predicting = predict_pool(registry, pool_root, data, schema) if training.enabled and training.pseudo else None
+            settings = RunSettings(cvat=cvat, registry=registry, data_root=data, schema=schema, iters=iters,
+                                   batch_size=batch_size, pool=str(pool_root), pool_training=training)
+            rounds[name] = {**timed_round(settings, job_ids, tmp / f"q-{name}.sqlite3"),
+                            "sampler_predict_seconds": predicting}
+    return {"images": images, "pool": pool, "iterations": iters, "config": config, "cpus": os.cpu_count(),
+            "load_avg": os.getloadavg(), **rounds,
+            "ratio_pool_set_to_human_only": round(rounds["pool_set"]["round_seconds"]
+                                                  / rounds["human_only"]["round_seconds"], 2)}
+
+
+def predict_pool(registry: Registry, pool_root: Path, data: Path, schema) -> float:
+    """Seconds the sampler takes to predict the pool with the served version (after a promotion)."""
+    cache = ScoreCache(cache_file(data))
+    start = time.perf_counter()
+    Scorer(Predictor.from_registry(registry, registry.current().id), cache=cache).predict(
+        LocalPool(pool_root, schema), progress=False)
+    cache.close()
+    return round(time.perf_counter() - start, 1)
+
+
+def timed_round(settings: RunSettings, job_ids: list[int], queue: Path) -> dict:
+    run = RunQueue(queue).request_run({"jobs": job_ids}, trigger="bench")
+    marks: dict[str, float] = {}
+    start = time.perf_counter()
+    result = execute(run, settings, lambda phase, info: marks.setdefault(phase, time.perf_counter() - start))
+    total = time.perf_counter() - start
     phases = sorted(marks.items(), key=lambda kv: kv[1]) + [("end", total)]
-    return {"images": images, "iterations": iters, "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
-            "round_seconds": round(total, 1),
+    pool_set = result.get("pool_set", {})
+    return {"round_seconds": round(total, 1),
             "phase_seconds": {p: round(phases[i + 1][1] - t, 1) for i, (p, t) in enumerate(phases[:-1])},
+            "pool_set": {k: pool_set.get(k) for k in ("used", "frames", "people", "pseudo_points", "seconds")},
             "promoted": result["model"]["promoted"], "reason": result["model"]["reason"]}
 
 
