@@ -18,7 +18,8 @@ from cals.simulate.picks import format_picks_table, frame_attributes, picks_mark
 from cals.simulate.stats import LEVEL, MIN_SEEDS, by_seed, compare, interpolate, labels_to_reach, mean_interval, verdict
 
 CSV_FIELDS = ["strategy", "seed", "round", "labelled", "spine_AP", "body_AP", "AP", "candidate_spine_AP",
-              "candidate_AP", "effort_spine_moved_share", "promoted", "version", "seconds"]
+              "candidate_AP", "effort_spine_moved_share", "promoted", "version", "seconds", "pool_people",
+              "pseudo_points", "pseudo_precision"]
 
 
 def collect(out: Path, cfg: SimulationConfig) -> list[dict[str, Any]]:
@@ -64,6 +65,8 @@ def label_savings(rows: list[dict], cfg: SimulationConfig) -> dict[str, dict[str
             "effort_spine_moved_share": _mean_effort(rows, strategy),
             "family_difference": _family_difference(rows, strategy, cfg.budget),
             "points_to_check": points_to_check(rows, strategy),
+            "pseudo_labels": pseudo_labels(rows, strategy),
+            "seconds_per_round": _seconds(rows, strategy),
             "vs_random": compare(rows, strategy, cfg.budget),
         }
     return {"target_spine_AP": target, "budget": cfg.budget, "strategies": table}
@@ -83,6 +86,27 @@ def points_to_check(rows: list[dict], strategy: str, threshold: float | None = N
     return {"threshold": threshold, "rounds": len(found),
             "spine_recall": round(n["caught"] / n["moved"], 4) if n["moved"] else None,
             "spine_workload": round(n["flagged"] / n["placed"], 4) if n["placed"] else None}
+
+
+def pseudo_labels(rows: list[dict], strategy: str) -> dict[str, Any] | None:
+    """The strategy's pseudo-labels over its rounds: spine points a round took (of those it could),
+    and their precision against the hidden truth (within the effort tolerance), pooled and per round."""
+    found = [r["pool_set"] for r in rows if r["strategy"] == strategy and (r.get("pool_set") or {}).get("pseudo")]
+    judged = [p["pseudo_accuracy"] for p in found if (p.get("pseudo_accuracy") or {}).get("placed")]
+    if not found:
+        return None
+    taken, could = sum(p["pseudo_points"] for p in found), sum(p["pseudo_candidates"] for p in found)
+    return {"rounds": len(found), "points_per_round": round(taken / len(found)),
+            "kept_share": round(taken / could, 4) if could else None,
+            "precision": round(sum(a["within"] for a in judged) / sum(a["placed"] for a in judged), 4) if judged else None,
+            "lowest_round_precision": min(a["share"] for a in judged) if judged else None,
+            "threshold": found[0]["threshold"]}
+
+
+def _seconds(rows: list[dict], strategy: str) -> float | None:
+    """Median seconds of the strategy's rounds after round 0 (scoring, the pool set, training, testing)."""
+    found = [r["seconds"] for r in rows if r["strategy"] == strategy and r["round"] > 0 and r.get("seconds")]
+    return round(float(np.median(found)), 1) if found else None
 
 
 def moved_points(rows: list[dict], strategy: str, seeds: set[int] | None = None) -> dict[int, float]:
@@ -152,8 +176,11 @@ def write_csv(rows: list[dict], path: Path) -> None:
         for r in rows:
             effort = (r.get("effort_spine") or {}).get("moved_share")
             candidate = r.get("candidate") or {}
+            pool = r.get("pool_set") or {}
             w.writerow({**{k: r.get(k) for k in CSV_FIELDS}, "effort_spine_moved_share": effort,
-                        "candidate_spine_AP": candidate.get("spine_AP"), "candidate_AP": candidate.get("AP")})
+                        "candidate_spine_AP": candidate.get("spine_AP"), "candidate_AP": candidate.get("AP"),
+                        "pool_people": pool.get("people"), "pseudo_points": pool.get("pseudo_points"),
+                        "pseudo_precision": (pool.get("pseudo_accuracy") or {}).get("share")})
 
 
 def plot(rows: list[dict], path: Path, cfg: SimulationConfig) -> None:
@@ -208,6 +235,12 @@ def format_table(savings: dict[str, Any]) -> str:
             lines.append(f"{name} points to check (CALS_CHECK_BELOW={checks['threshold']}): the flags caught "
                          f"{_pct(checks['spine_recall'])} of the spine points moved, flagging "
                          f"{_pct(checks['spine_workload'])} of all spine points ({checks['rounds']} rounds)")
+        pseudo = s.get("pseudo_labels")
+        if pseudo and pseudo["precision"] is not None:
+            lines.append(f"{name} pseudo-labels (score >= {pseudo['threshold']}): {pseudo['points_per_round']} spine "
+                         f"points a round, {_pct(pseudo['kept_share'])} of those it could take; "
+                         f"{100 * pseudo['precision']:.1f}% within OKS 0.5 of the truth (lowest round "
+                         f"{100 * pseudo['lowest_round_precision']:.1f}%); {s['seconds_per_round']} s a round")
         if name == "random":
             continue
         lines.append(verdict(name, s.get("vs_random")))
