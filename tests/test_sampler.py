@@ -130,7 +130,7 @@ def test_a_promotion_notice_predicts_the_pool_for_pseudo_labels(config):
     assert job["result"]["version"] == version and job["result"]["predicted_now"] == 16
     cache = ScoreCache(cache_file(config["DATA"]))
     items = list(LocalPool(config["POOL"], load_schema()).items())
-    for item in items:  # one cached person per labelled person, in the pool's box order (what the trainer aligns)
+    for item in items:  # one cached person per labelled person (the trainer matches them by box)
         people = cache.people(version, item.key)
         assert people is not None and len(people) == len(item.boxes)
     cache.close()

@@ -101,8 +101,8 @@ def frame_annotations(item: PoolItem, predicted: list[dict] | None, schema: Sche
         kps = np.zeros((schema.num_keypoints, 3), np.float32)
         if training.labels:
             kps[labelled[:, 2] > 0] = labelled[labelled[:, 2] > 0]
-        if matched is not None:
-            guess = matched[i]
+        guess = matched[i] if matched is not None else None
+        if guess is not None:
             points = np.asarray(guess["keypoints"], np.float32).reshape(-1, 2)
             scores = np.asarray(guess["scores"], np.float32)
             free = pseudo_idx[labelled[pseudo_idx, 2] <= 0]
@@ -118,13 +118,19 @@ def frame_annotations(item: PoolItem, predicted: list[dict] | None, schema: Sche
     return out
 
 
-def _aligned(boxes: np.ndarray, predicted: list[dict] | None) -> list[dict] | None:
-    """The cached people in the order of the pool's boxes, or None when they are not the same people
-    (the sampler predicted this frame from other boxes: its pool labels changed since)."""
-    if not predicted or len(predicted) != len(boxes):
+def _aligned(boxes: np.ndarray, predicted: list[dict] | None) -> list[dict | None] | None:
+    """Per pool person, the cached person with the same box (within BOX_TOLERANCE px), else None: a
+    person whose box changed since the sampler predicted the frame gets no pseudo-label. Matched by box,
+    not by order: a CVAT server need not list a frame's shapes in the same order every time."""
+    if not predicted:
         return None
-    cached = np.asarray([p["bbox"][:4] for p in predicted], np.float32)
-    return predicted if np.abs(cached - boxes).max() <= BOX_TOLERANCE else None
+    cached = np.asarray([p["bbox"][:4] for p in predicted], np.float32).reshape(-1, 4)
+    out: list[dict | None] = []
+    for box in np.asarray(boxes, np.float32).reshape(-1, 4):
+        gap = np.abs(cached - box).max(axis=1)
+        best = int(gap.argmin())
+        out.append(predicted[best] if gap[best] <= BOX_TOLERANCE else None)
+    return out
 
 
 def _link_images(pool: Pool, items: dict[str, PoolItem], folder: Path) -> None:
