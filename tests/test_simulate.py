@@ -246,3 +246,39 @@ def test_the_training_modes_are_compared_seed_by_seed(tmp_path):
     first, last = compare(tmp_path / "current", tmp_path / "base", "random")
     assert first["difference"] == pytest.approx(0.0) and last["difference"] == pytest.approx(0.05)
     assert last["seeds"] == 3 and last["interval"] == [pytest.approx(0.05), pytest.approx(0.05)]
+
+
+def test_pool_set_campaigns_start_from_their_own_round_zero_and_never_train_on_a_labelled_frame(tmp_path, monkeypatch):
+    """random@pool+pseudo: the same 5 first frames as random, its own round 0 trained with the pool set;
+    each round's pool set holds every pool frame not labelled yet (validation frames included: none),
+    with pseudo spine points whose precision against the truth the row records."""
+    monkeypatch.setenv("CALS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "sim"
+    doc = run_simulation(_config(out, strategies=["random", "random@pool+pseudo"], rounds=1, pseudo_threshold=0.0),
+                         progress=False)
+    rows = {(r["strategy"], r["round"]): r for r in doc["rows"]}
+    assert "pool_set" not in rows[("random", 1)]
+    state = json.loads((out / "runs" / "seed0" / "random@pool+pseudo" / "state.json").read_text())
+    plain = json.loads((out / "runs" / "seed0" / "random" / "state.json").read_text())
+    assert state["picked"][0] == plain["picked"][0]  # the same first frames: a paired start
+    assert (out / "runs" / "seed0" / "initial@pool+pseudo").is_dir()
+    for rnd in (0, 1):
+        report = rows[("random@pool+pseudo", rnd)]["pool_set"]
+        labelled = sum(state["picked"][: rnd + 1], [])
+        assert report["frames"] == 40 - len(labelled)  # every generated frame holds a person
+        assert 0 < report["pseudo_points"] <= report["pseudo_candidates"]  # threshold 0: every point scoring >= 0
+        accuracy = report["pseudo_accuracy"]
+        # judged where the truth has the point (a spine point can be unlabelled there too)
+        assert 0 < accuracy["placed"] <= report["pseudo_points"] and 0 <= accuracy["within"] <= accuracy["placed"]
+    pool_set = json.loads((out / "runs" / "seed0" / "random@pool+pseudo" / "pool-set" / "annotations.json").read_text())
+    assert not {im["file_name"] for im in pool_set["images"]} & set(state["labelled"])
+    assert not {im["file_name"] for im in pool_set["images"]} & set(state["val"])
+    summary = doc["summary"]["strategies"]["random@pool+pseudo"]["pseudo_labels"]
+    assert summary["rounds"] == 2 and summary["threshold"] == 0.0 and 0 <= summary["precision"] <= 1
+
+
+def test_a_campaign_names_only_known_pool_set_parts():
+    with pytest.raises(CalsError, match="after '@' come pool and/or pseudo"):
+        SimulationConfig(out="x", strategies=["random", "random@pool+magic"])
+    assert SimulationConfig(out="x", strategies=["random", "typiclust@pseudo"]).pool_training(
+        "typiclust@pseudo").labels is False
