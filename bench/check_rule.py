@@ -25,7 +25,8 @@ from cals.sampling.pool import LocalPool
 from cals.sampling.round_coco import round_coco
 from cals.sampling.scoring import Scorer
 from cals.schema import load_schema
-from cals.simulate.loop import CHECK_GRID, Campaign, _by_name, annotator_work
+from cals.data.coco import annotations_by_name
+from cals.simulate.loop import CHECK_GRID, Campaign, annotator_work
 from cals.simulate.stats import mean_interval
 
 TARGET_RECALL, TARGET_WORKLOAD = 0.80, 0.40
@@ -52,11 +53,11 @@ def function_checks(out: Path, strategy: str, schema) -> dict[int, list[dict]]:
 
     found = {}
     test = LocalPool(out / "data" / "test", schema)
-    truth = _by_name(test.dataset.coco)
+    truth = annotations_by_name(test.dataset.coco)
     for c, state in _campaigns(out, strategy, schema):
         scorer = Scorer(c.predictor(state["rounds"][-1]["version"]))
         frames = [{**scorer.frame_record(item, test.image_bytes(item)), "labelled": None} for item in test.items()]
-        found[c.seed] = [check_rule_figures(_by_name(round_coco(frames, schema)), truth, schema, CHECK_GRID)]
+        found[c.seed] = [check_rule_figures(annotations_by_name(round_coco(frames, schema)), truth, schema, CHECK_GRID)]
     return found
 
 

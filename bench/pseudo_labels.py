@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cals.data.coco import load_dataset
+from cals.data.coco import annotations_by_name, load_dataset
 from cals.model.predict import Predictor
 from cals.registry import Registry
 from cals.sampling.model_passes import predict_mirrored
@@ -50,7 +50,7 @@ def main() -> None:
 
 def measure(run: Path, strategy: str, thresholds: list[float], rounds: list[int]) -> list[dict]:
     schema = load_schema()
-    truth = _people_by_name(load_dataset(run / "data" / "pool", schema).coco)
+    truth = annotations_by_name(load_dataset(run / "data" / "pool", schema).coco)
     pool = LocalPool(run / "data" / "pool-body", schema)
     sigmas = np.asarray(schema.sigmas, float)
     spine = np.asarray(schema.groups["spine"])
@@ -100,14 +100,6 @@ def _close(a, b, area: float, sigmas: np.ndarray) -> np.ndarray:
     """Per point: whether a lies within the effort tolerance of b (the OKS term of training/effort.py)."""
     d2 = ((np.asarray(a, float)[:, :2] - np.asarray(b, float)[:, :2]) ** 2).sum(axis=1)
     return np.exp(-d2 / (2 * area * (2 * sigmas) ** 2)) >= TOLERANCE
-
-
-def _people_by_name(coco: dict) -> dict[str, list[dict]]:
-    names = {im["id"]: im["file_name"] for im in coco["images"]}
-    out: dict[str, list[dict]] = {}
-    for ann in coco["annotations"]:
-        out.setdefault(names[ann["image_id"]], []).append(ann)
-    return out
 
 
 def format_table(rows: list[dict], thresholds: list[float]) -> str:

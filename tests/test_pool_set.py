@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cals.data.coco import annotations_by_name
 from cals.errors import CalsError
 from cals.sampling.pool import LocalPool
 from cals.simulate.data import body_only
@@ -32,11 +33,7 @@ def guesses(item, schema, score: float) -> list[dict]:
 
 def annotations(root: Path) -> tuple[dict[str, list[dict]], dict]:
     coco = json.loads((root / "annotations.json").read_text())
-    names = {im["id"]: im["file_name"] for im in coco["images"]}
-    by_name: dict[str, list[dict]] = {}
-    for ann in coco["annotations"]:
-        by_name.setdefault(names[ann["image_id"]], []).append(ann)
-    return by_name, coco
+    return annotations_by_name(coco), coco
 
 
 def test_the_pool_set_keeps_the_pools_labels_adds_confident_spine_points_and_leaves_labelled_frames_out(

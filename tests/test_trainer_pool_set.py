@@ -13,7 +13,7 @@ import pytest
 
 from cals.cvat.pool import CvatPool
 from cals.cvat.pool_task import create_pool_task
-from cals.data.coco import load_dataset
+from cals.data.coco import annotations_by_name, load_dataset
 from cals.model.predict import Predictor
 from cals.registry import Registry
 from cals.sampling.cache import ScoreCache, cache_file
@@ -75,11 +75,7 @@ def train_on(api: HttpClient, cvat_client, project, frames, names: list[str], tm
 
 def pool_set_doc(data: Path) -> tuple[dict, dict[str, list[dict]]]:
     coco = json.loads((data / "pool-set" / "annotations.json").read_text())
-    names = {im["id"]: im["file_name"] for im in coco["images"]}
-    by_name: dict[str, list[dict]] = {}
-    for ann in coco["annotations"]:
-        by_name.setdefault(names[ann["image_id"]], []).append(ann)
-    return coco, by_name
+    return coco, annotations_by_name(coco)
 
 
 def test_a_run_trains_on_the_pool_set_from_the_samplers_cache_and_labelled_frames_leave_it(

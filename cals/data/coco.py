@@ -133,6 +133,12 @@ def xywh_to_xyxy(bbox: Iterable[float]) -> list[float]:
     return [x, y, x + w, y + h]
 
 
+def annotations_by_name(coco: dict[str, Any]) -> dict[str, list[dict]]:
+    """Image file name -> its annotations: how two documents of the same frames are compared."""
+    names = {im["id"]: im["file_name"] for im in coco.get("images", [])}
+    return {names[k]: v for k, v in annotations_by_image(coco).items()}
+
+
 def annotations_by_image(coco: dict[str, Any]) -> dict[Any, list[dict]]:
     """Image id -> its annotations, in file order (images without any are absent)."""
     by_image: dict[Any, list[dict]] = {}

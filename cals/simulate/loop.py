@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from cals.data.coco import annotations_by_image, load_dataset
+from cals.data.coco import annotations_by_name, load_dataset
 from cals.durable import write_json_atomic
 from cals.model.evaluation import evaluate_predictor
 from cals.model.predict import Predictor
@@ -156,8 +156,9 @@ def pseudo_accuracy(c: Campaign, root: Path) -> dict[str, Any]:
     of the hidden truth: the pseudo-labels' precision, which a real pool cannot measure."""
     pool_set = load_dataset(root, c.schema).coco
     names = [im["file_name"] for im in pool_set["images"]]
-    truth = _by_name(load_dataset(data.revealed(c.pool, names, c.folder / "pool-truth", c.schema), c.schema).coco)
-    return placed_within(_by_name(pool_set), truth, c.schema, group="spine")
+    truth = load_dataset(data.revealed(c.pool, names, c.folder / "pool-truth", c.schema), c.schema).coco
+    truth = annotations_by_name(truth)
+    return placed_within(annotations_by_name(pool_set), truth, c.schema, group="spine")
 
 
 def split_val(val: list[str], before: int, picked: list[str], fraction: float) -> list[str]:
@@ -200,12 +201,8 @@ def annotator_work(c: Campaign, scorer: Scorer, pool: LocalPool, names: list[str
     {"effort_spine": ..., "checks": {group: [rows]}}."""
     chosen = set(names)
     frames = [scorer.frame_record(item, pool.image_bytes(item)) for item in pool.items() if item.name in chosen]
-    pre = _by_name(round_coco(frames, c.schema))
-    truth = _by_name(load_dataset(data.revealed(c.pool, names, c.folder / "picked", c.schema), c.schema).coco)
+    pre = annotations_by_name(round_coco(frames, c.schema))
+    truth = annotations_by_name(load_dataset(data.revealed(c.pool, names, c.folder / "picked", c.schema),
+                                             c.schema).coco)
     return {"effort_spine": correction_effort(pre, truth, c.schema)["spine"],
             "checks": check_rule_figures(pre, truth, c.schema, CHECK_GRID)}
-
-
-def _by_name(coco: dict) -> dict[str, list[dict]]:
-    names = {im["id"]: im["file_name"] for im in coco["images"]}
-    return {names[k]: v for k, v in annotations_by_image(coco).items()}
