@@ -43,7 +43,7 @@ def test_the_pool_set_keeps_the_pools_labels_adds_confident_spine_points_and_lea
     labelled = {items[0].name, items[1].name}
     scores = {item.name: (0.9 if i % 2 else 0.3) for i, item in enumerate(items)}  # confident on odd frames
     assert any(len(item.boxes) > 1 for item in items)  # cached people come in another order: matched by box
-    report = build_pool_set(local, tmp_path / "set", schema, PoolTraining(threshold=0.6, human_share=0.5),
+    report = build_pool_set(local, tmp_path / "set", schema, PoolTraining(pseudo=True, threshold=0.6, human_share=0.5),
                             exclude=labelled, people=lambda item: guesses(item, schema, scores[item.name])[::-1])
     by_name, coco = annotations(tmp_path / "set")
     assert set(by_name) == {i.name for i in items} - labelled
@@ -69,7 +69,7 @@ def test_pseudo_labels_never_replace_a_point_the_pool_labels_and_ignore_other_pe
         synthetic, schema, tmp_path):
     local = LocalPool(synthetic / "train", schema)  # the spine labelled in the pool too
     items = list(local.items())
-    report = build_pool_set(local, tmp_path / "set", schema, PoolTraining(threshold=0.0),
+    report = build_pool_set(local, tmp_path / "set", schema, PoolTraining(pseudo=True, threshold=0.0),
                             exclude=(), people=lambda item: guesses(item, schema, 1.0))
     by_name, _ = annotations(tmp_path / "set")
     for item in items:
@@ -80,7 +80,7 @@ def test_pseudo_labels_never_replace_a_point_the_pool_labels_and_ignore_other_pe
     assert report["pseudo_points"] == report["pseudo_candidates"]  # only the spine points the pool lacks
 
     shifted = lambda item: [{**p, "bbox": [v + 10 for v in p["bbox"]]} for p in guesses(item, schema, 1.0)]  # noqa: E731
-    report = build_pool_set(local, tmp_path / "other", schema, PoolTraining(labels=False, threshold=0.0),
+    report = build_pool_set(local, tmp_path / "other", schema, PoolTraining(labels=False, pseudo=True, threshold=0.0),
                             exclude=(), people=shifted)
     assert report["pseudo_points"] == 0 and report["people"] == 0  # boxes of other people: nothing taken
 
@@ -91,6 +91,7 @@ def test_pool_training_settings_are_checked():
     with pytest.raises(CalsError, match="threshold"):
         PoolTraining(threshold=1.5)
     assert not PoolTraining(human_share=1).enabled and not PoolTraining(labels=False, pseudo=False).enabled
+    assert PoolTraining().labels and not PoolTraining().pseudo  # the defaults: the measured best (README)
 
 
 def test_training_mixes_the_pool_set_at_the_human_share(pool, synthetic, schema, tmp_path):

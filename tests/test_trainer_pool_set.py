@@ -87,7 +87,7 @@ def test_a_run_trains_on_the_pool_set_from_the_samplers_cache_and_labelled_frame
               for n in NAMES}
     predict_pool(cvat_client, project, schema, registry, data)
     served = registry.current().id
-    app = create_app(settings(cvat_server, tmp_path, registry_root, PSEUDO_THRESHOLD="0"))
+    app = create_app(settings(cvat_server, tmp_path, registry_root, PSEUDO_LABELS="1", PSEUDO_THRESHOLD="0"))
     with serve(app) as url:
         api = HttpClient(url, token=TOKEN)
         first = train_on(api, cvat_client, project, frames, NAMES[:6], tmp_path)
@@ -135,7 +135,7 @@ def test_a_run_trains_on_the_pool_set_from_the_samplers_cache_and_labelled_frame
 
 def test_without_cached_predictions_a_run_trains_on_human_labels_alone_and_says_so(
         cvat_client, cvat_server, project, pool_task, frames, registry_root, tmp_path):
-    app = create_app(settings(cvat_server, tmp_path, registry_root, POOL_LABELS="0"))
+    app = create_app(settings(cvat_server, tmp_path, registry_root, POOL_LABELS="0", PSEUDO_LABELS="1"))
     with serve(app) as url:
         run = train_on(HttpClient(url, token=TOKEN), cvat_client, project, frames, NAMES[:4], tmp_path)
     app.extensions["cals_trainer"].worker.stop(30)
