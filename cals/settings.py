@@ -150,9 +150,10 @@ class ServiceEnv(CvatEnv, ModelEnv):
     POOL: str = Field("cvat", description='"cvat" (the project\'s pool task) or a local COCO folder: what the '
                       "sampler ranks and the trainer's pool set reads")
     POOL_TASK: str = Field("pool", description="the CVAT task holding the unlabelled pool")
-    PSEUDO_LABELS: bool = Field(False, description="the trainer also trains on the served model's confident spine "
+    PSEUDO_LABELS: bool = Field(True, description="the trainer also trains on the served model's confident spine "
                                 "points of unlabelled pool frames; the sampler predicts the pool after each promotion "
-                                "for it (into its score cache). Off: no gain measured over the pool's labels alone")
+                                "for it (into its score cache). Without them the pool's labels alone fell below "
+                                "random order in the small-pool regime")
     FUNCTION_NAME: str | None = Field(None, description="Nuclio function the checks look for; default CPU or GPU build")
 
     @field_validator("PROJECT_ID", mode="before")

@@ -4,6 +4,6 @@
 set -euo pipefail
 OUT=${1:-demo-output}
 CALS=${CALS:-.venv/bin/cals}
-echo "== cals simulate --out $OUT (generated pool, body-only base model, random order on human labels alone vs with the pool's own labels (the trainer's default pool set), 3 seeds)"
+echo "== cals simulate --out $OUT (generated pool, body-only base model, random order on human labels alone vs with the pool set (the trainer's default: the pool's labels and pseudo-labels), 3 seeds)"
 $CALS simulate --out "$OUT" "${@:2}"
 echo "== plot: $OUT/label_efficiency.png"

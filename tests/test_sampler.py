@@ -121,7 +121,7 @@ def test_a_promotion_notice_predicts_the_pool_for_pseudo_labels(config):
     from cals.sampling.pool import LocalPool
     from cals.schema import load_schema
 
-    client = create_app({**config, "PSEUDO_LABELS": True}).test_client()
+    client = create_app(config).test_client()  # the default: pseudo-labels on
     version = client.get("/health").get_json()["version"]
     resp = client.post("/notify/promoted", json={"version": version}, headers=AUTH)
     assert resp.status_code == 202 and resp.get_json()["opening"] is False
@@ -137,7 +137,7 @@ def test_a_promotion_notice_predicts_the_pool_for_pseudo_labels(config):
     again = wait_job(client, f"/jobs/{client.post('/notify/promoted', json={'version': version}, headers=AUTH).get_json()['predicting']['id']}")
     assert again["result"]["predicted_now"] == 0  # cached: nothing predicted twice
 
-    off = create_app(config).test_client()  # the default: no pseudo-labels, nothing predicted
+    off = create_app({**config, "PSEUDO_LABELS": False}).test_client()
     assert off.post("/notify/promoted", json={"version": version}, headers=AUTH).get_json()["predicting"] is None
 
 

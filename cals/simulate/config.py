@@ -37,9 +37,9 @@ class SimulationConfig:
     initial: int = 20  # labelled images before round 1 (the same random frames for every strategy)
     batch: int = 20  # images labelled per round
     rounds: int = 2
-    # random order on human labels alone (the former default) against random order with the pool's own labels,
-    # the trainer's default (README, Label efficiency)
-    strategies: list[str] = field(default_factory=lambda: ["random", "random@pool"])
+    # random order on human labels alone (the former default) against random order with the pool set (the pool's
+    # labels and pseudo-labels), the trainer's default (README, Label efficiency)
+    strategies: list[str] = field(default_factory=lambda: ["random", "random@pool+pseudo"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # 3: the fewest that give a verdict
     survey: list[str] = field(default_factory=list)  # more strategies, run on the first seed only
     model: str = "cpu"
