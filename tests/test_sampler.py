@@ -22,8 +22,10 @@ def settings(cvat_server):
 
 @pytest.fixture
 def config(trained, blurred_pool, tmp_path, settings):
+    # no pool predictions after a promotion notice unless a test waits for them: a job thread still
+    # predicting when a later test forks (generate_dataset's workers) can leave the child deadlocked
     return {"API_TOKEN": TOKEN, "REGISTRY": str(trained[0].root), "DATA": str(tmp_path / "data"),
-            "POOL": str(blurred_pool), "SAMPLER_STRATEGY": "least_confidence", **settings}
+            "POOL": str(blurred_pool), "SAMPLER_STRATEGY": "least_confidence", "PSEUDO_LABELS": False, **settings}
 
 
 @pytest.fixture
@@ -121,7 +123,7 @@ def test_a_promotion_notice_predicts_the_pool_for_pseudo_labels(config):
     from cals.sampling.pool import LocalPool
     from cals.schema import load_schema
 
-    client = create_app(config).test_client()  # the default: pseudo-labels on
+    client = create_app({**config, "PSEUDO_LABELS": True}).test_client()
     version = client.get("/health").get_json()["version"]
     resp = client.post("/notify/promoted", json={"version": version}, headers=AUTH)
     assert resp.status_code == 202 and resp.get_json()["opening"] is False
