@@ -35,12 +35,13 @@ def run_pool_set(training: PoolTraining, pool: str, data_root: Path, registry: R
                                          "CALS_HUMAN_SHARE is 1)"}, None
     start = time.perf_counter()
     served = registry.current()
-    cache = ScoreCache(cache_file(data_root)) if training.pseudo else None
-    with _opened(pool, schema, open_cvat_pool) as opened:
-        people = _cached_people(cache, served.id) if cache is not None else None
-        report = build_pool_set(opened, data_root / POOL_SET, schema, training, exclude=labelled, people=people)
-    if cache is not None:
-        cache.close()
+    cache = ScoreCache(cache_file(data_root) if training.pseudo else None)  # None: no pseudo-labels
+    try:
+        with _opened(pool, schema, open_cvat_pool) as opened:
+            people = (lambda item: cache.people(served.id, item.key)) if training.pseudo else None
+            report = build_pool_set(opened, data_root / POOL_SET, schema, training, exclude=labelled, people=people)
+    finally:
+        cache.close()  # also when the pool fails: the run goes on without the pool set
     if training.pseudo and not report["frames_with_predictions"]:
         report["pseudo_labels"] = (f"none: the sampler has cached no prediction of the served version {served.id} "
                                    "for these frames yet")
@@ -50,10 +51,6 @@ def run_pool_set(training: PoolTraining, pool: str, data_root: Path, registry: R
         report["reason"] = "no pool frame with a labelled person or a pseudo-label: human labels alone"
         return report, None
     return report, PoolData(data_root / POOL_SET, training.human_share)
-
-
-def _cached_people(cache: ScoreCache, version: str) -> Callable[[PoolItem], list[dict] | None]:
-    return lambda item: cache.people(version, item.key)
 
 
 @contextlib.contextmanager
