@@ -207,7 +207,8 @@ class SamplerEnv(ServiceEnv):
     @field_validator("SAMPLER_STRATEGY", "SAMPLER_UNCERTAINTY")
     @classmethod
     def _known_strategy(cls, value: str, info) -> str:
-        """A strategy spec, name or name:option=value,... ("tcm:switch=80,random_share=0.25");
+        """A strategy spec, name or name:option=value,... ("tcm:switch=80,random_share=0.25",
+        "least_confidence:stochastic=1,min_box=48");
         CALS_SAMPLER_UNCERTAINTY names a per-image strategy (what hybrid, typical_uncertainty, tcm rank by)."""
         from cals.sampling.strategies import STRATEGIES, parse_spec, uncertainty_spec
 

@@ -315,6 +315,54 @@ def test_a_random_share_replaces_the_last_picks_with_random_frames(schema):
     assert not isinstance(create("entropy", schema=schema, random_share=0), RandomShare)
 
 
+def test_stochastic_draws_favour_the_top_but_spread_the_round_and_repeat_per_seed(schema):
+    from cals.sampling.strategies import Stochastic
+
+    n, k = 200, 20
+    u = np.linspace(1, 0, n)  # frame i is ranked i-th by the base
+
+    def picks(spec, size=n):
+        s = create(spec, schema=schema)
+        return s, np.argsort(-s.pool_scores(np.zeros((0, 0)), {s.base.cache_id: u[:size]}, k=k), kind="stable")
+
+    s, order = picks("least_confidence:stochastic=1,stochastic_seed=4")
+    assert isinstance(s, Stochastic) and sorted(order) == list(range(n))  # a full ranking, no repeats
+    top = order[:k]
+    assert 0 < len(set(top) & set(range(k))) < k  # some of the base's top k, not all of it
+    assert np.median(top) < n / 4  # rank^-1 draws lean hard to the top of the base's order
+    assert list(picks("least_confidence:stochastic=1,stochastic_seed=4")[1]) == list(order)  # repeats
+    assert list(picks("least_confidence:stochastic=1,stochastic_seed=5")[1][:k]) != list(top)  # per seed
+    assert list(picks("least_confidence:stochastic=1,stochastic_seed=4", n - 20)[1][:k]) != list(top[:k])  # per round
+    assert list(picks("least_confidence:stochastic=1000")[1][:k]) == list(range(k))  # large beta: top-k
+    beta_zero = create("least_confidence:stochastic=0", schema=schema)
+    assert not isinstance(beta_zero, Stochastic)  # 0 = off, the base's top k
+
+
+def test_a_small_cap_keeps_frames_with_only_tiny_people_to_a_share_of_each_round(schema):
+    from cals.sampling.strategies import SmallCap
+
+    n, k = 40, 10
+    u = np.linspace(1, 0, n)
+    size = np.where(np.arange(n) % 2 == 0, 20.0, 150.0)  # every other frame: one 20 px person
+    size[5] = 0.0  # no person found
+    s = create("least_confidence:min_box=48,small_share=0.2", schema=schema)
+    assert isinstance(s, SmallCap) and [c.cache_id for c in s.components][-1] == "largest_person"
+    order = np.argsort(-s.pool_scores(np.zeros((0, 0)), {s.base.cache_id: u, "largest_person": size}, k=k))
+    top = order[:k]
+    assert sum(size[top] < 48) == 2 == round(0.2 * k)  # the cap
+    assert list(top[:3]) == [0, 1, 2] and 4 not in top  # small frames in the base's order up to the cap
+    assert sorted(order) == list(range(n)) and all(size[order[-n // 2 + 2:]] < 48)  # the rest go last
+    assert s.size.score(obs(person(box=(0, 0, 30, 120)))) == pytest.approx(60)
+    none = create("least_confidence:min_box=48", schema=schema)
+    assert none.pool_scores(np.zeros((0, 0)), {s.base.cache_id: u, "largest_person": size}, k=k
+                            ).argsort()[::-1][:k].tolist() == [i for i in range(n) if size[i] >= 48][:k]
+    with pytest.raises(CalsError, match="small_share needs min_box"):
+        create("least_confidence:small_share=0.2", schema=schema)
+    wrapped = create("least_confidence:min_box=48,stochastic=1,random_share=0.5", schema=schema)
+    assert type(wrapped).__name__ == "RandomShare" and type(wrapped.base).__name__ == "Stochastic"
+    assert type(wrapped.base.base) is SmallCap  # the cap first, then the draws, then the random share
+
+
 def test_strategy_specs_round_trip_and_bad_ones_name_their_fault(schema):
     from cals.sampling.strategies import StrategySpec, parse_spec
 

@@ -57,6 +57,8 @@ def build_strategy(name: str | StrategySpec, schema, current: Version | None, *,
             kwargs.setdefault("seed", options.seed)
         if "random_share" in kwargs:
             kwargs.setdefault("random_seed", options.seed)
+        if "stochastic" in kwargs:
+            kwargs.setdefault("stochastic_seed", options.seed)
     kwargs.setdefault("reduce", options.reduce)
     return create(spec.name, schema=schema, group=group, **kwargs)
 

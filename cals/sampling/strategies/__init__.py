@@ -6,7 +6,9 @@
     create("tcm:switch=80,random_share=0.25", schema=schema).pool_scores(...)   # pool strategies
 
 A strategy is named by a spec, `name` or `name:option=value,...` (see `spec`); OPTIONS lists what
-each takes, and every strategy also takes `random_share` (0..1) and `random_seed` (`RandomShare`).
+each takes. Every strategy also takes the options that reorder its ranking (SHARE_OPTIONS), applied
+in this order: `min_box`/`small_share` (`SmallCap`), `stochastic`/`stochastic_seed` (`Stochastic`,
+softrank draws), `random_share`/`random_seed` (`RandomShare`).
 A new strategy is a subclass of `Strategy` (or `PoolStrategy`) added to `STRATEGIES` and `OPTIONS`;
 the pool scorer and the sampler service look strategies up by spec only.
 """
@@ -21,7 +23,9 @@ from cals.sampling.strategies.disagreement import CommitteeDisagreement, FlipDis
 from cals.sampling.strategies.diversity import CoreSet, Hybrid, cluster_picks, k_center_greedy
 from cals.sampling.strategies.random_share import RandomShare
 from cals.sampling.strategies.shape import PoseImplausibility, ShapeSpace
+from cals.sampling.strategies.small_cap import LargestPerson, SmallCap
 from cals.sampling.strategies.spec import StrategySpec, option_float, option_int, parse_spec
+from cals.sampling.strategies.stochastic import Stochastic
 from cals.sampling.strategies.typicality import TCM, TypiClust, TypicalUncertainty, kmeans, typicality
 from cals.sampling.strategies.uncertainty import Entropy, LeastConfidence, MultiPeakEntropy, Random
 
@@ -55,7 +59,8 @@ OPTIONS: dict[str, frozenset[str]] = {name: frozenset(opts) for name, opts in {
     "typical_uncertainty": {"uncertainty", "reduce", "drop", "neighbours"},
     "tcm": {"uncertainty", "reduce", "switch", "drop"} | _CLUSTERS,
 }.items()}
-SHARE_OPTIONS = frozenset({"random_share", "random_seed"})  # every strategy: see RandomShare
+# every strategy: see SmallCap, Stochastic, RandomShare
+SHARE_OPTIONS = frozenset({"min_box", "small_share", "stochastic", "stochastic_seed", "random_share", "random_seed"})
 UNCERTAINTY_POOLS = frozenset({"hybrid", "typical_uncertainty", "tcm"})  # rank by an `uncertainty` strategy
 DEFAULT_GROUP = "spine"
 DEFAULT_HYBRID_BASE = "entropy"  # the `uncertainty` of hybrid, typical_uncertainty and tcm
@@ -73,10 +78,24 @@ def create(name: str | StrategySpec, *, schema=None, group: str | None = DEFAULT
     """
     spec = parse_spec(name)
     options = {**options, **spec.kwargs}
-    share = option_float(spec.name, "random_share", options.pop("random_share", 0.0), 0.0, 1.0)
-    seed = option_int(spec.name, "random_seed", options.pop("random_seed", 0), 0)
-    strategy = _create(spec.name, schema, group, options)
-    return RandomShare(strategy, share=share, seed=seed) if share > 0 else strategy
+    wrap = {key: options.pop(key) for key in SHARE_OPTIONS if key in options}
+    return _wrapped(spec.name, _create(spec.name, schema, group, options), wrap)
+
+
+def _wrapped(name: str, strategy: Strategy | PoolStrategy, wrap: dict) -> Strategy | PoolStrategy:
+    """`strategy` inside the reordering wrappers its options ask for (none at their defaults)."""
+    min_box = option_float(name, "min_box", wrap.get("min_box", 0.0), 0.0, 1e5)
+    if min_box > 0:
+        strategy = SmallCap(strategy, min_box=min_box, share=wrap.get("small_share", 0.0))
+    elif "small_share" in wrap:
+        raise CalsError(f"strategy {name!r}: small_share needs min_box (the size, px, below which a frame is small)")
+    beta = option_float(name, "stochastic", wrap.get("stochastic", 0.0), 0.0, 1e6)
+    if beta > 0:
+        strategy = Stochastic(strategy, beta=beta, seed=wrap.get("stochastic_seed", 0))
+    share = option_float(name, "random_share", wrap.get("random_share", 0.0), 0.0, 1.0)
+    if share > 0:
+        strategy = RandomShare(strategy, share=share, seed=wrap.get("random_seed", 0))
+    return strategy
 
 
 def _create(name: str, schema, group: str | None, options: dict) -> Strategy | PoolStrategy:
@@ -137,4 +156,4 @@ __all__ = ["STRATEGIES", "OPTIONS", "SHARE_OPTIONS", "UNCERTAINTY_POOLS", "NEEDS
            "uncertainty_spec", "names", "k_center_greedy", "cluster_picks", "kmeans", "typicality",
            "ShapeSpace", "box_scale", "resolve_reduce", "Random", "LeastConfidence", "Entropy", "MultiPeakEntropy",
            "FlipDisagreement", "CommitteeDisagreement", "PoseImplausibility", "CoreSet", "Hybrid", "TypiClust",
-           "TypicalUncertainty", "TCM", "RandomShare"]
+           "TypicalUncertainty", "TCM", "RandomShare", "Stochastic", "SmallCap", "LargestPerson"]

@@ -140,3 +140,29 @@ def box_scale(person: PersonPose) -> float:
     """sqrt of the person box area: the length that makes pixel distances comparable across people."""
     x1, y1, x2, y2 = np.asarray(person.bbox, dtype=float)[:4]
     return float(np.sqrt(max((x2 - x1) * (y2 - y1), 1.0)))
+
+
+class Wrapper(PoolStrategy):
+    """A pool strategy that reorders another strategy's ranking (random share, stochastic draws, caps)."""
+
+    def __init__(self, base: Strategy | PoolStrategy) -> None:
+        self.base = base
+        self.needs = base.needs  # type: ignore[misc]  # per instance: the base's (no features of its own)
+
+    @property
+    def components(self) -> list[Strategy]:
+        return self.base.components if isinstance(self.base, PoolStrategy) else [self.base]
+
+    def base_scores(self, features: np.ndarray, per_image: Mapping[str, np.ndarray], *, k: int,
+                    labelled: np.ndarray | None = None) -> np.ndarray:
+        """The base's (N,) scores for this pool, planned for a round of k."""
+        if isinstance(self.base, PoolStrategy):
+            return np.asarray(self.base.pool_scores(features, per_image, k=k, labelled=labelled), np.float64)
+        return np.asarray(per_image[self.base.cache_id], np.float64)
+
+
+def order_scores(order: np.ndarray) -> np.ndarray:
+    """Scores n..1 that rank the frames in `order` (indices, label first) exactly so."""
+    scores = np.empty(len(order))
+    scores[np.asarray(order, dtype=np.int64)] = np.arange(len(order), 0, -1)
+    return scores

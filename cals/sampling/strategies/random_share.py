@@ -10,12 +10,12 @@ from typing import Mapping
 
 import numpy as np
 
-from cals.sampling.strategies.base import PoolStrategy, Strategy
+from cals.sampling.strategies.base import PoolStrategy, Strategy, Wrapper, order_scores
 from cals.sampling.strategies.spec import option_float, option_int
 from cals.sampling.strategies.uncertainty import Random
 
 
-class RandomShare(PoolStrategy):
+class RandomShare(Wrapper):
     """Of a round's k picks, r = round(share·k) (half up) follow Random's order, the rest the base's.
 
     Order: the base's top k - r (the base plans a round of k - r), then the r random picks in
@@ -25,14 +25,13 @@ class RandomShare(PoolStrategy):
     name = "random_share"
 
     def __init__(self, base: Strategy | PoolStrategy, *, share: float, seed: int = 0) -> None:
-        self.base = base
+        super().__init__(base)
         self.share = option_float(base.name, "random_share", share, 0.0, 1.0)
         self.random = Random(seed=option_int(base.name, "random_seed", seed, 0))
-        self.needs = frozenset({"features"}) | base.needs  # type: ignore[misc]  # per instance: the base's
 
     @property
     def components(self) -> list[Strategy]:
-        own = self.base.components if isinstance(self.base, PoolStrategy) else [self.base]
+        own = super().components
         return own + [c for c in [self.random] if c.cache_id not in {o.cache_id for o in own}]
 
     @property
@@ -49,17 +48,11 @@ class RandomShare(PoolStrategy):
         n = len(r_scores)
         r = self.random_count(k, n)
         own = min(k, n) - r
-        if isinstance(self.base, PoolStrategy):
-            base = self.base.pool_scores(features, per_image, k=own, labelled=labelled)
-        else:
-            base = per_image[self.base.cache_id]
-        by_base = np.argsort(-np.asarray(base, dtype=np.float64), kind="stable")
+        base = self.base_scores(features, per_image, k=own, labelled=labelled)
+        by_base = np.argsort(-base, kind="stable")
         taken = np.zeros(n, dtype=bool)
         taken[by_base[:own]] = True
         by_random = np.argsort(-r_scores, kind="stable")
         extra = by_random[~taken[by_random]][:r]
         taken[extra] = True
-        order = np.concatenate([by_base[:own], extra, by_base[~taken[by_base]]])
-        scores = np.empty(n)
-        scores[order] = np.arange(n, 0, -1)
-        return scores
+        return order_scores(np.concatenate([by_base[:own], extra, by_base[~taken[by_base]]]))
