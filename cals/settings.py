@@ -187,6 +187,9 @@ class TrainerEnv(ServiceEnv):
     TRAINER_BIND: str = "0.0.0.0:8010"
     WORKER: bool = True
     WORKER_POLL_SECONDS: float = Field(5.0, gt=0)
+    CATCHUP_SECONDS: float = Field(300.0, ge=0, description="at start and then this often, queue the completed "
+                                   "jobs of CALS_PROJECT_ID whose webhook never arrived (0: off). Each is one "
+                                   "filtered listing: 2 requests for 1,000 completed jobs (python -m bench.catch_up)")
 
 
 class SamplerEnv(ServiceEnv):

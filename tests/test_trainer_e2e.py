@@ -124,6 +124,33 @@ def test_completed_job_is_exported_trained_evaluated_and_promoted(
     assert run["result"]["notification"]["sent"] is True
 
 
+def test_a_job_completed_while_the_trainer_was_down_is_learned_by_catch_up_at_start(
+        cvat_client, cvat_server, project, frames, registry_root, tmp_path):
+    before = Registry(registry_root).current()
+    (job,) = make_task(cvat_client, project.id, frames, NAMES, tmp_path).get_jobs()
+    job.update({"state": "completed"})  # no trainer is up: nobody hears CVAT's webhook
+    app = create_app(settings(cvat_server.url, cvat_server, tmp_path, registry_root,
+                              PROJECT_ID=str(project.id), CATCHUP_SECONDS="3600"))
+    worker = app.extensions["cals_trainer"].worker
+    with serve(app) as url:
+        api = HttpClient(url)
+        deadline = time.monotonic() + 30
+        while not api.get("/runs").get_json()["runs"]:
+            assert time.monotonic() < deadline, "catch-up at start queued no run"
+            time.sleep(0.1)
+        (run,) = api.get("/runs").get_json()["runs"]
+        run = wait_for_run(api, run["id"], timeout=600)
+        health = api.get("/health").get_json()
+    worker.stop(30)
+
+    assert run["state"] == "succeeded", run["error"]
+    assert run["trigger"] == "catch-up" and run["targets"]["jobs"] == [job.id] == run["result"]["jobs"]
+    assert run["result"]["model"]["previous"] == before.id
+    assert health["catch_up"]["last"]["queued"] == [job.id] and health["catch_up"]["interval_seconds"] == 3600
+    assert worker.catch_up.run().queued == []  # the next interval: the update is known, nothing trains twice
+    assert app.extensions["cals_trainer"].queue.pending_jobs() == []
+
+
 @pytest.mark.parametrize("damaged, message", [
     (b"this is not a zip archive", "not a readable zip"),
     (zip_bytes({"annotations/person_keypoints_default.json": b"{}", "../../escaped.txt": b"x"}), "zip-slip"),

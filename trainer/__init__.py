@@ -10,7 +10,9 @@ from typing import Any, Mapping
 
 from flask import Flask
 
+from cals.cvat.client import connect
 from cals.http_service import add_health, install_errors
+from cals.training.catch_up import CatchUp
 from cals.training.queue import RunQueue
 from trainer import api, webhooks, worker
 from trainer.config import load
@@ -29,8 +31,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     add_health(app, api.health_report, aliases=("/healthz",))  # /healthz: its route before /health, kept
     run_worker = worker.init_app(app, queue, settings.run, start=settings.worker,
-                                 poll_seconds=settings.worker_poll_seconds)
+                                 poll_seconds=settings.worker_poll_seconds, catch_up=_catch_up(settings, queue))
     app.extensions["cals_trainer"] = TrainerState(settings, queue, run_worker)
     logging.getLogger(__name__).info("trainer ready: queue %s, registry %s", settings.queue_db,
                                      settings.run.registry.root)
     return app
+
+
+def _catch_up(settings, queue: RunQueue) -> CatchUp | None:
+    """Catch-up for the project (trainer/README.md, "Catch-up"); off at CALS_CATCHUP_SECONDS=0 or
+    without CALS_PROJECT_ID (the webhook alone then says which project's jobs to learn)."""
+    if settings.catchup_seconds <= 0:
+        return None
+    if settings.project_id is None:
+        logging.getLogger(__name__).warning("catch-up is off: it needs CALS_PROJECT_ID (the project whose "
+                                            "completed jobs to list); a missed webhook is then never learned")
+        return None
+    return CatchUp(lambda: connect(settings.run.cvat), settings.project_id, settings.run.trigger, queue,
+                   interval=settings.catchup_seconds)

@@ -75,4 +75,14 @@ def health_report() -> dict:
     return {"worker_alive": state.worker.alive, "current_model": current.id if current else None,
             "running": running[0].id if running else None,
             "queued_runs": len(state.queue.list(limit=1000, state=QUEUED)),
-            "pending_jobs": len(state.queue.pending_jobs())}
+            "pending_jobs": len(state.queue.pending_jobs()), "catch_up": _catch_up_report(state.worker)}
+
+
+def _catch_up_report(worker) -> dict | None:
+    """The last catch-up and when the next is due; None when catch-up is off."""
+    catch_up = worker.catch_up
+    if catch_up is None:
+        return None
+    return {"interval_seconds": catch_up.interval, "project_id": catch_up.project_id,
+            "last": catch_up.last.as_dict() if catch_up.last else None,
+            "next_in_seconds": round(catch_up.seconds_to_next(), 1)}

@@ -32,6 +32,7 @@ class TrainerSettings:
     worker_poll_seconds: float
     project_id: int | None
     function_name: str | None
+    catchup_seconds: float = 0.0  # 0: no catch-up
 
 
 def load(overrides: Mapping[str, Any] | None = None) -> TrainerSettings:
@@ -60,7 +61,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> TrainerSettings:
         run=run, queue_db=Path(env.QUEUE_DB or data / "queue.sqlite3"),
         webhook_secret=str(env.WEBHOOK_SECRET), api_token=str(env.API_TOKEN), bind=env.TRAINER_BIND,
         worker=env.WORKER, worker_poll_seconds=env.WORKER_POLL_SECONDS, project_id=env.PROJECT_ID,
-        function_name=env.FUNCTION_NAME)
+        function_name=env.FUNCTION_NAME, catchup_seconds=env.CATCHUP_SECONDS)
 
 
 def _checked(key: str, make):

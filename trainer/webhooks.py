@@ -9,6 +9,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 
 from trainer.auth import valid_signature
+from cals.cvat.trigger import update_key
 from cals.http_service import ApiError
 from trainer.state import trainer_state
 
@@ -54,6 +55,7 @@ def _payload(body: bytes) -> dict:
 
 
 def _event_key(job: dict, trigger: str, body: bytes) -> str:
-    """One key per job update: a redelivery repeats it, a later completion has a new updated_date."""
-    stamp = job.get("updated_date") or hashlib.sha256(body).hexdigest()
-    return f"job:{job['id']}:{trigger}:{stamp}"
+    """The update's key (`update_key`, shared with catch-up); a payload without a readable
+    `updated_date` is keyed by its body, so only its own redelivery repeats it."""
+    return update_key(job["id"], trigger, job.get("updated_date")) or \
+        f"job:{job['id']}:{trigger}:{hashlib.sha256(body).hexdigest()}"

@@ -20,6 +20,7 @@ from typing import Any
 from flask import Flask
 
 from cals.errors import CalsError
+from cals.training.catch_up import CatchUp
 from cals.training.queue import Run, RunQueue
 from cals.training.run import RunSettings, clean_leftovers, execute
 from cals.training.train_process import TrainingStopped
@@ -28,10 +29,12 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, queue: RunQueue, settings: RunSettings, *, poll_seconds: float = 5.0) -> None:
+    def __init__(self, queue: RunQueue, settings: RunSettings, *, poll_seconds: float = 5.0,
+                 catch_up: CatchUp | None = None) -> None:
         self.queue = queue
         self.settings = settings
         self.poll_seconds = poll_seconds
+        self.catch_up = catch_up  # between runs: completed jobs whose webhook never came
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -100,11 +103,15 @@ class Worker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                if self.catch_up is not None and self.catch_up.due():
+                    self.catch_up.run()
                 if self.run_once() is not None:
                     continue
             except Exception:  # noqa: BLE001 - e.g. the queue's disk is full: retry later
                 log.exception("worker could not reach the run queue")
-            self._wake.wait(self.poll_seconds)
+            wait = self.poll_seconds if self.catch_up is None else min(self.poll_seconds,
+                                                                       self.catch_up.seconds_to_next())
+            self._wake.wait(wait)
             self._wake.clear()
 
 
@@ -117,9 +124,9 @@ def _terminate_at_exit(ref: "weakref.ref[Worker]") -> None:
             log.warning("terminated the training process at exit; its run is retried at the next start")
 
 
-def init_app(app: Flask, queue: RunQueue, settings: RunSettings, *, start: bool,
-             poll_seconds: float) -> Worker:
-    worker = Worker(queue, settings, poll_seconds=poll_seconds)
+def init_app(app: Flask, queue: RunQueue, settings: RunSettings, *, start: bool, poll_seconds: float,
+             catch_up: CatchUp | None = None) -> Worker:
+    worker = Worker(queue, settings, poll_seconds=poll_seconds, catch_up=catch_up)
     if start:
         worker.start()
     return worker

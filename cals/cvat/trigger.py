@@ -6,6 +6,7 @@ whole tasks or projects (which of their jobs have reached it?), so both learn fr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from cals.errors import CalsError
@@ -43,3 +44,20 @@ class JobTrigger:
         if not self.matches(job):
             return False
         return not before_update or self.field in before_update
+
+
+def update_key(job_id: int, trigger: JobTrigger | str, updated_date: Any) -> str | None:
+    """One key per job update, the same from a webhook's payload (an ISO string) and from a job
+    listing (cvat-sdk's datetime): a redelivery or a catch-up of a learned update repeats it, a later
+    completion of the same job has a new `updated_date`. None when the date is missing or unreadable."""
+    stamp = updated_date
+    if isinstance(stamp, str):
+        try:
+            stamp = datetime.fromisoformat(stamp)
+        except ValueError:
+            return None
+    if not isinstance(stamp, datetime):
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return f"job:{job_id}:{trigger}:{stamp.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"

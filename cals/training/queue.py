@@ -4,7 +4,9 @@ One SQLite file (stdlib sqlite3, WAL) so a crash or restart loses nothing: a web
 before it is answered; a run row exists before any work starts and holds its targets until it
 ends. Jobs that finish while a run is busy wait in `pending` and are all taken by the next run
 (coalescing). `recover()` at start marks a run left `running` as `interrupted` and queues its
-targets again. Deduplication is by event key: a redelivered webhook is recognised and dropped.
+targets again. Deduplication is by event key (`cals.cvat.trigger.update_key`): a redelivered
+webhook, or a catch-up of an update a webhook already brought, is recognised and dropped. A run made
+from pending jobs names where they came from in its trigger ("webhook", "catch-up" or both).
 """
 from __future__ import annotations
 
@@ -19,11 +21,12 @@ from typing import Any, Iterator
 QUEUED, RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "queued", "running", "succeeded", "failed", "interrupted"
 RUN_STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, INTERRUPTED)
 TARGET_KINDS = ("projects", "tasks", "jobs")
+WEBHOOK, CATCH_UP = "webhook", "catch-up"  # where a pending job came from
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, job_id INTEGER, received_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (job_id INTEGER PRIMARY KEY, task_id INTEGER, project_id INTEGER,
-                                    queued_at TEXT NOT NULL);
+                                    queued_at TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'webhook');
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, state TEXT NOT NULL,
     trigger TEXT NOT NULL, targets TEXT NOT NULL, created_at TEXT NOT NULL, started_at TEXT,
     finished_at TEXT, phase TEXT, progress TEXT, result TEXT, error TEXT);
@@ -60,19 +63,32 @@ class RunQueue:
         db = sqlite3.connect(self.path, timeout=30)
         try:
             db.executescript(_SCHEMA)
+            if "source" not in {row[1] for row in db.execute("PRAGMA table_info(pending)")}:  # a queue from 0.x
+                db.execute(f"ALTER TABLE pending ADD COLUMN source TEXT NOT NULL DEFAULT '{WEBHOOK}'")
         finally:
             db.close()
 
     # ---- recording work --------------------------------------------------
-    def record_job_event(self, key: str, job_id: int, task_id: int | None, project_id: int | None) -> str:
+    def record_job_event(self, key: str, job_id: int, task_id: int | None, project_id: int | None, *,
+                         source: str = WEBHOOK) -> str:
         """'duplicate' for a key seen before, 'coalesced' if the job already waits, else 'queued'."""
         with self._tx() as db:
             seen = db.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?)", (key, job_id, _now()))
             if seen.rowcount == 0:
                 return "duplicate"
-            added = db.execute("INSERT OR IGNORE INTO pending VALUES (?, ?, ?, ?)",
-                               (job_id, task_id, project_id, _now()))
+            added = db.execute("INSERT OR IGNORE INTO pending VALUES (?, ?, ?, ?, ?)",
+                               (job_id, task_id, project_id, _now(), source))
             return "queued" if added.rowcount else "coalesced"
+
+    def known_updates(self, keys: list[str]) -> set[str]:
+        """The keys among `keys` recorded before (learned, or waiting to be): one read, not one per key."""
+        known: set[str] = set()
+        with self._tx() as db:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                known |= {k for (k,) in db.execute(
+                    f"SELECT key FROM deliveries WHERE key IN ({','.join('?' * len(chunk))})", chunk)}
+        return known
 
     def request_run(self, targets: dict[str, list[int]], trigger: str) -> Run:
         """Queue a run for explicit targets (projects, tasks, jobs)."""
@@ -93,20 +109,24 @@ class RunQueue:
             if db.execute("SELECT 1 FROM runs WHERE state = ?", (RUNNING,)).fetchone():
                 return None
             row = db.execute("SELECT id FROM runs WHERE state = ? ORDER BY id LIMIT 1", (QUEUED,)).fetchone()
-            pending = [r[0] for r in db.execute("SELECT job_id FROM pending")]
+            rows = db.execute("SELECT job_id, source FROM pending").fetchall()
+            pending = [r[0] for r in rows]
             if row is None and not pending:
                 return None
+            sources = ", ".join(s for s in (WEBHOOK, CATCH_UP) if s in {r[1] for r in rows})
             if row is None:
                 cur = db.execute("INSERT INTO runs (state, trigger, targets, created_at, progress) VALUES "
-                                 "(?, 'webhook', ?, ?, '{}')", (QUEUED, json.dumps(_targets()), _now()))
+                                 "(?, ?, ?, ?, '{}')", (QUEUED, sources, json.dumps(_targets()), _now()))
                 run_id = cur.lastrowid
             else:
                 run_id = row[0]
-            targets = self._get(db, run_id).targets
+            run = self._get(db, run_id)
+            targets = run.targets
             targets["jobs"] = sorted(set(targets["jobs"]) | set(pending))
+            trigger = run.trigger if row is None or not sources else f"{run.trigger}, {sources}"
             db.execute("DELETE FROM pending")
-            db.execute("UPDATE runs SET state = ?, started_at = ?, targets = ?, phase = 'starting' "
-                       "WHERE id = ?", (RUNNING, _now(), json.dumps(targets), run_id))
+            db.execute("UPDATE runs SET state = ?, started_at = ?, targets = ?, trigger = ?, phase = 'starting' "
+                       "WHERE id = ?", (RUNNING, _now(), json.dumps(targets), trigger, run_id))
             return self._get(db, run_id)
 
     def update_progress(self, run_id: int, phase: str, progress: dict[str, Any]) -> None:
