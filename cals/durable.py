@@ -6,9 +6,11 @@ the new file, never a mix, and a power loss after the call keeps the new one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -62,3 +64,15 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def disk_full(exc: BaseException, folder: str | os.PathLike, what: str) -> str | None:
+    """One line naming the full disk when `exc` is ENOSPC or EDQUOT, else None: a traceback ending in
+    "[Errno 28] No space left on device" names no file, and the operator must know which disk."""
+    if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2 ** 20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return f"no space left on the disk of {folder} ({free}): {what}"

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from cals.durable import file_lock, fsync_dir, write_json_atomic, write_json_synced
+from cals.durable import disk_full, file_lock, fsync_dir, write_json_atomic, write_json_synced
 from cals.errors import CalsError
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class Registry:
         _check_new_version(files, meta)
         if parent is not None:
             self.get(parent)
-        with self._stage() as tmp:
+        with self._disk_checked("the version was not registered; the current version stays"), self._stage() as tmp:
             hashes = {name: _copy_synced(Path(src), tmp / name) for name, src in files.items()}
             with self._locked():
                 version_id = self._next_id()
@@ -163,7 +163,7 @@ class Registry:
 
     def promote(self, version_id: str, *, reason: str = "") -> Version:
         """Make `version_id` the current version (one atomic replace of current.json)."""
-        with self._locked():
+        with self._disk_checked(f"{version_id} was not promoted; the current version stays"), self._locked():
             version = self.get(version_id)
             previous = self._current_id()
             self._switch("promote", version.id, previous=previous, reason=reason)
@@ -273,6 +273,17 @@ class Registry:
                 held.enter_context(file_lock(tmp / _WRITER_LOCK, blocking=False))
                 self._adopt(tmp, tmp / _WRITER_LOCK)
             yield tmp
+
+    @contextlib.contextmanager
+    def _disk_checked(self, what: str) -> Iterator[None]:
+        """A full disk becomes a RegistryError naming it (the write itself is already undone)."""
+        try:
+            yield
+        except OSError as exc:
+            message = disk_full(exc, self.root, what)
+            if message is None:
+                raise
+            raise RegistryError(message) from exc
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

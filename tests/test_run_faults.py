@@ -4,13 +4,16 @@ work folder, registry staging dir or half-merged labels once the trainer starts 
 requeued run succeeds."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -35,8 +38,6 @@ def base_registry(frames, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def config(cvat_server, base_registry, tmp_path) -> dict:
-    import shutil
-
     registry = shutil.copytree(base_registry, tmp_path / "registry")
     return {"CVAT_URL": cvat_server.url, "CVAT_USER": cvat_server.user, "CVAT_PASSWORD": cvat_server.password,
             "CVAT_POLL_SECONDS": "0.05", "WEBHOOK_SECRET": "whsec-" + "f" * 24, "API_TOKEN": "token-faults",
@@ -215,3 +216,88 @@ def outliving(session: int, seconds: float) -> list[str]:
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
+
+
+# sitecustomize of the training process where no small disk can be mounted: every file opened for
+# writing in a registry staging dir fails as a full disk would
+FULL_DISK = """
+import builtins, errno, os
+real = builtins.open
+
+def full(file, mode="r", *args, **kwargs):
+    full_disk = os.environ.get("FULL_REGISTRY")
+    if full_disk and "w" in mode and "/.tmp-" in str(file) and str(file).startswith(full_disk):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real(file, mode, *args, **kwargs)
+
+builtins.open = full
+"""
+
+
+@contextlib.contextmanager
+def full_registry_disk(registry: Path, tmp_path: Path, monkeypatch) -> Iterator[Callable[[], None]]:
+    """The registry on a disk too small for one more version: a tmpfs where this machine lets the test
+    mount one (root), else ENOSPC injected at the training process's writes. Yields `make_room`."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    size_kib = sum(f.stat().st_size for f in registry.rglob("*") if f.is_file()) // 1024 + 2048
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(mount)],
+                      capture_output=True).returncode == 0:
+        try:
+            shutil.copytree(registry, mount / "registry")
+            shutil.rmtree(registry)
+            registry.symlink_to(mount / "registry")
+            yield lambda: subprocess.run(["mount", "-o", "remount,size=256m", str(mount)], check=True)
+        finally:
+            registry.unlink()
+            shutil.copytree(mount / "registry", registry)
+            subprocess.run(["umount", str(mount)], check=True)
+        return
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(FULL_DISK)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "site"),
+                                                                   os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("FULL_REGISTRY", str(registry.resolve()))
+    yield lambda: monkeypatch.delenv("FULL_REGISTRY")
+
+
+def test_a_full_registry_disk_fails_the_run_in_one_line_keeps_the_model_and_the_job_is_learned_later(
+        cvat_client, project, frames, config, tmp_path, monkeypatch):
+    (job,) = make_task(cvat_client, project.id, frames, NAMES[:3], tmp_path).get_jobs()
+    job.update({"state": "completed"})
+    registry_root = Path(config["REGISTRY"])
+    current = Registry(registry_root).current().id
+    with full_registry_disk(registry_root, tmp_path, monkeypatch) as make_room:
+        app = create_app({**config, "PROJECT_ID": str(project.id), "CATCHUP_SECONDS": "1"})
+        client = app.test_client()
+        try:
+            failed = wait_for_run(client, _first_run(client), timeout=300)
+            health = client.get("/health")
+            assert Registry(registry_root).current().id == current  # still served
+            make_room()
+            learned = wait_for_run(client, _first_run(client, after=failed["id"]), timeout=300)
+        finally:
+            app.extensions["cals_trainer"].worker.stop(30)
+        registered = [v.id for v in Registry(registry_root).list()]  # 3 frames: registered, not promoted
+        assert learned["result"]["model"]["version"] in registered and len(registered) == 2
+        assert leftovers(Path(config["DATA"]), registry_root) == []
+
+    assert failed["state"] == "failed" and failed["trigger"] == "catch-up"
+    first_line = failed["error"].splitlines()[0]
+    assert f"no space left on the disk of {registry_root}" in first_line or \
+        f"no space left on the disk of {registry_root.resolve()}" in first_line
+    assert "the version was not registered; the current version stays" in first_line
+    assert health.status_code == 200 and health.get_json()["status"] == "ok"
+    assert learned["state"] == "succeeded" and learned["trigger"] == "catch-up"
+    assert learned["targets"]["jobs"] == [job.id]
+
+
+def _first_run(client, after: int = 0, timeout: float = 60) -> int:
+    """The id of the first run after run `after` (catch-up queues them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = [r["id"] for r in client.get("/runs").get_json()["runs"] if r["id"] > after]
+        if ids:
+            return min(ids)
+        assert time.monotonic() < deadline, f"no run after run {after} within {timeout} s"
+        time.sleep(0.2)

@@ -135,12 +135,19 @@ class RunQueue:
                        (phase, json.dumps(progress), run_id, RUNNING))
 
     def finish(self, run_id: int, *, result: dict[str, Any] | None = None, error: str | None = None) -> Run:
-        """End a running run: succeeded with `result`, or failed with `error` (result kept too)."""
+        """End a running run: succeeded with `result`, or failed with `error` (result kept too).
+
+        A failed run's job updates are forgotten, so the next catch-up queues them again: a run that
+        failed for a passing reason (a full disk, CVAT restarting mid-export) loses no job."""
         state = FAILED if error else SUCCEEDED
         with self._tx() as db:
             db.execute("UPDATE runs SET state = ?, finished_at = ?, result = ?, error = ? WHERE id = ?",
                        (state, _now(), json.dumps(result) if result is not None else None, error, run_id))
-            return self._get(db, run_id)
+            run = self._get(db, run_id)
+            if error and run.targets["jobs"]:
+                db.execute(f"DELETE FROM deliveries WHERE job_id IN ({','.join('?' * len(run.targets['jobs']))})",
+                           run.targets["jobs"])
+            return run
 
     def recover(self) -> list[Run]:
         """Mark runs left running by a dead worker as interrupted; queue their targets again."""
