@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from flask import Flask
 
+from cals.cvat.probe import CvatProbe
 from cals.http_service import add_health, install_errors
 from sampler.config import load_config
 from sampler.jobs import Jobs
@@ -32,4 +33,4 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def init_app(app: Flask, sampler: Sampler) -> None:
-    app.extensions[EXTENSION] = SamplerState(sampler, Jobs())
+    app.extensions[EXTENSION] = SamplerState(sampler, Jobs(), CvatProbe(sampler.cvat))

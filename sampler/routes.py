@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from cals.cvat.client import CvatConnectionError
 from cals.errors import CalsError
+from cals.cvat.probe import health_status
 from cals.http_service import ApiError, require_token
 from cals.sampling.strategies import STRATEGIES
 from sampler.state import sampler_state
@@ -18,9 +19,11 @@ bp = Blueprint("sampler", __name__)
 
 def health_report() -> dict:
     """What GET /health adds to `status`."""
-    current = sampler_state(current_app).sampler.registry.current()
-    return {"version": current.id if current else None, "auto_open": current_app.config["AUTO_OPEN"],
-            "pool": current_app.config["POOL"]}
+    state = sampler_state(current_app)
+    current = state.sampler.registry.current()
+    cvat = state.cvat.report()
+    return {"status": health_status(cvat), "version": current.id if current else None,
+            "auto_open": current_app.config["AUTO_OPEN"], "pool": current_app.config["POOL"], "cvat": cvat}
 
 
 @bp.get("/strategies")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from flask import Flask
 
 if TYPE_CHECKING:
+    from cals.cvat.probe import CvatProbe
     from sampler.jobs import Jobs
     from sampler.service import Sampler
 
@@ -17,6 +18,7 @@ EXTENSION = "cals_sampler"
 class SamplerState:
     sampler: "Sampler"
     jobs: "Jobs"
+    cvat: "CvatProbe"  # what /health says of CVAT
 
 
 def sampler_state(app: Flask) -> SamplerState:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 import uuid
 
 import pytest
@@ -108,3 +109,39 @@ def test_update_keys_agree_between_a_webhook_payload_and_a_job_listing():
     assert update_key(3, TRIGGER, "2026-12-07T03:04:05Z") == update_key(3, TRIGGER, listed.replace(microsecond=0))
     assert update_key(3, TRIGGER, listed + timedelta(microseconds=1)) != update_key(3, TRIGGER, listed)
     assert update_key(3, TRIGGER, None) is None and update_key(3, TRIGGER, "yesterday") is None
+
+
+def test_while_cvat_is_down_the_trainer_says_so_and_catches_up_when_it_is_back(tmp_path):
+    from tests.cvat_server import CvatTestServer
+    from trainer import create_app
+
+    cvat = CvatTestServer().start()
+    app = create_app({"CVAT_URL": cvat.url, "CVAT_USER": cvat.user, "CVAT_PASSWORD": cvat.password,
+                      "WEBHOOK_SECRET": "whsec-" + "o" * 24, "API_TOKEN": "token-outage", "DATA": str(tmp_path / "data"),
+                      "REGISTRY": str(tmp_path / "registry"), "PROJECT_ID": "1", "CATCHUP_SECONDS": "0.2",
+                      "WORKER_POLL_SECONDS": "0.1"})
+    state = app.extensions["cals_trainer"]
+    state.cvat.ttl = 0
+    client = app.test_client()
+    try:
+        cvat.stop()
+        down = _health_when(client, lambda h: (h["catch_up"]["last"] or {}).get("error"))
+        cvat = CvatTestServer(port=cvat.port).start()
+        back = _health_when(client, lambda h: h["catch_up"]["last"] and h["catch_up"]["last"]["error"] is None)
+    finally:
+        state.worker.stop(10)
+        cvat.stop()
+    assert down["status"] == "degraded" and down["cvat"]["reachable"] is False and cvat.url in down["cvat"]["error"]
+    assert f"CVAT at {cvat.url} is unreachable" in down["catch_up"]["last"]["error"]
+    assert back["status"] == "ok" and back["cvat"]["reachable"] is True
+    assert back["catch_up"]["last"]["listed"] == 0
+
+
+def _health_when(client, ready, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        health = client.get("/health").get_json()
+        if ready(health):
+            return health
+        assert time.monotonic() < deadline, f"/health never got there: {health}"
+        time.sleep(0.1)

@@ -153,6 +153,27 @@ def test_cvat_unreachable_is_a_clear_error_and_opens_nothing(config, project, cv
     assert round_tasks(cvat_client, project.id) == {}
 
 
+def test_health_says_cvat_is_down_and_recovers_without_a_restart(config):
+    from tests.cvat_server import CvatTestServer
+
+    first = CvatTestServer().start()
+    client = create_app({**config, "CVAT_URL": first.url, "CVAT_USER": first.user,
+                         "CVAT_PASSWORD": first.password}).test_client()
+    client.application.extensions["cals_sampler"].cvat.ttl = 0  # measure at every request
+    up = client.get("/health").get_json()
+    first.stop()  # CVAT goes away (a restart, an upgrade, the network)
+    down = client.get("/health")
+    again = CvatTestServer(port=first.port).start()  # and comes back at the same address
+    try:
+        back = client.get("/health").get_json()
+    finally:
+        again.stop()
+    assert up["status"] == "ok" and up["cvat"]["reachable"] is True and up["cvat"]["error"] is None
+    assert down.status_code == 200 and down.get_json()["status"] == "degraded"
+    assert down.get_json()["cvat"]["reachable"] is False and first.url in down.get_json()["cvat"]["error"]
+    assert back["status"] == "ok" and back["cvat"]["reachable"] is True
+
+
 def test_cvat_pool_rank_needs_a_project(config):
     client = create_app({**config, "POOL": "cvat"}).test_client()
     resp = client.post("/rank", json={}, headers=AUTH)

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from flask import Flask
 
 from cals.cvat.client import connect
+from cals.cvat.probe import CvatProbe
 from cals.http_service import add_health, install_errors
 from cals.training.catch_up import CatchUp
 from cals.training.queue import RunQueue
@@ -32,7 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     add_health(app, api.health_report, aliases=("/healthz",))  # /healthz: its route before /health, kept
     run_worker = worker.init_app(app, queue, settings.run, start=settings.worker,
                                  poll_seconds=settings.worker_poll_seconds, catch_up=_catch_up(settings, queue))
-    app.extensions["cals_trainer"] = TrainerState(settings, queue, run_worker)
+    app.extensions["cals_trainer"] = TrainerState(settings, queue, run_worker, CvatProbe(settings.run.cvat))
     logging.getLogger(__name__).info("trainer ready: queue %s, registry %s", settings.queue_db,
                                      settings.run.registry.root)
     return app

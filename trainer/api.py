@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
+from cals.cvat.probe import health_status
 from cals.http_service import ApiError, require_token
 from cals.training.queue import QUEUED, RUN_STATES, RUNNING, TARGET_KINDS
 from trainer.state import trainer_state
@@ -72,7 +73,8 @@ def health_report() -> dict:
     state = trainer_state(current_app)
     current = state.settings.run.registry.current()
     running = state.queue.list(limit=1, state=RUNNING)
-    return {"worker_alive": state.worker.alive, "current_model": current.id if current else None,
+    cvat = state.cvat.report()
+    return {"status": health_status(cvat), "cvat": cvat, "worker_alive": state.worker.alive, "current_model": current.id if current else None,
             "running": running[0].id if running else None,
             "queued_runs": len(state.queue.list(limit=1000, state=QUEUED)),
             "pending_jobs": len(state.queue.pending_jobs()), "catch_up": _catch_up_report(state.worker)}

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from cals.cvat.probe import CvatProbe
 from cals.training.queue import RunQueue
 from trainer.config import TrainerSettings
 from trainer.worker import Worker
@@ -15,6 +16,7 @@ class TrainerState:
     settings: TrainerSettings
     queue: RunQueue
     worker: Worker
+    cvat: CvatProbe  # what /health says of CVAT
 
 
 def trainer_state(app: Flask) -> TrainerState:
