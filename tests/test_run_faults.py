@@ -19,7 +19,8 @@ import pytest
 
 from cals.registry import Registry
 from cals.training.queue import RunQueue
-from tests.trainer_helpers import generated_frames, make_task, small_current_model, wait_for_run
+from tests.trainer_helpers import (Outage, cvat_proxy, generated_frames, make_task, small_current_model,
+                                   wait_for_run)
 from trainer import create_app
 
 NAMES = [f"{i:06d}.jpg" for i in range(6)]
@@ -300,4 +301,39 @@ def _first_run(client, after: int = 0, timeout: float = 60) -> int:
         if ids:
             return min(ids)
         assert time.monotonic() < deadline, f"no run after run {after} within {timeout} s"
+        time.sleep(0.2)
+
+
+def test_cvat_going_away_during_an_export_fails_the_run_clearly_and_the_next_catch_up_learns_the_job(
+        cvat_client, cvat_server, project, frames, config, tmp_path):
+    (job,) = make_task(cvat_client, project.id, frames, NAMES[:3], tmp_path).get_jobs()
+    job.update({"state": "completed"})
+    outage = Outage(down_at="/dataset")  # CVAT restarts right after it is asked for the export
+    with cvat_proxy(cvat_server.url, outage=outage) as proxy:
+        app = create_app({**config, "CVAT_URL": proxy, "PROJECT_ID": str(project.id), "CATCHUP_SECONDS": "1"})
+        client = app.test_client()
+        try:
+            failed = wait_for_run(client, _first_run(client), timeout=300)
+            merged = Path(config["DATA"]) / "labelled"
+            half_merged = sorted(p.name for p in merged.rglob("*") if p.is_file()) if merged.exists() else []
+            outage.down.clear()  # CVAT is back: runs that failed meanwhile are retried too
+            learned = _succeeded_run(client, timeout=300)
+        finally:
+            app.extensions["cals_trainer"].worker.stop(30)
+    assert failed["state"] == "failed" and failed["error"].startswith(f"export of job {job.id} failed")
+    assert "CVAT stopped answering" in failed["error"] or "unreachable" in failed["error"]
+    assert half_merged == []  # nothing of the failed run reached the labelled set
+    assert learned["state"] == "succeeded", learned["error"]
+    assert learned["trigger"] == "catch-up" and learned["result"]["jobs"] == [job.id]
+    assert learned["result"]["labelled_set"]["new_frames"] == 3
+
+
+def _succeeded_run(client, timeout: float) -> dict:
+    """The first run to succeed (catch-up retries failed ones), waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = [r for r in client.get("/runs").get_json()["runs"] if r["state"] == "succeeded"]
+        if done:
+            return min(done, key=lambda r: r["id"])
+        assert time.monotonic() < deadline, f"no run succeeded within {timeout} s"
         time.sleep(0.2)

@@ -18,7 +18,7 @@ from cvat_sdk import models
 
 from cals.sampling import preannotations
 from cals.registry import Registry
-from tests.trainer_helpers import (HttpClient, damaging_proxy, generated_frames, ground_truth, make_task, serve,
+from tests.trainer_helpers import (HttpClient, cvat_proxy, generated_frames, ground_truth, make_task, serve,
                                    small_current_model, wait_for_run, zip_bytes)
 from trainer import create_app
 
@@ -161,7 +161,7 @@ def test_corrupt_export_fails_the_run_and_the_model_keeps_serving(
     (job,) = task.get_jobs()
     before = Registry(registry_root)
     current, versions = before.current().id, [v.id for v in before.list()]
-    with damaging_proxy(cvat_server.url, damaged) as proxy:
+    with cvat_proxy(cvat_server.url, damaged_body=damaged) as proxy:
         app = create_app(settings(proxy, cvat_server, tmp_path, registry_root))
         with serve(app) as url:
             api = HttpClient(url, token=TOKEN)

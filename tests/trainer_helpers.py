@@ -107,9 +107,25 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+class Outage:
+    """CVAT going away behind a `cvat_proxy`: while `down` is set every connection is dropped without
+    an answer (as a restarting server does); `down_at` (a path fragment) sets it once, after the first
+    request whose path holds it has been forwarded (e.g. "/dataset": during an export)."""
+
+    def __init__(self, down_at: str | None = None) -> None:
+        self.down_at = down_at
+        self.down = threading.Event()
+
+    def forwarded(self, path: str) -> None:
+        if self.down_at and self.down_at in path:
+            self.down_at = None
+            self.down.set()
+
+
 @contextmanager
-def damaging_proxy(upstream: str, damaged_body: bytes) -> Iterator[str]:
-    """An HTTP proxy to `upstream` that answers every dataset download with `damaged_body`.
+def cvat_proxy(upstream: str, *, damaged_body: bytes | None = None, outage: Outage | None = None) -> Iterator[str]:
+    """An HTTP proxy to `upstream` that answers every dataset download with `damaged_body` (if given)
+    and drops connections during an `outage`.
 
     Downloads are `/dataset/download?rq_id=` (CVAT >= 2.24) or `/dataset?action=download` (2.23); CVAT
     names them by absolute `result_url`s, which are rewritten to lead back through the proxy."""
@@ -122,12 +138,18 @@ def damaging_proxy(upstream: str, damaged_body: bytes) -> Iterator[str]:
         def _forward(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
+            if outage is not None and outage.down.is_set():
+                self.close_connection = True  # no answer at all
+                return
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
             conn.request(self.command, self.path, body=body, headers=headers)
             response = conn.getresponse()
             data = response.read()
-            if "/dataset" in self.path and "download" in self.path and response.status == 200:
+            if outage is not None:
+                outage.forwarded(self.path)
+            if damaged_body is not None and "/dataset" in self.path and "download" in self.path \
+                    and response.status == 200:
                 data = damaged_body
             elif "json" in (response.getheader("Content-Type") or ""):
                 host, port = self.server.server_address[:2]

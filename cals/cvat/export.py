@@ -46,6 +46,7 @@ def export_job(client, job_id: int, workdir: str | os.PathLike, schema: Schema) 
     """Export `job_id` through cvat-sdk into `workdir/job-<id>/` and read it back."""
     from cvat_sdk.api_client.exceptions import ApiException
     from cvat_sdk.core.exceptions import BackgroundRequestException
+    from urllib3.exceptions import HTTPError
 
     folder = Path(workdir) / f"job-{int(job_id)}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,6 +59,8 @@ def export_job(client, job_id: int, workdir: str | os.PathLike, schema: Schema) 
         raise kind(f"export of job {job_id} failed: CVAT answered HTTP {exc.status} {exc.reason}") from None
     except (BackgroundRequestException, OSError) as exc:
         raise ExportError(f"export of job {job_id} failed: {exc}") from None
+    except HTTPError as exc:  # the connection dropped: CVAT restarting, a proxy going away
+        raise ExportError(f"export of job {job_id} failed: CVAT stopped answering ({exc})") from None
     extract(archive, folder / "content")
     coco, images = read_export(folder / "content", schema, source=f"export of job {job_id}")
     return ExportedJob(job.id, job.task_id, job.project_id, coco, images)
