@@ -130,7 +130,7 @@ def test_a_job_completed_while_the_trainer_was_down_is_learned_by_catch_up_at_st
     (job,) = make_task(cvat_client, project.id, frames, NAMES, tmp_path).get_jobs()
     job.update({"state": "completed"})  # no trainer is up: nobody hears CVAT's webhook
     app = create_app(settings(cvat_server.url, cvat_server, tmp_path, registry_root,
-                              PROJECT_ID=str(project.id), CATCHUP_SECONDS="3600"))
+                              PROJECT_ID=str(project.id), CATCHUP_SECONDS="3600", TRAIN_ITERS="3"))
     worker = app.extensions["cals_trainer"].worker
     with serve(app) as url:
         api = HttpClient(url)
