@@ -192,6 +192,11 @@ def test_the_verdict_tells_a_saving_from_noise():
     two = compare(_rows({"random": 0.0, "least_confidence": 0.05}, seeds=2), "least_confidence", 80)
     assert "no verdict from 2 seed(s)" in verdict("least_confidence", two)
     json.dumps(better), json.dumps(worse)  # results.json holds them: no infinities
+    # against another campaign than random (bench.paired): its rows are the reference
+    against = compare(rows, "least_confidence", 80, reference="entropy")
+    assert abs(against["ap_difference"] - 0.08) < 0.01 and against["by_labels"][20]["difference"] == 0.0
+    assert "better than entropy beyond noise" in verdict("least_confidence", against, "entropy")
+    assert compare(rows, "entropy", 80, reference="entropy") is None
 
 
 def test_the_table_gives_each_strategy_its_own_verdict():

@@ -44,11 +44,13 @@ def interpolate(curve: dict[int, float], at: float) -> float:
     return float(np.interp(at, xs, [curve[x] for x in xs]))
 
 
-def compare(rows: list[dict], strategy: str, budget: int, *, seed: int = 0) -> dict[str, Any] | None:
-    """Paired AP difference at the full budget and the label saving, each with a bootstrap interval."""
-    mine, ref = by_seed(rows, strategy), by_seed(rows, "random")
+def compare(rows: list[dict], strategy: str, budget: int, *, seed: int = 0,
+            reference: str = "random") -> dict[str, Any] | None:
+    """Paired AP difference from `reference` at the full budget and the label saving (the labels to
+    reach the reference's full-budget AP), each with a bootstrap interval."""
+    mine, ref = by_seed(rows, strategy), by_seed(rows, reference)
     seeds = sorted(s for s in mine if s in ref and budget in mine[s] and budget in ref[s])
-    if not seeds or strategy == "random":
+    if not seeds or strategy == reference:
         return None
     diffs = np.array([mine[s][budget] - ref[s][budget] for s in seeds])
     rng = np.random.default_rng(seed)
@@ -95,25 +97,25 @@ def mean_interval(values: list[float], *, seed: int = 0) -> tuple[float, float]:
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
-def verdict(name: str, result: dict[str, Any] | None) -> str:
+def verdict(name: str, result: dict[str, Any] | None, reference: str = "random") -> str:
     """One line a reader can act on; 'no saving beyond noise' when the interval holds zero."""
     if result is None:
-        return f"{name}: not compared (random or an unfinished budget)"
+        return f"{name}: not compared ({reference} or an unfinished budget)"
     if result["seeds"] < MIN_SEEDS:
         return (f"{name}: no verdict from {result['seeds']} seed(s); {MIN_SEEDS} or more are needed to tell a "
-                f"saving from noise (spine AP {result['ap_difference']:+.3f} vs random at the full budget)")
+                f"saving from noise (spine AP {result['ap_difference']:+.3f} vs {reference} at the full budget)")
     lo, hi = result["ap_difference_interval"]
-    span = f"spine AP {result['ap_difference']:+.3f} vs random at the full budget ({LEVEL:.0%} CI {lo:+.3f} to " \
-           f"{hi:+.3f}, {result['seeds']} seed(s))"
+    span = f"spine AP {result['ap_difference']:+.3f} vs {reference} at the full budget ({LEVEL:.0%} CI {lo:+.3f} " \
+           f"to {hi:+.3f}, {result['seeds']} seed(s))"
     slo, shi = result["saving_interval"]
     if result["saving"] is None and shi is None:
-        span += "; no label saving: it never reaches random's full-budget spine AP"
+        span += f"; no label saving: it never reaches {reference}'s full-budget spine AP"
     else:
         span += f"; label saving {_percent(result['saving'])} (CI {_percent(slo)} to {_percent(shi)})"
     if lo > 0:
-        return f"{name}: better than random beyond noise: {span}"
+        return f"{name}: better than {reference} beyond noise: {span}"
     if hi < 0:
-        return f"{name}: worse than random beyond noise: {span}"
+        return f"{name}: worse than {reference} beyond noise: {span}"
     return f"{name}: no saving beyond noise: {span}"
 
 
