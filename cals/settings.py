@@ -196,8 +196,9 @@ class SamplerEnv(ServiceEnv):
     ROUND_SIZE: PositiveInt = 50
     JOB_SIZE: PositiveInt = 10
     AUTO_OPEN: bool = Field(False, description="open the next round when the trainer promotes")
-    SAMPLER_STRATEGY: str = Field("random", description="no strategy beat random order in make benchmark-al "
-                                  "(README, Label efficiency): random is the default that does no harm")
+    SAMPLER_STRATEGY: str = Field("random", description="no strategy beat random order in make benchmark-al, "
+                                  "on human labels alone or with the pool set (README, Label efficiency): random "
+                                  "is the default that does no harm")
     SAMPLER_UNCERTAINTY: str = Field("entropy", description="hybrid's shortlist strategy")
     SAMPLER_REDUCE: Literal["max", "mean", "sum"] = Field("max", description="people -> image score")
     SAMPLER_GROUP: str = Field("spine", description='schema point group scored ("all": every point)')
