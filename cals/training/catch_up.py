@@ -96,6 +96,7 @@ class CatchUp:
             log.warning("catch-up failed, retried in %.0f s: %s", self.interval, self.last.error)
             return self.last
         if self.last.queued:
-            log.warning("catch-up queued %d completed job(s) no webhook brought: %s", len(self.last.queued),
+            log.warning("catch-up queued %d completed job(s) not learned yet (no webhook, or a failed run): %s",
+                        len(self.last.queued),
                         self.last.queued)
         return self.last
