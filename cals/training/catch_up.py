@@ -97,6 +97,5 @@ class CatchUp:
             return self.last
         if self.last.queued:
             log.warning("catch-up queued %d completed job(s) not learned yet (no webhook, or a failed run): %s",
-                        len(self.last.queued),
-                        self.last.queued)
+                        len(self.last.queued), self.last.queued)
         return self.last
