@@ -132,7 +132,9 @@ def test_while_cvat_is_down_the_trainer_says_so_and_catches_up_when_it_is_back(t
         state.worker.stop(10)
         cvat.stop()
     assert down["status"] == "degraded" and down["cvat"]["reachable"] is False and cvat.url in down["cvat"]["error"]
-    assert f"CVAT at {cvat.url} is unreachable" in down["catch_up"]["last"]["error"]
+    error = down["catch_up"]["last"]["error"]  # CVAT went away before the login, or between it and the listing
+    assert f"CVAT at {cvat.url} is unreachable" in error or \
+        error.startswith("catch-up could not list the jobs of project 1: CVAT stopped answering")
     assert back["status"] == "ok" and back["cvat"]["reachable"] is True
     assert back["catch_up"]["last"]["listed"] == 0
 

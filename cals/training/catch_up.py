@@ -47,6 +47,7 @@ class CatchUpReport:
 def catch_up(client: Any, project_id: int, trigger: JobTrigger, queue: RunQueue) -> CatchUpReport:
     """List the project's jobs at the trigger and queue those whose update the queue has not seen."""
     from cvat_sdk.api_client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
 
     report = CatchUpReport(at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     start = time.perf_counter()
@@ -55,6 +56,9 @@ def catch_up(client: Any, project_id: int, trigger: JobTrigger, queue: RunQueue)
                                   **{trigger.field: trigger.value})  # JSON text: parsed as plain dicts
     except ApiException as exc:
         raise CalsError(f"catch-up could not list the jobs of project {project_id} (HTTP {exc.status})") from None
+    except (HTTPError, OSError) as exc:  # CVAT went away between the login and the listing
+        raise CalsError(f"catch-up could not list the jobs of project {project_id}: CVAT stopped answering "
+                        f"({exc})") from None
     jobs = json.loads(listed) if isinstance(listed, (str, bytes)) else listed
     keyed = {key: job for job in jobs if trigger.matches(job)
              and (key := update_key(job["id"], trigger, job.get("updated_date"))) is not None}
