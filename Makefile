@@ -13,7 +13,7 @@ ENV_FILE ?= deploy/.env
 # run a command with the env file's settings (when it exists); a variable set in the shell wins
 WITH_ENV = $(PY) -m cals.env_file $(ENV_FILE)
 
-.PHONY: install check-build test test-real-cvat test-browser screenshots demo benchmark-al train bench clean deploy-function trainer sampler sample setup-project check round
+.PHONY: install check-build test test-real-cvat test-browser screenshots demo benchmark-al train bench soak clean deploy-function trainer sampler sample setup-project check round
 
 install: .venv/.installed
 
@@ -75,6 +75,9 @@ bench: install  # training and accuracy, serving speed, the function's first sta
 	$(PY) -m bench.sampler_scoring --sizes 200,1000 --ranks 1,2 | tee bench/results/sampler-scoring.jsonl
 	$(PY) -m bench.distributed_training --out bench/results/distributed-training.json
 	$(PY) -m bench.function_workers --out bench/results/function-workers.json
+
+soak: install  # an hour against a real CVAT (../shared/realcvat, or CVAT_URL): services, function workers, annotator, faults; bench/results/soak.json, docs/soak.png. SOAK_MINUTES=60
+	bash scripts/soak.sh
 
 clean:
 	rm -rf .venv $(OUT) .pytest_cache

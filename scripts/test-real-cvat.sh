@@ -2,35 +2,15 @@
 # make test-real-cvat: the CVAT-facing tests (pytest -m cvat) against a real CVAT instead of the
 # in-process stand-in. With CVAT_URL/CVAT_USER/CVAT_PASSWORD set, against that CVAT; otherwise it
 # sets up (once), starts and afterwards stops the no-Docker CVAT of REALCVAT (default ../shared/realcvat),
-# with CVAT's lambda manager pointed at the Nuclio dashboard stand-in the tests serve on CVAT_NUCLIO_PORT.
+# with CVAT's lambda manager pointed at the Nuclio dashboard stand-in the tests serve on CVAT_NUCLIO_PORT
+# (scripts/realcvat-up.sh).
 # The browser tests (tests/test_browser.py) are among them: they run when the CVAT has its web UI
 # (CVAT_UI_URL; the harness serves it once its ui-setup.sh has built it) and skip, saying why, otherwise.
 # UI=1 (make test-browser) runs the harness's ui-setup.sh first (once: ~3.5 min, then seconds).
 # Arguments go to pytest (make test-browser passes -m browser).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
-REALCVAT=${REALCVAT:-../shared/realcvat}
-export CVAT_NUCLIO_HOST=${CVAT_NUCLIO_HOST:-127.0.0.1} CVAT_NUCLIO_PORT=${CVAT_NUCLIO_PORT:-8070}
-export CVAT_NUCLIO_INVOKE_METHOD=${CVAT_NUCLIO_INVOKE_METHOD:-dashboard}
-# as CVAT's components/serverless/docker-compose.serverless.yml: without it the REST lambda API works,
-# but the web UI hides AI Tools and "Automatic annotation" (/api/server/plugins says MODELS: false)
-export CVAT_SERVERLESS=${CVAT_SERVERLESS:-1}
-export CVAT_WEBHOOK_HOST=${CVAT_WEBHOOK_HOST:-127.0.0.1}
-
-if [ -z "${CVAT_URL:-}" ]; then
-    if [ ! -f "$REALCVAT/setup.sh" ]; then
-        echo "test-real-cvat: no CVAT_URL and no $REALCVAT/setup.sh: nothing to test against" >&2
-        exit 2
-    fi
-    t0=$(date +%s)
-    # xmlsec's build would otherwise take the newest lxml, which does not build here (the file says why)
-    UV_BUILD_CONSTRAINT=${UV_BUILD_CONSTRAINT:-$PWD/scripts/realcvat-build-constraints.txt} bash "$REALCVAT/setup.sh"
-    if [ "${UI:-0}" = 1 ]; then bash "$REALCVAT/ui-setup.sh"; fi
-    bash "$REALCVAT/start.sh"
-    trap 'bash "$REALCVAT/stop.sh" || true' EXIT
-    . "$REALCVAT/env.sh"
-    echo "test-real-cvat: CVAT ready in $(( $(date +%s) - t0 )) s"
-fi
+. scripts/realcvat-up.sh
 echo "test-real-cvat: CVAT-facing tests against $CVAT_URL (webhooks to $CVAT_WEBHOOK_HOST," \
      "Nuclio dashboard on $CVAT_NUCLIO_HOST:$CVAT_NUCLIO_PORT${CVAT_UI_URL:+, web UI $CVAT_UI_URL})"
 # The harness's OPA stand-in re-activates its policy bundle every few seconds, and CVAT answers 500
