@@ -6,6 +6,7 @@ import http.client
 import http.server
 import io
 import json
+import sys
 import threading
 import time
 import uuid
@@ -168,7 +169,12 @@ def cvat_proxy(upstream: str, *, damaged_body: bytes | None = None, outage: Outa
         def log_message(self, *args: Any) -> None:
             pass
 
-    with running(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address) -> None:
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that hung up is no news
+                super().handle_error(request, client_address)
+
+    with running(Server(("127.0.0.1", 0), Handler)) as url:
         yield url
 
 

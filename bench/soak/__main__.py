@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps({**record, "summary": summary}, indent=1, default=str) + "\n")
     plot(record, summary, args.plot)
     for check in summary["checks"]:
-        print(f"{'ok  ' if check['ok'] else 'FAIL'} {check['check']}: {check['detail']}")
+        mark = {True: "ok  ", False: "FAIL", None: "n/a "}[check["ok"]]
+        print(f"{mark} {check['check']}: {check['detail']}")
     print(f"written: {args.out}, {args.plot}")
     print(summary["verdict"])
     return 0 if summary["verdict"].split(": ", 1)[1].startswith("PASS") else 1

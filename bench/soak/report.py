@@ -77,10 +77,11 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
                    f"; {sum(len(w['errors']) + w['calls'] for w in windows)} AI-tools calls"},
     ]
     for role, row in memory.items():
-        growth = row.get("growth")
-        checks.append({"check": f"{role}: RSS at most 10 % above minute 10", "ok": growth is not None and growth <= 0.10,
+        growth = row.get("growth")  # None: too short to judge (n/a, neither passed nor failed)
+        checks.append({"check": f"{role}: RSS at most 10 % above minute 10", "ok": None if growth is None else growth <= 0.10,
                        "detail": row.get("verdict") or f"{row['rss_mb_at_minute_10']} -> {row['rss_mb_last']} MB "
-                                                       f"({growth:+.1%} over {row['minutes_measured']} min)"})
+                                                       f"({growth:+.1%} over {row['minutes_measured']} min); open files "
+                                                       f"{row['open_files_at_minute_10']} -> {row['open_files_last']}"})
     full = [w for w in windows if w["calls"] and w["minutes"][1] * 60 <= record["seconds"] + 1]
     if len(full) >= 2:
         ratio = full[-1]["p95_s"] / full[0]["p95_s"]
@@ -89,12 +90,20 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
     for fault in record["faults"]:
         for hold in fault["holds"]:
             checks.append({"check": f"{fault['fault']}: {hold['check']}", "ok": hold["ok"], "detail": hold["detail"]})
-    failed = [c for c in checks if not c["ok"]]
+    failed = [c for c in checks if c["ok"] is False]
+    judged = [c for c in checks if c["ok"] is not None]
     verdict = (f"soak {record['seconds'] / 60:.0f} min: {'PASS' if not failed else 'FAIL'}, "
-               f"{len(checks) - len(failed)} of {len(checks)} checks hold; {len(completed)} jobs completed, "
+               f"{len(judged) - len(failed)} of {len(judged)} checks hold; {len(completed)} jobs completed, "
                f"{len(learned)} learned; {sum(w['calls'] for w in windows)} AI-tools calls"
                + (f"; failed: {'; '.join(c['check'] for c in failed)}" if failed else ""))
-    return {"latency_windows": windows, "memory": memory, "checks": checks, "verdict": verdict}
+    triggers: dict[str, int] = {}
+    for run in record["runs"]:
+        kind = "retry" if run["trigger"].startswith("retry") else run["trigger"]
+        triggers[kind] = triggers.get(kind, 0) + 1
+    webhooks = {"deliveries_by_status": record["deliveries"], "runs_by_trigger": triggers,
+                "runs_by_state": {st: sum(r["state"] == st for r in record["runs"]) for st in
+                                  ("succeeded", "failed", "interrupted", "queued", "running")}}
+    return {"latency_windows": windows, "memory": memory, "webhooks": webhooks, "checks": checks, "verdict": verdict}
 
 
 def plot(record: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
@@ -129,7 +138,10 @@ def plot(record: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
     for ax in axes:
         for w in record["windows"]:
             ax.axvspan((w["start"] - start) / 60, ((w["end"] or w["start"]) - start) / 60, color="grey", alpha=0.15)
-    axes[0].set_title(summary["verdict"][:110], fontsize=8)
+    for number, w in enumerate(record["windows"], 1):
+        axes[0].annotate(str(number), ((w["start"] - start) / 60, 1), xycoords=("data", "axes fraction"),
+                         fontsize=7, va="top")
+    axes[0].set_title("grey: fault windows, numbered in the order of the report", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
