@@ -27,7 +27,7 @@ import yaml
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-__all__ = ["Invocation", "NuclioDashboard", "NuclioFunction"]
+__all__ = ["Invocation", "NuclioDashboard", "NuclioFunction", "http_event"]
 
 PROJECT_LABEL = "nuclio.io/project-name"
 
@@ -101,20 +101,9 @@ class NuclioFunction:
 
     def invoke(self, body: bytes, headers: dict[str, str], *, method: str = "POST",
                path: str = "/") -> Invocation:
-        """Run the handler on one HTTP request, as Nuclio's python runtime hands it over.
-
-        A JSON content type arrives decoded (Nuclio does that for `application/json`).
-        """
-        content_type = headers.get("Content-Type", "")
-        decoded: Any = body
-        if content_type.split(";")[0].strip() == "application/json":
-            try:
-                decoded = json.loads(body)
-            except ValueError:
-                decoded = body
-        event = nuclio_sdk.Event(body=decoded, content_type=content_type, headers=headers,
-                                 method=method, path=path,
-                                 trigger=nuclio_sdk.TriggerInfo(kind="http", name="myHttpTrigger"))
+        """Run the handler on one HTTP request, as Nuclio's python runtime hands it over."""
+        event = http_event(body, headers, method, path)
+        decoded = event.body
         with self._lock:
             try:
                 reply = self.platform.call_handler(self.handler, event)
@@ -125,6 +114,19 @@ class NuclioFunction:
             record = Invocation(decoded, *answer)
             self.invocations.append(record)
         return record
+
+
+def http_event(body: bytes, headers: dict[str, str], method: str, path: str) -> nuclio_sdk.Event:
+    """The event Nuclio's HTTP trigger makes of a request: a JSON content type arrives decoded."""
+    content_type = headers.get("Content-Type", "")
+    decoded: Any = body
+    if content_type.split(";")[0].strip() == "application/json":
+        try:
+            decoded = json.loads(body)
+        except ValueError:
+            decoded = body
+    return nuclio_sdk.Event(body=decoded, content_type=content_type, headers=headers, method=method, path=path,
+                            trigger=nuclio_sdk.TriggerInfo(kind="http", name="myHttpTrigger"))
 
 
 def _as_response(reply: Any) -> tuple[int, bytes, str, dict[str, str]]:

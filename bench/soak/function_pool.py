@@ -8,17 +8,15 @@ Nuclio-dashboard stand-in, which CVAT's lambda manager calls) hands each invocat
 """
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import queue
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from tests.nuclio_dashboard import Invocation, NuclioFunction, _as_response
+from tests.nuclio_dashboard import Invocation, NuclioFunction, _as_response, http_event
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_DIR = ROOT / "serverless" / "spine-pose" / "nuclio"
@@ -41,16 +39,7 @@ def _worker(env: dict[str, str], conn) -> None:
     platform._logger.set_handler("default", open(os.devnull, "w"), nuclio_sdk.logger.HumanReadableFormatter())
     conn.send(("ready", os.getpid()))
     while (task := conn.recv()) is not None:
-        body, headers, method, path = task
-        content_type = headers.get("Content-Type", "")
-        decoded: Any = body
-        if content_type.split(";")[0].strip() == "application/json":
-            try:
-                decoded = json.loads(body)
-            except ValueError:
-                decoded = body
-        event = nuclio_sdk.Event(body=decoded, content_type=content_type, headers=headers, method=method, path=path,
-                                 trigger=nuclio_sdk.TriggerInfo(kind="http", name="myHttpTrigger"))
+        event = http_event(*task)  # (body, headers, method, path)
         try:
             answer = _as_response(platform.call_handler(main.handler, event))
         except Exception as exc:  # Nuclio answers 500 when the handler raises
