@@ -234,7 +234,7 @@ def test_cals_round_asks_the_running_sampler_and_waits(config, project, cvat_cli
     assert "unreachable" in capsys.readouterr().err
 
 
-def test_the_sampler_follows_promotions_as_the_function_does(trained, tmp_path, settings):
+def test_the_sampler_follows_promotions_as_the_function_does(trained, tmp_path, settings, monkeypatch):
     """One model watcher for both: a promoted version is picked up; one that fails to load is not,
     and the model before it keeps scoring."""
     import shutil
@@ -243,15 +243,17 @@ def test_the_sampler_follows_promotions_as_the_function_does(trained, tmp_path, 
     from sampler.service import Sampler
     from tests.test_function_helpers import copy_version
 
+    released = []  # each switch hands the replaced model's heap back (cals/model/memory.py)
+    monkeypatch.setattr("cals.serving.watcher.release_freed_memory", lambda: released.append(1) or True)
     registry = Registry(shutil.copytree(trained[0].root, tmp_path / "registry"))
     sampler = Sampler(SamplerEnv.load(REGISTRY=str(registry.root), DATA=str(tmp_path / "data"), **settings))
     first = sampler.predictor()
     assert first.version_id == registry.current().id and sampler.predictor() is first  # loaded once
     new = copy_version(trained[1], registry)
     registry.promote(new.id)
-    assert sampler.predictor().version_id == new.id
+    assert sampler.predictor().version_id == new.id and len(released) == 2
     assert sampler.previous_predictor(new.id).version_id == first.version_id
     broken = copy_version(trained[1], registry)
     (broken.path / "checkpoint.pth").write_bytes(b"corrupt")
     registry.promote(broken.id)
-    assert sampler.predictor().version_id == new.id
+    assert sampler.predictor().version_id == new.id and len(released) == 2  # nothing switched

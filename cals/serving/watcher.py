@@ -14,6 +14,7 @@ import threading
 from typing import Callable, Generic, TypeVar
 
 from cals.errors import CalsError
+from cals.model.memory import release_freed_memory
 from cals.registry import Registry, Version
 
 log = logging.getLogger(__name__)
@@ -69,3 +70,4 @@ class ModelWatcher(Generic[M]):
             return
         log.info("serving %s (was %s)", version.id, self._model_id)
         self._model, self._model_id = model, version.id
+        release_freed_memory()  # the replaced model's heap, else a process grows at every promotion

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -35,6 +36,8 @@ TAIL_LINES = 20
 # torchrun gives its ranks 30 s to end after a SIGTERM before it kills them; then it exits itself
 STOP_GRACE_SECONDS = 45.0
 Progress = Callable[[dict[str, Any]], None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class TrainProcess:
 
     `terminate()` (from another thread) stops the running child and every later call: the call
     then raises `TrainingStopped`. Any other non-zero exit raises CalsError with the exit code or
-    signal and the last lines the child wrote.
+    signal and the child's one-line error (`cals: error: ...`), or, when it wrote none, its last lines.
     """
 
     def __init__(self, processes: int = 1, *, stop_grace: float = STOP_GRACE_SECONDS) -> None:
@@ -143,7 +146,7 @@ class TrainProcess:
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         errors: list[str] = []
         version_id = None
-        with open(work / LOG_NAME, "w", encoding="utf-8") as log:
+        with open(work / LOG_NAME, "w", encoding="utf-8") as written:
             with self._lock:
                 if self._stopped:
                     raise TrainingStopped("training not started: the trainer is stopping")
@@ -153,8 +156,8 @@ class TrainProcess:
                     encoding="utf-8", errors="replace")
             try:
                 for line in proc.stdout:
-                    log.write(line)
-                    log.flush()
+                    written.write(line)
+                    written.flush()
                     message = _message(line)
                     if "progress" in message and on_progress is not None:
                         on_progress(message["progress"])
@@ -174,8 +177,10 @@ class TrainProcess:
         if code != 0:
             if self._stopped:
                 raise TrainingStopped(f"training stopped ({_exit(code)}): the trainer is stopping")
-            head = f"{errors[-1]}; " if errors else ""
-            raise CalsError(f"training process failed ({_exit(code)}): {head}last output:\n" + "\n".join(tail))
+            if errors:  # the child named the problem in one line (a CalsError): that line is the run's error
+                log.warning("training process output before its error:\n%s", "\n".join(tail))
+                raise CalsError(f"training process failed ({_exit(code)}): {errors[-1]}")
+            raise CalsError(f"training process failed ({_exit(code)}); last output:\n" + "\n".join(tail))
         if version_id is None:
             raise CalsError("training process ended without registering a version; last output:\n" + "\n".join(tail))
         return registry.get(version_id)
