@@ -66,7 +66,7 @@ sampler: install  # sampler service (ranks the pool, opens CVAT rounds)
 sample: install  # open the next CVAT round in this process, without the sampler service (ARGS="--help")
 	$(WITH_ENV) $(PY) -m sampler round $(ARGS)
 
-bench: install  # training and accuracy, serving speed, the function's first start, a trainer round, catch-up, pool scoring, 1 vs 2 processes; results in bench/results
+bench: install  # training and accuracy, serving speed, the function's first start, a trainer round, catch-up, pool scoring, 1 vs 2 processes, memory across promotions; results in bench/results
 	$(PY) -m bench.run
 	$(PY) -m bench.serving
 	$(PY) -m bench.first_start --out bench/results/first-start.json
@@ -75,6 +75,7 @@ bench: install  # training and accuracy, serving speed, the function's first sta
 	$(PY) -m bench.sampler_scoring --sizes 200,1000 --ranks 1,2 | tee bench/results/sampler-scoring.jsonl
 	$(PY) -m bench.distributed_training --out bench/results/distributed-training.json
 	$(PY) -m bench.function_workers --out bench/results/function-workers.json
+	$(PY) -m bench.model_reload --out bench/results/model-reload.json
 
 soak: install  # an hour against a real CVAT (../shared/realcvat, or CVAT_URL): services, function workers, annotator, faults; bench/results/soak.json, docs/soak.png. SOAK_MINUTES=60
 	bash scripts/soak.sh
