@@ -129,6 +129,7 @@ def finish(soak, record: dict, threads: dict) -> None:
     """Stop the load and the samples; let the trainer learn what is queued; collect the record."""
     threads["load"].halt.set()
     threads["sampler"].halt.set()
+    threads["load"].join(150)  # its call in flight ends before the function's workers are stopped
     drained = soak.idle(1200)
     runs = soak.runs()
     record.update({
