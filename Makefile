@@ -77,8 +77,8 @@ bench: install  # training and accuracy, serving speed, the function's first sta
 	$(PY) -m bench.function_workers --out bench/results/function-workers.json
 	$(PY) -m bench.model_reload --out bench/results/model-reload.json
 
-soak: install  # an hour against a real CVAT (../shared/realcvat, or CVAT_URL): services, function workers, annotator, faults; bench/results/soak.json, docs/soak.png. SOAK_MINUTES=60
-	bash scripts/soak.sh
+soak: install  # an hour against a real CVAT (../shared/realcvat, or CVAT_URL): services, function workers, annotator, faults; bench/results/soak.json, docs/soak.png. SOAK_MINUTES=60, ARGS="--faults disk-full" (python -m bench.soak --help)
+	bash scripts/soak.sh $(ARGS)
 
 clean:
 	rm -rf .venv $(OUT) .pytest_cache
