@@ -24,8 +24,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
-import subprocess
 import sys
 import time
 from contextlib import ExitStack

@@ -7,11 +7,12 @@ import json
 import random
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-AUTH = ["accessTokenAuth", "basicAuth", "csrfAuth", "csrfHeaderAuth", "sessionAuth", "tokenAuth"]
+from tests.test_lambda_manager import AUTH
 
 
 def api_json(client, method: str, path: str, body: Any = None, timeout: float = 120) -> tuple[int, Any]:

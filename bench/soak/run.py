@@ -3,7 +3,6 @@ annotator, the load and the faults run for the set time; what happened, for the 
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -13,8 +12,6 @@ from typing import Any, Callable
 from bench.soak.annotator import Annotator
 from bench.soak.measure import get_json
 from bench.soak.stack import Service, TmpfsRegistry
-
-log = logging.getLogger("soak")
 
 
 @dataclass

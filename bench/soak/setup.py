@@ -16,9 +16,9 @@ from bench.soak.function_pool import PooledFunction, function_env
 from bench.soak.measure import Load, Sampler, api_json, get_json
 from bench.soak.run import Soak
 from bench.soak.stack import ROOT, Service, TmpfsRegistry, service_env
+from tests.test_lambda_manager import FUNCTION, _mapping
 
 log = logging.getLogger("soak")
-FUNCTION = "cals-spine-pose"
 
 
 def build(args, work: Path, stack: ExitStack) -> tuple[Soak, dict, dict]:
@@ -156,14 +156,6 @@ def _cvat_restarter():
         subprocess.run(["bash", f"{realcvat}/stop.sh"], check=True, capture_output=True)
         subprocess.run(["bash", f"{realcvat}/start.sh"], check=True, capture_output=True)
     return restart
-
-
-def _mapping(schema) -> dict:
-    """Model label -> task label, as CVAT's UI sends it for AI Tools (same-named labels, points, attributes)."""
-    label = schema.cvat_label()
-    same = lambda spec: {a["name"]: a["name"] for a in spec["attributes"]}  # noqa: E731
-    return {schema.label: {"name": schema.label, "attributes": same(label),
-                           "sublabels": {s["name"]: {"name": s["name"], "attributes": same(s)} for s in label["sublabels"]}}}
 
 
 def _ai_tools_call(client, task_id: int, mapping: dict) -> int:

@@ -11,9 +11,6 @@ import ctypes
 import ctypes.util
 import functools
 import gc
-import logging
-
-log = logging.getLogger(__name__)
 
 
 @functools.cache
