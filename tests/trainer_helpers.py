@@ -201,15 +201,19 @@ class HttpClient:
         request = urllib.request.Request(self.base + path, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return HttpResponse(response.status, response.read())
+                return HttpResponse(response.status, response.read(), response.headers.get_content_type())
         except urllib.error.HTTPError as err:
-            return HttpResponse(err.code, err.read())
+            return HttpResponse(err.code, err.read(), err.headers.get_content_type())
 
 
 class HttpResponse:
-    def __init__(self, status_code: int, body: bytes) -> None:
+    def __init__(self, status_code: int, body: bytes, mimetype: str = "application/json") -> None:
         self.status_code = status_code
         self.body = body
+        self.mimetype = mimetype
+
+    def get_data(self, as_text: bool = False) -> bytes | str:
+        return self.body.decode() if as_text else self.body
 
     def get_json(self) -> Any:
         return json.loads(self.body)

@@ -15,7 +15,7 @@ from cals.cvat.probe import CvatProbe
 from cals.http_service import add_health, install_errors
 from cals.training.catch_up import CatchUp
 from cals.training.queue import RunQueue
-from trainer import api, webhooks, worker
+from trainer import api, report, webhooks, worker
 from trainer.config import load
 from trainer.state import TrainerState
 
@@ -30,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     install_errors(app, "trainer")
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(report.bp)
     add_health(app, api.health_report, aliases=("/healthz",))  # /healthz: its route before /health, kept
     run_worker = worker.init_app(app, queue, settings.run, start=settings.worker,
                                  poll_seconds=settings.worker_poll_seconds, catch_up=_catch_up(settings, queue))

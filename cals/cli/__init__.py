@@ -306,9 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--coco", action="store_true", help="the COCO categories entry")
     s.set_defaults(func=cmd_schema)
 
-    from cals.cli.deploy import add_parsers
+    from cals.cli import deploy, report
 
-    add_parsers(sub)
+    deploy.add_parsers(sub)
+    report.add_parsers(sub)
     return p
 
 

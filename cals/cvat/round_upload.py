@@ -36,6 +36,19 @@ def shown(ann: dict, image: dict) -> np.ndarray:
     return (kp[:, 2] > 0) & on_image(kp[:, :2], (image["width"], image["height"]))
 
 
+def as_shown(coco: dict) -> dict[str, list[dict]]:
+    """The document's people by frame name with only what CVAT showed: a point off the image goes in
+    as absent (v 0). Effort, flags and the loop report judge the pre-annotation people saw."""
+    out: dict[str, list[dict]] = {im["file_name"]: [] for im in coco["images"]}
+    images = {im["id"]: im for im in coco["images"]}
+    for ann in coco["annotations"]:
+        image = images[ann["image_id"]]
+        kp = np.asarray(ann["keypoints"], dtype=float).reshape(-1, 3)
+        kp[~shown(ann, image), 2] = 0
+        out[image["file_name"]].append({**ann, "keypoints": kp.reshape(-1).tolist()})
+    return out
+
+
 def round_shapes(coco: dict, schema: Schema, check_below: float) -> list[dict]:
     """The document's people as name-keyed skeleton shapes (the function's form) with their frame."""
     images = {im["id"]: im for im in coco["images"]}

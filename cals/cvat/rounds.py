@@ -20,6 +20,7 @@ import logging
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -32,12 +33,14 @@ from cals.cvat.pool import project_tasks
 from cals.cvat.round_upload import upload_preannotations
 from cals.cvat.round_orphans import MARKER_COCO, clear_orphans, remove_marker, write_json, write_marker
 from cals.errors import CalsError
+from cals.point_checks import check_below as default_check_below
 from cals.sampling.pool import Pool, PoolItem
 from cals.sampling.ranking import Ranked, rank
 from cals.sampling.round_coco import round_coco
 from cals.sampling.round_report import contact_sheet, write_ranking
 from cals.sampling.scoring import Scorer
 from cals.sampling.strategies import PoolStrategy, Strategy
+from cals.sampling.strategies.random_share import picked_at_random
 
 log = logging.getLogger(__name__)
 ROUND_NAME = re.compile(r"^round (\d+)$")
@@ -54,6 +57,9 @@ class RoundResult:
     jobs: list[list[str]] = field(default_factory=list)
     ranking: list[dict] = field(default_factory=list)  # the chosen frames: rank, name, score, scores
     folder: str = ""  # where the round's record and reports are
+    opened_at: str = ""  # UTC, ISO 8601: when the task was created (the loop report's round time)
+    check_below: float | None = None  # the points-to-check threshold the pre-annotations were flagged with
+    random_frames: list[str] = field(default_factory=list)  # the picks that followed Random's order
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -93,12 +99,14 @@ def open_round(client, spec: RoundSpec, pool: Pool, scorer: Scorer, strategy: St
             return existing
         used = used_frames(rounds.values())
         table = scorer.score(pool, [strategy], exclude=used, progress=progress)
-        chosen = rank(table, strategy, k=spec.size, exclude=used, labelled=labelled)[:spec.size]
+        ranking = rank(table, strategy, k=spec.size, exclude=used, labelled=labelled)
+        chosen = ranking[:spec.size]
         if not chosen:
             raise CalsError(f"every pool frame of project {spec.project_id} is already in a round")
         number = max(rounds, default=0) + 1
+        at_random = picked_at_random(strategy, [r.name for r in chosen], k=spec.size, n=len(ranking))
         return _create(client, spec, number, pool, scorer, strategy, chosen, folder / f"round-{number}",
-                       data_dir=Path(data_dir), check_below=check_below)
+                       data_dir=Path(data_dir), check_below=check_below, at_random=at_random)
 
 
 def round_tasks(client, project_id: int) -> dict[int, object]:
@@ -130,8 +138,9 @@ def _same_version_round(rounds: dict, folder: Path, version: str) -> RoundResult
 
 
 def _create(client, spec: RoundSpec, number: int, pool: Pool, scorer: Scorer, strategy, chosen: list[Ranked],
-            folder: Path, *, data_dir: Path, check_below: float | None) -> RoundResult:
+            folder: Path, *, data_dir: Path, check_below: float | None, at_random: list[str]) -> RoundResult:
     names = [r.name for r in chosen]
+    threshold = default_check_below() if check_below is None else float(check_below)
     jobs = [names[i:i + spec.job_size] for i in range(0, len(names), spec.job_size)]
     items = _items_by_name(pool, set(names))
     with tempfile.TemporaryDirectory(prefix="cals-round-") as tmp:
@@ -139,6 +148,7 @@ def _create(client, spec: RoundSpec, number: int, pool: Pool, scorer: Scorer, st
         marker = {"number": number, "frames": names, "task_id": None}
         write_marker(folder, marker)
         task = client.tasks.create(models.TaskWriteRequest(name=f"round {number}", project_id=spec.project_id))
+        opened_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         log.info("created task %d %r; uploading %d frames in %d jobs", task.id, task.name, len(names), len(jobs))
         try:
             write_marker(folder, marker := {**marker, "task_id": task.id})
@@ -146,10 +156,11 @@ def _create(client, spec: RoundSpec, number: int, pool: Pool, scorer: Scorer, st
             _check_order(task, names)
             coco = round_coco(frames, scorer.predictor.schema)
             write_json(folder / MARKER_COCO, coco)
-            upload_preannotations(task, coco, scorer.predictor.schema, check_below)
+            upload_preannotations(task, coco, scorer.predictor.schema, threshold)
             write_marker(folder, {**marker, "imported": True})
             result = RoundResult(number, task.id, True, scorer.predictor.version_id, strategy.cache_id,
-                                 names, jobs, [asdict(r) for r in chosen], str(folder))
+                                 names, jobs, [asdict(r) for r in chosen], str(folder), opened_at,
+                                 threshold, at_random)
             preannotations.record(data_dir / "preannotations", task.id, coco)
             _write_record(folder, result)  # last: the record is what makes the round complete
         except BaseException:

@@ -39,7 +39,8 @@ class EvaluationError(CalsError):
 
 
 def evaluate(gt: dict | str | os.PathLike, predictions: list[dict] | str | os.PathLike,
-             schema: Schema, *, by_family: bool = True, per_person: bool = False) -> dict[str, Any]:
+             schema: Schema, *, by_family: bool = True, per_person: bool = False,
+             quiet: bool = False) -> dict[str, Any]:
     """Evaluate COCO keypoint results against a COCO keypoints dataset; returns a JSON-able report.
 
     `predictions` are COCO results ({"image_id", "category_id", "keypoints": [x, y, score] * K,
@@ -48,6 +49,7 @@ def evaluate(gt: dict | str | os.PathLike, predictions: list[dict] | str | os.Pa
     GT annotations) is present only when `by_family` and some annotation carries a family.
     `per_person` adds `oks`: {"overall" and each group: {annotation id: OKS of its matched
     prediction, 0 when none}}, the paired figures the promotion gate tests for noise.
+    `quiet` logs the result at DEBUG (the loop report evaluates every round of every page view).
     """
     dataset = _load_gt(gt, schema)
     preds = _check_predictions(_load_predictions(predictions), dataset, schema)
@@ -66,7 +68,7 @@ def evaluate(gt: dict | str | os.PathLike, predictions: list[dict] | str | os.Pa
     families = sorted({str(a["pose_family"]) for a in dataset["annotations"] if a.get("pose_family")})
     if by_family and families:
         report["families"] = {f: _family_metrics(dataset, preds, match, schema, f) for f in families}
-    log.info("evaluated %d predictions on %d images: AP %s, %s", len(preds), report["num_images"],
+    log.log(logging.DEBUG if quiet else logging.INFO, "evaluated %d predictions on %d images: AP %s, %s", len(preds), report["num_images"],
              report["overall"]["AP"], {g: m["AP"] for g, m in report["groups"].items()})
     return report
 

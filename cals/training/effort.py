@@ -113,8 +113,8 @@ def _rule_row(threshold: float, placed: float, flagged: float, moved: float, cau
               flagged_labelled: float, flagged_absent: float) -> dict:
     """`flagged_labelled`: flagged points a person labels (hiding them, as `outside`, would lose them)."""
     return {"threshold": threshold, "placed": int(placed), "flagged": int(flagged), "moved": int(moved),
-            "caught": int(caught), "recall": round(caught / moved, 4) if moved else None,
-            "workload": round(flagged / placed, 4) if placed else None,
+            "caught": int(caught), "recall": caught / moved if moved else None,
+            "workload": flagged / placed if placed else None,
             "flagged_labelled": int(flagged_labelled), "flagged_absent": int(flagged_absent)}
 
 
@@ -123,9 +123,9 @@ def _summary(t: Mapping[str, float]) -> dict[str, Any]:
     return {
         "points": points,
         "moved": int(t.get("moved", 0)),
-        "moved_share": round(t["moved"] / points, 4) if points else None,
-        "mean_displacement_px": round(t["displacement_px"] / measured, 2) if measured else None,
-        "mean_displacement_rel": round(t["displacement_rel"] / measured, 4) if measured else None,
+        "moved_share": t["moved"] / points if points else None,
+        "mean_displacement_px": t["displacement_px"] / measured if measured else None,
+        "mean_displacement_rel": t["displacement_rel"] / measured if measured else None,
     }
 
 

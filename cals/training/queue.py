@@ -98,6 +98,12 @@ class RunQueue:
                              "VALUES (?, ?, ?, ?, '{}')", (QUEUED, trigger, json.dumps(clean), _now()))
             return self._get(db, cur.lastrowid)
 
+    def completions(self) -> dict[int, str]:
+        """Job id -> when the trainer first heard of its completion (webhook or catch-up), UTC ISO 8601."""
+        with self._tx() as db:
+            return {job: at for job, at in db.execute("SELECT job_id, MIN(received_at) FROM deliveries "
+                                                      "WHERE job_id IS NOT NULL GROUP BY job_id")}
+
     def pending_jobs(self) -> list[int]:
         with self._tx() as db:
             return [r[0] for r in db.execute("SELECT job_id FROM pending ORDER BY queued_at, job_id")]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cals.cvat.round_upload import as_shown
 from cals.sampling import preannotations
 from cals.cvat.client import CvatSettings, connect
 from cals.cvat.export import ExportedJob, JobGone, export_job
@@ -218,7 +219,7 @@ def job_effort(export: ExportedJob, settings: RunSettings) -> dict[str, Any]:
     record = preannotations.load(settings.preannotations_root, export.task_id)
     if record is None:
         return {"preannotated": False}
-    pre, final = preannotations.by_frame_name(record), preannotations.by_frame_name(export.coco)
+    pre, final = as_shown(record), preannotations.by_frame_name(export.coco)
     frames = sorted(pre.keys() & final.keys())
     groups = correction_effort({f: pre[f] for f in frames}, {f: final[f] for f in frames},
                                settings.schema, tolerance=settings.effort_tolerance)

@@ -56,3 +56,15 @@ class RandomShare(Wrapper):
         extra = by_random[~taken[by_random]][:r]
         taken[extra] = True
         return order_scores(np.concatenate([by_base[:own], extra, by_base[~taken[by_base]]]))
+
+
+def picked_at_random(strategy: Strategy | PoolStrategy, picks: list[str], *, k: int, n: int) -> list[str]:
+    """The picks of a round of `k` from `n` unused frames that followed Random's order: all of a
+    Random round, a RandomShare's last r; an unbiased sample of the pool, so the loop report
+    measures the served model's accuracy on them."""
+    if isinstance(strategy, Random):
+        return list(picks)
+    if isinstance(strategy, RandomShare):
+        r = min(strategy.random_count(k, n), len(picks))
+        return list(picks[len(picks) - r:]) if r else []
+    return []

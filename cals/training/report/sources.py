@@ -1,0 +1,116 @@
+"""What the loop report reads, all of it written by the loop itself on the shared data volume:
+
+- the sampler's round records (`sampler/rounds/project-<id>/round-<n>/round.json`: frames, jobs,
+  the model version, the threshold and the random picks) and pre-annotations (`preannotations/`);
+- the trainer's labelled set (the final labels of every learned job, with its CVAT task and job),
+  its run queue (runs, their gate decisions, when each completion was heard) and the registry;
+- optionally CVAT, for the rounds' job states and deleted tasks (one listing per project).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from cals.cvat.round_upload import as_shown
+from cals.registry import Registry
+from cals.sampling import preannotations
+from cals.training.labelled_set import SPLITS, LabelledSet
+from cals.training.queue import SUCCEEDED, Run, RunQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopRecords:
+    rounds: list[dict]  # round.json documents (+ "project_id"), oldest first
+    pre: dict[int, dict[str, list[dict]]]  # task id -> frame name -> pre-annotated people, as CVAT showed them
+    sizes: dict[int, dict[str, tuple[int, int]]]  # task id -> frame name -> (width, height)
+    finals: dict[int, dict[int, dict[str, list[dict]]]]  # task id -> job id -> frame name -> final people
+    first_run: dict[str, int]  # labelled frame key -> the run that first learned it
+    runs: list[Run]  # succeeded runs, oldest first
+    versions: dict[str, dict[str, Any]]  # version id -> {"parent", "created_at", "promotion"}
+    completions: dict[int, str]  # job id -> when the trainer heard it was completed
+    cvat: dict[int, dict[int, bool]] | None = None  # round task id -> job id -> completed; None: not asked
+    cvat_note: str | None = None  # why CVAT's states are missing
+    unreadable: list[str] = field(default_factory=list)  # records that could not be read, in words
+
+
+def gather(data_root: Path, registry: Registry, queue: RunQueue, labelled: LabelledSet) -> LoopRecords:
+    """Everything but CVAT's states (`with_cvat_states` adds them)."""
+    unreadable: list[str] = []
+    rounds = _round_records(Path(data_root), unreadable)
+    pre, sizes = {}, {}
+    for r in rounds:
+        try:
+            record = preannotations.load(Path(data_root) / "preannotations", r["task_id"])
+        except Exception as exc:  # noqa: BLE001 - one broken record costs its round, not the page
+            unreadable.append(str(exc))
+            continue
+        if record is not None:
+            pre[r["task_id"]] = as_shown(record)
+            sizes[r["task_id"]] = {im["file_name"]: (im["width"], im["height"]) for im in record["images"]}
+    finals, first_run = _finals(labelled)
+    runs = sorted(queue.list(limit=1_000_000, state=SUCCEEDED), key=lambda run: run.id)
+    versions = {v.id: {"parent": v.parent, "created_at": v.created_at, "promotion": v.meta.get("promotion")}
+                for v in registry.list()}
+    return LoopRecords(rounds, pre, sizes, finals, first_run, runs, versions, queue.completions(),
+                       unreadable=unreadable)
+
+
+def _round_records(data_root: Path, unreadable: list[str]) -> list[dict]:
+    out = []
+    for path in sorted((data_root / "sampler" / "rounds").glob("project-*/round-*/round.json")):
+        try:
+            doc = json.loads(path.read_text())
+            project = int(path.parent.parent.name.removeprefix("project-"))
+        except (OSError, ValueError) as exc:
+            unreadable.append(f"{path}: {exc}")
+            continue
+        out.append({**doc, "project_id": project})
+    return sorted(out, key=lambda r: (r["project_id"], r["number"]))
+
+
+def _finals(labelled: LabelledSet) -> tuple[dict, dict[str, int]]:
+    """The final labels of every learned job, and the run that first learned each frame."""
+    finals: dict[int, dict[int, dict[str, list[dict]]]] = defaultdict(lambda: defaultdict(dict))
+    first_run = {}
+    for split in SPLITS:
+        doc = labelled.load(split)
+        people = defaultdict(list)
+        for ann in doc["annotations"]:
+            people[ann["image_id"]].append(ann)
+        for im in doc["images"]:
+            origin = im.get("cvat")
+            if not origin or origin.get("job_id") is None:
+                continue
+            name = PurePosixPath(origin["frame"]).name
+            finals[origin["task_id"]][origin["job_id"]][name] = people[im["id"]]
+            runs = [p["run"] for p in im.get("provenance", []) if isinstance(p.get("run"), int)]
+            if runs:
+                first_run[origin["key"]] = min(runs)
+    return finals, first_run
+
+
+def with_cvat_states(records: LoopRecords, client, trigger) -> LoopRecords:
+    """Each round task's jobs and whether they reached the trainer's trigger; a task CVAT no longer
+    has is absent. CVAT not answering leaves `cvat` None and says why in `cvat_note`."""
+    from cals.cvat.rounds import round_tasks
+
+    states: dict[int, dict[int, bool]] = {}
+    try:
+        for project in sorted({r["project_id"] for r in records.rounds}):
+            tasks = {t.id for t in round_tasks(client, project).values()}
+            states.update({t: {} for t in tasks})
+            for job in client.jobs.list(project_id=project):
+                if job.task_id in tasks:
+                    states[job.task_id][job.id] = trigger.matches(job)
+    except Exception as exc:  # noqa: BLE001 - the page shows what the records hold
+        log.warning("loop report without CVAT's job states: %s", exc)
+        records.cvat_note = f"CVAT did not answer ({type(exc).__name__}: {exc})"
+        return records
+    records.cvat = states
+    return records
