@@ -254,3 +254,100 @@ def _wait_for_runs(api: HttpClient, count: int, timeout: float = 300) -> None:
         assert not any(r["state"] == "failed" for r in runs), runs
         time.sleep(0.3)
     raise AssertionError(f"{count} succeeded run(s) expected within {timeout} s: {api.get('/runs').get_json()}")
+
+
+# ---- states, from records written as the loop writes them (tests/report_records.py) ----------
+@pytest.fixture
+def campaign(tmp_path, schema):
+    from cals.registry import Registry
+    from cals.training.queue import RunQueue
+    from tests.report_records import write_campaign
+
+    tasks = write_campaign(tmp_path / "data", schema, rounds=3, jobs=2)
+    return tmp_path / "data", Registry(str(tmp_path / "registry")), RunQueue(tmp_path / "data" / "queue.sqlite3"), tasks
+
+
+def _report(campaign, schema, states=None, cvat=None):
+    from cals.training.report import loop_report
+    from cals.training.report.build import build_report
+    from cals.training.report.sources import gather
+    from cals.training.labelled_set import LabelledSet
+
+    data, registry, queue, _ = campaign
+    if states is None:
+        return loop_report(data, registry, queue, schema, tolerance=TOLERANCE, cvat=cvat)
+    records = gather(data, registry, queue, LabelledSet(data / "labelled", schema))
+    records.cvat = states
+    return build_report(records, schema, tolerance=TOLERANCE, generated_at="now")
+
+
+def test_a_deleted_round_is_skipped_and_named_and_open_rounds_say_so(campaign, schema):
+    from cals.training.report import render_page
+
+    tasks = campaign[3]
+    jobs = {task: dict.fromkeys(ids, True) for task, ids in tasks.items()}
+    del jobs[102]  # round 2's task deleted in CVAT
+    jobs[103] = {**jobs[103], 9999: False}  # round 3 has a third job nobody completed
+    report = _report(campaign, schema, states=jobs)
+    assert [r["number"] for r in report["rounds"]] == [1, 3]
+    assert report["skipped"] == [{"number": 2, "task_id": 102, "project_id": 1, "reason": "its task was deleted in CVAT"}]
+    first, third = report["rounds"]
+    assert (first["state"], first["jobs_total"], first["jobs_completed"], first["jobs_learned"]) == ("complete", 2, 2, 2)
+    assert (third["state"], third["jobs_total"], third["jobs_completed"], third["jobs_learned"]) == ("open", 3, 2, 2)
+    page = render_page(report)
+    assert "Round 2 (task 102) is skipped: its task was deleted in CVAT." in page
+    assert ">open<" in page and "2/3 jobs learned" in page and "Traceback" not in page
+
+
+def test_a_round_completed_in_cvat_but_not_learned_waits_for_the_trainer(campaign, schema):
+    tasks = campaign[3]
+    jobs = {task: dict.fromkeys(ids, True) for task, ids in tasks.items()}
+    jobs[103][7777] = True  # completed in CVAT; the trainer has not learned it yet
+    report = _report(campaign, schema, states=jobs)
+    assert report["rounds"][2]["state"] == "waiting for the trainer"
+
+
+def test_without_cvat_the_page_says_so_and_shows_the_records(campaign, schema):
+    from cals.training.report import render_page
+
+    def unreachable():
+        raise ConnectionError("connection refused")
+
+    report = _report(campaign, schema, cvat=unreachable)
+    assert report["cvat_states"] is False and "connection refused" in report["cvat_note"]
+    assert [r["state"] for r in report["rounds"]] == ["complete"] * 3  # every recorded job learned
+    page = render_page(report)
+    assert "CVAT did not answer" in page and page.count("<svg") == 4
+
+
+def test_before_any_round_the_page_says_what_will_appear(tmp_path, schema):
+    from cals.registry import Registry
+    from cals.training.queue import RunQueue
+    from cals.training.report import loop_report, render_page
+
+    report = loop_report(tmp_path, Registry(str(tmp_path / "registry")), RunQueue(tmp_path / "q.sqlite3"), schema,
+                         tolerance=TOLERANCE)
+    assert report["rounds"] == [] and report["skipped"] == []
+    page = render_page(report)
+    assert "No completed job yet" in page and "No round is open yet" in page and "<svg" not in page
+
+
+def test_an_unreadable_round_record_is_named_and_the_others_shown(campaign, schema):
+    data = campaign[0]
+    (data / "sampler" / "rounds" / "project-1" / "round-2" / "round.json").write_text("{not json")
+    report = _report(campaign, schema)
+    assert [r["number"] for r in report["rounds"]] == [1, 3]
+    assert len(report["unreadable"]) == 1 and "round-2" in report["unreadable"][0]
+
+
+def test_readings_name_the_first_and_last_rounds(campaign, schema):
+    from cals.training.report.readings import readings
+
+    report = _report(campaign, schema)
+    said = readings(report)
+    spine = [r["ap"]["random"]["spine"] for r in report["rounds"]]
+    assert f"from {spine[0]:.2f} (round 1) to {spine[-1]:.2f} (round 3) over 3 rounds" in said["accuracy"]
+    moved = [f"{100 * r['effort']['spine']['moved_share']:.0f} %" for r in report["rounds"]]
+    assert said["moved"].startswith(f"Annotators moved {moved[0]}, then {moved[1]}, then {moved[2]} of spine points")
+    done = sum(r["work"]["placed_or_moved"] for r in report["rounds"])
+    assert f"People placed or moved {done} of the" in said["work"]

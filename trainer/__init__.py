@@ -15,6 +15,7 @@ from cals.cvat.probe import CvatProbe
 from cals.http_service import add_health, install_errors
 from cals.training.catch_up import CatchUp
 from cals.training.queue import RunQueue
+from cals.training.report import NumbersCache
 from trainer import api, report, webhooks, worker
 from trainer.config import load
 from trainer.state import TrainerState
@@ -32,9 +33,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(report.bp)
     add_health(app, api.health_report, aliases=("/healthz",))  # /healthz: its route before /health, kept
+    numbers = NumbersCache(settings.run.data_root / "report" / "numbers.json")
     run_worker = worker.init_app(app, queue, settings.run, start=settings.worker,
-                                 poll_seconds=settings.worker_poll_seconds, catch_up=_catch_up(settings, queue))
-    app.extensions["cals_trainer"] = TrainerState(settings, queue, run_worker, CvatProbe(settings.run.cvat))
+                                 poll_seconds=settings.worker_poll_seconds, catch_up=_catch_up(settings, queue),
+                                 after_run=lambda: report.refresh_numbers(settings.run, queue, numbers))
+    app.extensions["cals_trainer"] = TrainerState(settings, queue, run_worker, CvatProbe(settings.run.cvat), numbers)
     logging.getLogger(__name__).info("trainer ready: queue %s, registry %s", settings.queue_db,
                                      settings.run.registry.root)
     return app

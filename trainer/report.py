@@ -8,7 +8,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 
 from cals.cvat.client import connect
-from cals.training.report import loop_report, render_page
+from cals.training.queue import RunQueue
+from cals.training.report import NumbersCache, loop_report, render_page
+from cals.training.run import RunSettings
 from trainer.state import trainer_state
 
 bp = Blueprint("report", __name__)
@@ -31,7 +33,12 @@ def _report() -> dict:
     probe = state.cvat.report()
     report = loop_report(run.data_root, run.registry, state.queue, run.schema, tolerance=run.effort_tolerance,
                          cvat=(lambda: connect(run.cvat)) if probe.get("reachable", True) else None,
-                         trigger=run.trigger)
+                         trigger=run.trigger, cache=state.report_cache)
     if not probe.get("reachable", True) and report["rounds"]:
         report["cvat_note"] = probe.get("error") or "CVAT does not answer"
     return report
+
+
+def refresh_numbers(run: RunSettings, queue: RunQueue, cache: NumbersCache) -> None:
+    """Compute (into `cache`) the numbers of what a run just learned, without asking CVAT."""
+    loop_report(run.data_root, run.registry, queue, run.schema, tolerance=run.effort_tolerance, cache=cache)

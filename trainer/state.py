@@ -1,4 +1,4 @@
-"""What the routes share, tied to the app (not module globals): settings, queue, worker."""
+"""What the routes share, tied to the app (not module globals): settings, queue, worker, probe, report cache."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +7,7 @@ from flask import Flask
 
 from cals.cvat.probe import CvatProbe
 from cals.training.queue import RunQueue
+from cals.training.report import NumbersCache
 from trainer.config import TrainerSettings
 from trainer.worker import Worker
 
@@ -17,6 +18,7 @@ class TrainerState:
     queue: RunQueue
     worker: Worker
     cvat: CvatProbe  # what /health says of CVAT
+    report_cache: NumbersCache  # the loop report's computed numbers (cals.training.report.cache)
 
 
 def trainer_state(app: Flask) -> TrainerState:

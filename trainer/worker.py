@@ -7,7 +7,8 @@ failure is recorded on the run; the registry's current model changes only at the
 successful round. Training runs in a child process (`TrainProcess`): a crash there (OOM kill,
 segfault) fails the run, not this process. Stopping the worker waits for the current run; a
 training still going after the wait, or when the process exits, is terminated and its run
-recorded as interrupted and queued again, as after a crash.
+recorded as interrupted and queued again, as after a crash. After a run succeeds, the loop
+report's numbers of what it learned are computed (`after_run`), so the next page view is quick.
 """
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ import atexit
 import logging
 import threading
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 from flask import Flask
 
 from cals.errors import CalsError
 from cals.training.catch_up import CatchUp
-from cals.training.queue import Run, RunQueue
+from cals.training.queue import SUCCEEDED, Run, RunQueue
 from cals.training.run import RunSettings, clean_leftovers, execute
 from cals.training.train_process import TrainingStopped
 
@@ -30,11 +31,12 @@ log = logging.getLogger(__name__)
 
 class Worker:
     def __init__(self, queue: RunQueue, settings: RunSettings, *, poll_seconds: float = 5.0,
-                 catch_up: CatchUp | None = None) -> None:
+                 catch_up: CatchUp | None = None, after_run: Callable[[], None] | None = None) -> None:
         self.queue = queue
         self.settings = settings
         self.poll_seconds = poll_seconds
         self.catch_up = catch_up  # between runs: completed jobs whose webhook never came
+        self.after_run = after_run  # after a run succeeded, best effort (the loop report's numbers)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -105,7 +107,9 @@ class Worker:
             try:
                 if self.catch_up is not None and self.catch_up.due():
                     self.catch_up.run()
-                if self.run_once() is not None:
+                run = self.run_once()
+                if run is not None:
+                    self._after(run)
                     continue
             except Exception:  # noqa: BLE001 - e.g. the queue's disk is full: retry later
                 log.exception("worker could not reach the run queue")
@@ -113,6 +117,15 @@ class Worker:
                                                                        self.catch_up.seconds_to_next())
             self._wake.wait(wait)
             self._wake.clear()
+
+
+    def _after(self, run: Run) -> None:
+        if self.after_run is None or run.state != SUCCEEDED:
+            return
+        try:
+            self.after_run()
+        except Exception:  # noqa: BLE001 - a report is never worth a run
+            log.exception("after run %d: could not update the loop report's numbers", run.id)
 
 
 def _terminate_at_exit(ref: "weakref.ref[Worker]") -> None:
@@ -125,8 +138,8 @@ def _terminate_at_exit(ref: "weakref.ref[Worker]") -> None:
 
 
 def init_app(app: Flask, queue: RunQueue, settings: RunSettings, *, start: bool, poll_seconds: float,
-             catch_up: CatchUp | None = None) -> Worker:
-    worker = Worker(queue, settings, poll_seconds=poll_seconds, catch_up=catch_up)
+             catch_up: CatchUp | None = None, after_run: Callable[[], None] | None = None) -> Worker:
+    worker = Worker(queue, settings, poll_seconds=poll_seconds, catch_up=catch_up, after_run=after_run)
     if start:
         worker.start()
     return worker

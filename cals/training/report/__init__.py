@@ -16,15 +16,18 @@ from cals.schema import Schema
 from cals.training.labelled_set import LabelledSet
 from cals.training.queue import RunQueue
 from cals.training.report.build import build_report
+from cals.training.report.cache import NumbersCache
 from cals.training.report.page import render_page
 from cals.training.report.sources import gather, with_cvat_states
 
-__all__ = ["loop_report", "render_page"]
+__all__ = ["NumbersCache", "loop_report", "render_page"]
 
 
 def loop_report(data_root: Path, registry: Registry, queue: RunQueue, schema: Schema, *, tolerance: float,
-                cvat: Callable[[], ContextManager[Any]] | None = None, trigger=None) -> dict[str, Any]:
-    """The report document; `cvat` opens a cvat-sdk client (the rounds' job states and deleted tasks)."""
+                cvat: Callable[[], ContextManager[Any]] | None = None, trigger=None,
+                cache: NumbersCache | None = None) -> dict[str, Any]:
+    """The report document; `cvat` opens a cvat-sdk client (the rounds' job states and deleted tasks);
+    `cache` keeps computed numbers between calls (default: `<data_root>/report/numbers.json`)."""
     records = gather(Path(data_root), registry, queue, LabelledSet(Path(data_root) / "labelled", schema))
     if cvat is not None and records.rounds:
         try:
@@ -33,4 +36,5 @@ def loop_report(data_root: Path, registry: Registry, queue: RunQueue, schema: Sc
         except Exception as exc:  # noqa: BLE001 - connecting failed: the page shows the records alone
             records.cvat_note = f"CVAT did not answer ({type(exc).__name__}: {exc})"
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return build_report(records, schema, tolerance=tolerance, generated_at=now)
+    cache = cache or NumbersCache(Path(data_root) / "report" / "numbers.json")
+    return build_report(records, schema, tolerance=tolerance, generated_at=now, cache=cache)

@@ -5,16 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from cals.errors import CalsError
 from cals.schema import Schema
 from cals.training.queue import Run
+from cals.training.report.cache import NumbersCache
 from cals.training.report.numbers import frame_numbers
 from cals.training.report.sources import LoopRecords
 
 OPEN, WAITING, COMPLETE = "open", "waiting for the trainer", "complete"
 
 
-def build_report(records: LoopRecords, schema: Schema, *, tolerance: float, generated_at: str) -> dict[str, Any]:
+def build_report(records: LoopRecords, schema: Schema, *, tolerance: float, generated_at: str,
+                 cache: NumbersCache | None = None) -> dict[str, Any]:
     """Rounds oldest first; a round whose task CVAT no longer has is listed under `skipped`."""
+    cache = cache or NumbersCache()
     rounds, skipped = [], []
     learned_by = _learned_by(records.runs)
     for record in records.rounds:
@@ -22,34 +26,51 @@ def build_report(records: LoopRecords, schema: Schema, *, tolerance: float, gene
             skipped.append({"number": record["number"], "task_id": record["task_id"],
                             "project_id": record["project_id"], "reason": "its task was deleted in CVAT"})
             continue
-        rounds.append(_round(record, records, schema, tolerance, learned_by))
+        rounds.append(_round(record, records, schema, tolerance, learned_by, cache))
+    cache.save()
     return {"generated_at": generated_at, "schema": {"groups": list(schema.groups)},
             "tolerance": tolerance, "cvat_states": records.cvat is not None, "cvat_note": records.cvat_note,
             "rounds": rounds, "skipped": skipped, "unreadable": records.unreadable}
 
 
 def _round(record: dict, records: LoopRecords, schema: Schema, tolerance: float,
-           learned_by: dict[int, Run]) -> dict[str, Any]:
+           learned_by: dict[int, Run], cache: NumbersCache) -> dict[str, Any]:
     task = record["task_id"]
-    finals = records.finals.get(task, {})
-    pre, sizes = records.pre.get(task, {}), records.sizes.get(task, {})
-    at_random = record.get("random_frames") or []
+    finals, stamps = records.finals.get(task, {}), records.job_stamps.get(task, {})
     threshold = record.get("check_below")
+    key = ["numbers-v1", task, records.record_stamp(task), threshold, tolerance, schema.names, schema.sigmas,
+           sorted(record.get("random_frames") or [])]
+    loaded: list = []
 
-    def numbers(final: dict[str, list[dict]]) -> dict[str, Any]:
-        return frame_numbers(pre, final, sizes, schema, tolerance=tolerance, threshold=threshold, at_random=at_random)
+    def numbers(final: dict[str, list[dict]], part: list) -> dict[str, Any]:
+        def compute():
+            if not loaded:
+                loaded.append(_pre(records, task))
+            pre, sizes = loaded[0]
+            return frame_numbers(pre, final, sizes, schema, tolerance=tolerance, threshold=threshold,
+                                 at_random=record.get("random_frames") or [])
+        return cache.get(key + part, compute)
 
-    jobs = [{"job_id": job, **numbers(final), "completed_at": records.completions.get(job),
+    jobs = [{"job_id": job, **numbers(final, [job, stamps.get(job)]), "completed_at": records.completions.get(job),
              "run": learned_by[job].id if job in learned_by else None}
             for job, final in sorted(finals.items())]
     every = {name: people for final in finals.values() for name, people in final.items()}
     last = max(jobs, key=lambda j: (j["completed_at"] or "", j["job_id"]), default=None)
     return {"number": record["number"], "task_id": task, "project_id": record["project_id"],
             "version": record.get("version"), "strategy": record.get("strategy"),
-            "preannotated": bool(pre), "check_below": threshold,
+            "preannotated": key[2] is not None, "check_below": threshold,
             "labelled_frames_before": _frames_learned_by(records, record.get("version")),
-            **_state(record, records, finals), **numbers(every), "jobs": jobs,
+            **_state(record, records, finals), **numbers(every, ["round", sorted(stamps.items())]), "jobs": jobs,
             "times": _times(record, last, records, learned_by), "gate": _gate(last, learned_by, records)}
+
+
+def _pre(records: LoopRecords, task: int) -> tuple[dict, dict]:
+    """The task's pre-annotations; an unreadable record is named on the page and counts as none."""
+    try:
+        return records.pre(task)
+    except CalsError as exc:
+        records.unreadable.append(str(exc))
+        return {}, {}
 
 
 def _state(record: dict, records: LoopRecords, finals: dict) -> dict[str, Any]:

@@ -30,15 +30,16 @@ def frame_numbers(pre: People, final: People, sizes: Mapping[str, tuple[int, int
     pre_f, final_f = {f: pre[f] for f in frames}, {f: final[f] for f in frames}
     effort = correction_effort(pre_f, final_f, schema, tolerance=tolerance)
     random_frames = sorted(set(at_random) & set(frames))
+    every = pre_annotation_ap(pre_f, final_f, sizes, schema, frames)
+    picked = every if random_frames == frames else (
+        pre_annotation_ap(pre_f, final_f, sizes, schema, random_frames) if random_frames else None)
     return {
         "frames": len(frames),
         "people": sum(len(final_f[f]) for f in frames),
         "people_preannotated": sum(len(pre_f[f]) for f in frames),
         "points": {g: e["points"] for g, e in effort.items()},
         "effort": effort,
-        "ap": {"all": pre_annotation_ap(pre_f, final_f, sizes, schema, frames),
-               "random": pre_annotation_ap(pre_f, final_f, sizes, schema, random_frames) if random_frames else None,
-               "random_frames": len(random_frames)},
+        "ap": {"all": every, "random": picked, "random_frames": len(random_frames)},
         "flags": None if threshold is None else flag_figures(pre_f, final_f, schema, threshold, tolerance),
         "work": work_saved(effort),
     }

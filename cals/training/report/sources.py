@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class LoopRecords:
     rounds: list[dict]  # round.json documents (+ "project_id"), oldest first
-    pre: dict[int, dict[str, list[dict]]]  # task id -> frame name -> pre-annotated people, as CVAT showed them
-    sizes: dict[int, dict[str, tuple[int, int]]]  # task id -> frame name -> (width, height)
+    preannotations: Path  # the sampler's records, read only for numbers not yet computed (cache.py)
     finals: dict[int, dict[int, dict[str, list[dict]]]]  # task id -> job id -> frame name -> final people
+    job_stamps: dict[int, dict[int, list]]  # task id -> job id -> what its final labels are made of
     first_run: dict[str, int]  # labelled frame key -> the run that first learned it
     runs: list[Run]  # succeeded runs, oldest first
     versions: dict[str, dict[str, Any]]  # version id -> {"parent", "created_at", "promotion"}
@@ -38,27 +38,32 @@ class LoopRecords:
     cvat_note: str | None = None  # why CVAT's states are missing
     unreadable: list[str] = field(default_factory=list)  # records that could not be read, in words
 
+    def record_stamp(self, task: int) -> list | None:
+        """Size and mtime of the task's pre-annotation record (written once, never changed)."""
+        try:
+            st = preannotations.record_path(self.preannotations, task).stat()
+        except OSError:
+            return None
+        return [st.st_size, st.st_mtime_ns]
+
+    def pre(self, task: int) -> tuple[dict[str, list[dict]], dict[str, tuple[int, int]]]:
+        """The task's pre-annotated people by frame name as CVAT showed them, and the frames' sizes."""
+        record = preannotations.load(self.preannotations, task)
+        if record is None:
+            return {}, {}
+        return as_shown(record), {im["file_name"]: (im["width"], im["height"]) for im in record["images"]}
+
 
 def gather(data_root: Path, registry: Registry, queue: RunQueue, labelled: LabelledSet) -> LoopRecords:
     """Everything but CVAT's states (`with_cvat_states` adds them)."""
     unreadable: list[str] = []
     rounds = _round_records(Path(data_root), unreadable)
-    pre, sizes = {}, {}
-    for r in rounds:
-        try:
-            record = preannotations.load(Path(data_root) / "preannotations", r["task_id"])
-        except Exception as exc:  # noqa: BLE001 - one broken record costs its round, not the page
-            unreadable.append(str(exc))
-            continue
-        if record is not None:
-            pre[r["task_id"]] = as_shown(record)
-            sizes[r["task_id"]] = {im["file_name"]: (im["width"], im["height"]) for im in record["images"]}
-    finals, first_run = _finals(labelled)
+    finals, job_stamps, first_run = _finals(labelled)
     runs = sorted(queue.list(limit=1_000_000, state=SUCCEEDED), key=lambda run: run.id)
     versions = {v.id: {"parent": v.parent, "created_at": v.created_at, "promotion": v.meta.get("promotion")}
                 for v in registry.list()}
-    return LoopRecords(rounds, pre, sizes, finals, first_run, runs, versions, queue.completions(),
-                       unreadable=unreadable)
+    return LoopRecords(rounds, Path(data_root) / "preannotations", finals, job_stamps, first_run, runs, versions,
+                       queue.completions(), unreadable=unreadable)
 
 
 def _round_records(data_root: Path, unreadable: list[str]) -> list[dict]:
@@ -74,9 +79,10 @@ def _round_records(data_root: Path, unreadable: list[str]) -> list[dict]:
     return sorted(out, key=lambda r: (r["project_id"], r["number"]))
 
 
-def _finals(labelled: LabelledSet) -> tuple[dict, dict[str, int]]:
-    """The final labels of every learned job, and the run that first learned each frame."""
+def _finals(labelled: LabelledSet) -> tuple[dict, dict, dict[str, int]]:
+    """The final labels of every learned job, their stamps, and the run that first learned each frame."""
     finals: dict[int, dict[int, dict[str, list[dict]]]] = defaultdict(lambda: defaultdict(dict))
+    stamps: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
     first_run = {}
     for split in SPLITS:
         doc = labelled.load(split)
@@ -89,10 +95,11 @@ def _finals(labelled: LabelledSet) -> tuple[dict, dict[str, int]]:
                 continue
             name = PurePosixPath(origin["frame"]).name
             finals[origin["task_id"]][origin["job_id"]][name] = people[im["id"]]
+            stamps[origin["task_id"]][origin["job_id"]].append([name, im.get("provenance", [])[-1:]])
             runs = [p["run"] for p in im.get("provenance", []) if isinstance(p.get("run"), int)]
             if runs:
                 first_run[origin["key"]] = min(runs)
-    return finals, first_run
+    return finals, stamps, first_run
 
 
 def with_cvat_states(records: LoopRecords, client, trigger) -> LoopRecords:
