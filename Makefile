@@ -13,7 +13,7 @@ ENV_FILE ?= deploy/.env
 # run a command with the env file's settings (when it exists); a variable set in the shell wins
 WITH_ENV = $(PY) -m cals.env_file $(ENV_FILE)
 
-.PHONY: install check-build test test-real-cvat test-browser screenshots demo benchmark-al train bench soak clean deploy-function trainer sampler sample setup-project check round
+.PHONY: install check-build test test-real-cvat test-browser screenshots demo benchmark-al train bench soak clean deploy-function trainer sampler sample setup-project check round report
 
 install: .venv/.installed
 
@@ -54,6 +54,9 @@ check: install  # CVAT, credentials, project label, webhook ping to the trainer,
 round: install  # ask the running sampler service to open the next round (ARGS="--size 20" etc.)
 	$(CALS) round --env-file $(ENV_FILE) $(ARGS)
 
+report: install  # the loop report (the trainer's /report) into report.html, its readings printed (ARGS="--json" etc.)
+	$(CALS) report --env-file $(ENV_FILE) --out report.html $(ARGS)
+
 deploy-function:  # nuctl deploy of the Nuclio function into CVAT's project; GPU=1 for the CUDA build
 	bash serverless/deploy.sh --env-file $(ENV_FILE) $(if $(GPU),--gpu)
 
@@ -66,7 +69,7 @@ sampler: install  # sampler service (ranks the pool, opens CVAT rounds)
 sample: install  # open the next CVAT round in this process, without the sampler service (ARGS="--help")
 	$(WITH_ENV) $(PY) -m sampler round $(ARGS)
 
-bench: install  # training and accuracy, serving speed, the function's first start, a trainer round, catch-up, pool scoring, 1 vs 2 processes, memory across promotions; results in bench/results
+bench: install  # training and accuracy, serving speed, the function's first start, a trainer round, catch-up, pool scoring, 1 vs 2 processes, memory across promotions, the loop report's page; results in bench/results
 	$(PY) -m bench.run
 	$(PY) -m bench.serving
 	$(PY) -m bench.first_start --out bench/results/first-start.json
@@ -76,6 +79,7 @@ bench: install  # training and accuracy, serving speed, the function's first sta
 	$(PY) -m bench.distributed_training --out bench/results/distributed-training.json
 	$(PY) -m bench.function_workers --out bench/results/function-workers.json
 	$(PY) -m bench.model_reload --out bench/results/model-reload.json
+	$(PY) -m bench.report_render --out bench/results/report-render.json
 
 soak: install  # an hour against a real CVAT (../shared/realcvat, or CVAT_URL): services, function workers, annotator, faults; bench/results/soak.json, docs/soak.png. SOAK_MINUTES=60, ARGS="--faults disk-full" (python -m bench.soak --help)
 	bash scripts/soak.sh $(ARGS)

@@ -1,6 +1,6 @@
 """The annotator's view: CALS inside the real CVAT web UI, driven in headless Chromium.
 
-Four scenarios, each as a person does it, against a real CVAT with its UI (make test-browser):
+Five scenarios, each as a person does it, against a real CVAT with its UI (make test-browser):
 1. an annotator opens job 1 of the round the sampler opened: the top-ranked frames in rank order,
    each person pre-annotated with the spine points shown;
 2. AI Tools → Detectors → the CALS function draws skeletons on a frame, and the task's Actions →
@@ -8,7 +8,8 @@ Four scenarios, each as a person does it, against a real CVAT with its UI (make 
 3. points to check: the Filters dialog leaves the flagged people, and a flagged point shows its confidence;
 4. the annotator drags a spine point, saves and finishes the job from the menu; CVAT's webhook
    reaches the trainer, which fine-tunes and promotes, and the next AI Tools call is served by the
-   new version.
+   new version;
+5. the team lead opens the trainer's loop report page: round 1 open, the dragged point measured.
 What compose runs next to CVAT is served in-process over real HTTP: the trainer, the sampler and,
 in place of Nuclio, tests/nuclio_dashboard.py running the real function handler. Screenshots go to
 $SCREENSHOTS_DIR (make screenshots: docs/screenshots, shown in the README's walkthrough).
@@ -415,3 +416,22 @@ def test_a_correction_in_the_ui_trains_promotes_and_serves_the_next_ai_tools_cal
     invocation = _ai_tools_call(ui, loop, calls)
     assert invocation.headers.get("X-CALS-Model-Version") == model["version"], invocation.headers
     ui.shot("3-ai-tools-after-promotion")
+
+
+def test_the_team_lead_reads_the_loop_report_page(loop, browser):
+    """After scenario 4 the trainer has learned round 1's first job: its /report shows the round as
+    open (1 of 2 jobs learned), the spine point dragged as the only spine move, the plots and the readings."""
+    ui, api = browser, HttpClient(loop.trainer_url)
+    doc = api.get("/report.json").get_json()
+    (first,) = [r for r in doc["rounds"] if r["number"] == 1]
+    assert (first["state"], first["jobs_learned"], first["jobs_total"]) == ("open", 1, 2), first
+    assert first["effort"]["spine"]["moved"] == 1 and first["effort"]["body"]["moved"] == 0, first["effort"]
+    ui.driver.set_window_size(1400, 1800)
+    ui.driver.get(loop.trainer_url + "/report")
+    ui.find("figure svg")
+    text = ui.driver.find_element("tag name", "body").text
+    assert "Is the loop working for us?" in text and "Traceback" not in text
+    assert "1/2 jobs learned" in text and len(ui.all("figure svg")) == 4
+    moved = f"{100 * first['effort']['spine']['moved_share']:.1f} %"
+    assert moved in text, (moved, text[:2000])
+    ui.shot("5-loop-report")
