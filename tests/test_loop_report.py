@@ -215,6 +215,9 @@ def test_report_gives_the_numbers_of_the_edited_jobs(cvat_server, cvat_client, s
         assert main(["report", "--env-file", str(env), "--data", str(data), "--registry", str(registry), "--json",
                      "--out", str(tmp_path / "report.html")]) == 0
         cli = json.loads(capsys.readouterr().out)
+        assert main(["report", "--env-file", str(env), "--data", str(tmp_path / "not-here"), "--trainer-url",
+                     trainer_url, "--json"]) == 0  # compose keeps the data in a volume: the trainer answers
+        remote = json.loads(capsys.readouterr().out)
 
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
@@ -238,7 +241,7 @@ def test_report_gives_the_numbers_of_the_edited_jobs(cvat_server, cvat_client, s
         assert by_number[1]["labelled_frames_before"] == 0 and by_number[2]["labelled_frames_before"] == JOB
         assert by_number[2]["version"] == by_number[1]["gate"]["version"]  # round 2 came from round 1's model
         assert by_number[3]["frames"] == 0 and by_number[3]["state"] == "open"
-    assert cli["rounds"] == doc["rounds"]
+    assert cli["rounds"] == doc["rounds"] == remote["rounds"]
 
 
 def got_folder(data: Path, project_id: int, number: int) -> Path:
@@ -351,3 +354,10 @@ def test_readings_name_the_first_and_last_rounds(campaign, schema):
     assert said["moved"].startswith(f"Annotators moved {moved[0]}, then {moved[1]}, then {moved[2]} of spine points")
     done = sum(r["work"]["placed_or_moved"] for r in report["rounds"])
     assert f"People placed or moved {done} of the" in said["work"]
+
+
+def test_report_without_records_or_trainer_says_what_to_do(tmp_path, capsys):
+    assert main(["report", "--data", str(tmp_path / "absent"), "--trainer-url", "http://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cals: error: no loop records here") and "--data or --trainer-url" in err
+    assert len(err.splitlines()) == 1

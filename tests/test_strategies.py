@@ -418,3 +418,15 @@ def test_the_sampler_setting_takes_a_spec_and_names_its_fault():
         SamplerEnv.load(SAMPLER_STRATEGY="tcm:foo=1")
     with pytest.raises(SettingsError, match="CALS_SAMPLER_UNCERTAINTY: .*per-image strategy, not 'tcm'"):
         SamplerEnv.load(SAMPLER_UNCERTAINTY="tcm")
+
+
+def test_the_picks_made_at_random_are_named_for_the_loop_report(schema):
+    from cals.sampling.strategies.random_share import picked_at_random
+
+    picks = [f"f{i}" for i in range(8)]
+    assert picked_at_random(create("random", schema=schema), picks, k=8, n=100) == picks
+    assert picked_at_random(create("least_confidence", schema=schema), picks, k=8, n=100) == []
+    share = create("least_confidence:random_share=0.25", schema=schema)  # r = 2 of 8: the base's 6, then Random's 2
+    assert share.random_count(8, 100) == 2
+    assert picked_at_random(share, picks, k=8, n=100) == ["f6", "f7"]
+    assert picked_at_random(share, picks[:4], k=8, n=4) == ["f3"]  # a pool of 4 left: r = round(0.25 * 4)
