@@ -8,10 +8,10 @@ from html import escape
 from typing import Any
 
 from cals.training.report.plots import plots
-from cals.training.report.readings import readings
+from cals.training.report.readings import duration, readings
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1200px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 5px;text-align:right}th{font-weight:600;font-size:12px}
 th{background:#f3f3f3}td.l,th.l{text-align:left}.plots{display:grid;grid-template-columns:1fr 1fr;gap:1em}
 .plots figure{margin:0}.plots figcaption{font-size:13px}.note{background:#fff6d6;padding:.4em .8em}
 .open{color:#a60}details{margin:.3em 0}"""
@@ -63,32 +63,43 @@ def _empty(report: dict) -> str:
 
 
 def _rounds_table(rounds: list[dict], groups: list[str]) -> str:
-    head = ["round", "state", "model", "frames", "people", *[f"{g} points" for g in groups],
-            *[f"{g} moved" for g in groups], *[f"{g} shift px" for g in groups], *[f"{g} AP" for g in groups],
-            *[f"{g} AP random" for g in groups], *[f"{g} flag recall / workload" for g in groups],
-            "work saved", "opened → done", "done → promoted", "gate"]
+    per = " / ".join(groups)
+    head = ["round", "state", "model", "frames", "people", f"points ({per})", f"moved ({per})",
+            f"mean shift px ({per})", f"AP ({per})", f"AP random picks ({per})", f"flag recall ({per})",
+            f"flag workload ({per})", "work saved", "opened → done", "done → promoted", "gate"]
     rows = []
     for r in rounds:
+        flags = r["flags"] or {}
         cells = [str(r["number"]), _state(r), escape(str(r["version"])), r["frames"], r["people"],
-                 *[r["points"][g] for g in groups], *[_pct(r["effort"][g]["moved_share"]) for g in groups],
-                 *[_num(r["effort"][g]["mean_displacement_px"], 1) for g in groups],
-                 *[_num(r["ap"]["all"][g]) for g in groups],
-                 *[_num((r["ap"]["random"] or {}).get(g)) + f" ({r['ap']['random_frames']})" for g in groups],
-                 *[_flag(r, g) for g in groups], _pct(r["work"]["saved_share"]),
-                 _minutes(r["times"]["open_to_done_s"]), _minutes(r["times"]["done_to_promoted_s"]), _gate(r["gate"])]
+                 _each(groups, lambda g: str(r["points"][g])),
+                 _each(groups, lambda g: _pct(r["effort"][g]["moved_share"])),
+                 _each(groups, lambda g: _num(r["effort"][g]["mean_displacement_px"], 1)),
+                 _each(groups, lambda g: _num(r["ap"]["all"][g])),
+                 _each(groups, lambda g: _num((r["ap"]["random"] or {}).get(g))) + f"<br><small>{r['ap']['random_frames']} frames</small>",
+                 _each(groups, lambda g: _pct((flags.get(g) or {}).get("recall"))),
+                 _each(groups, lambda g: _pct((flags.get(g) or {}).get("workload"))),
+                 _pct(r["work"]["saved_share"]), _minutes(r["times"]["open_to_done_s"]),
+                 _minutes(r["times"]["done_to_promoted_s"]), _gate(r["gate"])]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return "<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>"
+    return _table(head, rows)
 
 
 def _jobs(r: dict, groups: list[str]) -> str:
-    head = ["job", "frames", "people", *[f"{g} moved" for g in groups], *[f"{g} AP" for g in groups],
-            "work saved", "completed", "run"]
+    per = " / ".join(groups)
+    head = ["job", "frames", "people", f"moved ({per})", f"AP ({per})", "work saved", "completed", "run"]
     rows = ["<tr>" + "".join(f"<td>{c}</td>" for c in [
-        j["job_id"], j["frames"], j["people"], *[_pct(j["effort"][g]["moved_share"]) for g in groups],
-        *[_num(j["ap"]["all"][g]) for g in groups], _pct(j["work"]["saved_share"]),
+        j["job_id"], j["frames"], j["people"], _each(groups, lambda g: _pct(j["effort"][g]["moved_share"])),
+        _each(groups, lambda g: _num(j["ap"]["all"][g])), _pct(j["work"]["saved_share"]),
         escape(j["completed_at"] or "n/a"), j["run"] or "n/a"]) + "</tr>" for j in r["jobs"]]
-    return (f"<details><summary>Round {r['number']}: {len(r['jobs'])} job(s) learned</summary><table><tr>"
-            + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table></details>")
+    return f"<details><summary>Round {r['number']}: {len(r['jobs'])} job(s) learned</summary>{_table(head, rows)}</details>"
+
+
+def _table(head: list[str], rows: list[str]) -> str:
+    return "<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>"
+
+
+def _each(groups: list[str], value) -> str:
+    return " / ".join(value(g) for g in groups)
 
 
 def _state(r: dict) -> str:
@@ -97,16 +108,13 @@ def _state(r: dict) -> str:
     return f"<span{cls}>{escape(r['state'])}</span><br><small>{done}</small>"
 
 
-def _flag(r: dict, group: str) -> str:
-    f = (r["flags"] or {}).get(group)
-    return "n/a" if not f else f"{_pct(f['recall'])} / {_pct(f['workload'])}"
-
-
 def _gate(gate: dict | None) -> str:
     if not gate:
         return "n/a"
     verdict = "promoted" if gate["promoted"] else "kept the current model"
-    return f"<span title='{escape(gate['reason'] or '')}'>{verdict}: {_num(gate['candidate'], 3)} vs {_num(gate['current'], 3)}</span>"
+    metric = escape(gate.get("metric") or "metric")
+    return (f"<span title='{escape(gate['reason'] or '')}'>{verdict}<br><small>{metric} {_num(gate['candidate'], 3)} "
+            f"vs {_num(gate['current'], 3)}</small></span>")
 
 
 def _pct(value: float | None) -> str:
@@ -118,4 +126,4 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 
 def _minutes(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{seconds / 60:.1f} min"
+    return "n/a" if seconds is None else duration(seconds)

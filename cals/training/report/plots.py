@@ -19,6 +19,9 @@ def _svg(draw: Callable[[Any], None], *, title: str) -> str:
     try:
         draw(ax)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # 50 rounds: a few ticks, not 50 labels
+        lo, hi = ax.get_xlim()
+        if hi - lo < 2:  # one round: whole numbers around it, not ±0.05
+            ax.set_xlim((lo + hi) / 2 - 1, (lo + hi) / 2 + 1)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -91,12 +94,15 @@ def _flags(ax, rounds: list[dict], groups: list[str]) -> None:
 
 def _time(ax, rounds: list[dict]) -> None:
     numbers = [r["number"] for r in rounds]
-    for offset, key, label, colour in ((-0.2, "open_to_done_s", "opened → last job completed", "tab:blue"),
-                                       (0.2, "done_to_promoted_s", "completed → model promoted", "tab:purple")):
-        ax.bar([n + offset for n in numbers], [(r["times"][key] or 0) / 60 for r in rounds], 0.4,
+    keys = ("open_to_done_s", "done_to_promoted_s")
+    longest = max((r["times"][k] or 0) for r in rounds for k in keys)
+    unit, per = ("hours", 3600) if longest > 3 * 3600 else ("minutes", 60)
+    for offset, key, label, colour in ((-0.2, keys[0], "opened → last job completed", "tab:blue"),
+                                       (0.2, keys[1], "completed → model promoted", "tab:purple")):
+        ax.bar([n + offset for n in numbers], [(r["times"][key] or 0) / per for r in rounds], 0.4,
                label=label, color=colour)
     ax.set_xlabel("round")
-    ax.set_ylabel("minutes")
+    ax.set_ylabel(unit)
 
 
 def _nan(value: float | None) -> float:

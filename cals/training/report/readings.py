@@ -53,9 +53,9 @@ def _time(rounds: list[dict]) -> str:
     promoted = [r["times"]["done_to_promoted_s"] for r in rounds if r["times"]["done_to_promoted_s"] is not None]
     parts = []
     if done:
-        parts.append(f"a round took {_duration(median(done))} from opening to its last completed job")
+        parts.append(f"a round took {duration(median(done))} from opening to its last completed job")
     if promoted:
-        parts.append(f"a completed round became a promoted model in {_duration(median(promoted))}")
+        parts.append(f"a completed round became a promoted model in {duration(median(promoted))}")
     return ("Median: " + "; ".join(parts) + ".") if parts else "No round has both its times yet."
 
 
@@ -68,7 +68,7 @@ def _work(rounds: list[dict]) -> str:
             f"they would have placed all {scratch} ({_pct(1 - done / scratch)} saved).")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
