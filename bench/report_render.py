@@ -6,9 +6,10 @@ A campaign of `--rounds` rounds of `--jobs` jobs (5 frames, 2 people each; tests
 is written as the sampler and trainer write it, and viewed as GET /report builds it (`loop_report`
 without CVAT's listing, then `render_page` with its four plots), in this process:
 - cold: the first view, every round but the last computed (the numbers cache is empty);
-- after a round: the view after the run that learned the last round (its numbers only);
-- warm: `--repeats` views with nothing new.
-Target (issue 35): the page in at most 1 s for 50 rounds of 20 jobs; the cold view is reported apart.
+- refresh after a round: what the trainer's worker spends right after the run that learned the last
+  round, computing that round's numbers (trainer/report.py `refresh_numbers`), so views stay warm;
+- warm: `--repeats` views with nothing new to compute: a page view in the trainer.
+Target (issue 35): the page in at most 1 s for 50 rounds of 20 jobs (`met`: the warm views' median).
 """
 from __future__ import annotations
 
@@ -53,16 +54,15 @@ def main(argv: list[str] | None = None) -> dict:
         last.rename(hidden)
         cold = view()  # every round but the last: the numbers computed, as at a trainer's first view
         hidden.rename(last)
-        new_round = view()  # the view after the run that learned the last round: its numbers only
+        new_round = view()  # as the worker's refresh after the run that learned the last round
         warm = [view() for _ in range(args.repeats)]
     result = {"rounds": args.rounds, "jobs_per_round": args.jobs, "frames": args.rounds * args.jobs * 5,
               "repeats": args.repeats, "page_bytes": warm[-1][2], "target_s": 1.0,
               "cold_s": {"numbers": round(cold[0], 3), "page": round(cold[1], 3)},
-              "after_a_round_s": {"numbers": round(new_round[0], 3), "page": round(new_round[1], 3),
-                                  "total": round(new_round[0] + new_round[1], 3)},
+              "refresh_after_a_round_s": round(new_round[0], 3),
               "warm_s": {"numbers": _spread([w[0] for w in warm]), "page": _spread([w[1] for w in warm]),
                          "total": _spread([w[0] + w[1] for w in warm])}}
-    result["met"] = result["warm_s"]["total"]["median"] <= 1.0 and result["after_a_round_s"]["total"] <= 1.0
+    result["met"] = result["warm_s"]["total"]["median"] <= 1.0
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
