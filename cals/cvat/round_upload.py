@@ -21,7 +21,7 @@ import numpy as np
 from cvat_sdk.api_client import models
 
 from cals.errors import CalsError
-from cals.point_checks import CHECK, CONFIDENCE, SPINE_CONFIDENCE, check_below as default_check_below
+from cals.point_checks import CHECK, CONFIDENCE, SPINE_CONFIDENCE
 from cals.schema import Schema
 from cals.serving.cvat_shapes import on_image, skeleton_shape
 
@@ -116,17 +116,16 @@ def cvat_shape(shape: dict, ids: LabelIds) -> models.LabeledShapeRequest:
                                       attributes=_values(shape["attributes"], ids.attributes), elements=elements)
 
 
-def upload_preannotations(task, coco: dict, schema: Schema, check_below: float | None = None) -> None:
+def upload_preannotations(task, coco: dict, schema: Schema, check_below: float) -> None:
     """Replace `task`'s (a new round's cvat-sdk task) annotations with the document's people.
 
-    `check_below`: points scoring below it are flagged; default $CALS_CHECK_BELOW.
+    `check_below`: points scoring below it are flagged (the round resolves $CALS_CHECK_BELOW and records it).
     """
-    threshold = default_check_below() if check_below is None else float(check_below)
     ids = LabelIds.of(task.get_labels(), schema)
     if ids.missing:
         log.warning("task %d: the project's label %r lacks the points-to-check attributes (%s), so the "
                     "pre-annotations go in without them; for points to check, use a project made by "
                     "`make setup-project` (CALS never edits a label people work in)",
                     task.id, schema.label, "; ".join(ids.missing))
-    shapes = [cvat_shape(s, ids) for s in round_shapes(coco, schema, threshold)]
+    shapes = [cvat_shape(s, ids) for s in round_shapes(coco, schema, check_below)]
     task.set_annotations(models.LabeledDataRequest(shapes=shapes))

@@ -68,8 +68,8 @@ def evaluate(gt: dict | str | os.PathLike, predictions: list[dict] | str | os.Pa
     families = sorted({str(a["pose_family"]) for a in dataset["annotations"] if a.get("pose_family")})
     if by_family and families:
         report["families"] = {f: _family_metrics(dataset, preds, match, schema, f) for f in families}
-    log.log(logging.DEBUG if quiet else logging.INFO, "evaluated %d predictions on %d images: AP %s, %s", len(preds), report["num_images"],
-             report["overall"]["AP"], {g: m["AP"] for g, m in report["groups"].items()})
+    log.log(logging.DEBUG if quiet else logging.INFO, "evaluated %d predictions on %d images: AP %s, %s",
+            len(preds), report["num_images"], report["overall"]["AP"], {g: m["AP"] for g, m in report["groups"].items()})
     return report
 
 
