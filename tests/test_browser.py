@@ -28,12 +28,11 @@ from typing import Any, Iterator
 import pytest
 from cvat_sdk import Client, models
 
-from cals import env_file
 from cals.cli import main
 from cals.registry import Registry
 from tests import cvat_ui
 from tests.test_lambda_manager import FUNCTION, _answered, dashboard_unavailable, function_dashboard
-from tests.test_walkthrough import configured_project, free_port, running_services, services
+from tests.test_walkthrough import deployed, running_services
 from tests.trainer_helpers import HttpClient, wait_for_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -104,24 +103,15 @@ def _register(cvat_server, username: str, password: str) -> int:
 def loop(ui_url, cvat_server, schema, trained, tmp_path_factory) -> Iterator[Loop]:
     """Project, pool and round 1 opened by the sampler; trainer, sampler and function running;
     an annotator account assigned to round 1's first job."""
-    from cals.synth import generate_dataset
-
     tmp = tmp_path_factory.mktemp("browser-loop")
-    frames = tmp / "coco"
-    generate_dataset(frames, 24, seed=41, progress=False, workers=1)
-    trainer_port = free_port()
-    env = configured_project(cvat_server, schema, frames, tmp, trainer_port, f"spine-{uuid.uuid4().hex[:6]}")
-    values = env_file.read(env)
-    project_id = int(values["CALS_PROJECT_ID"])
-
-    registry = Path(shutil.copytree(trained[0].root, tmp / "registry"))
-    trainer_cfg, sampler_cfg = services(values, registry, tmp / "data", cvat_server)
-    sampler_cfg.update(ROUND_SIZE=ROUND, JOB_SIZE=JOB, AUTO_OPEN=False)
+    d = deployed(cvat_server, schema, trained, tmp, images=24, seed=41, name=f"spine-{uuid.uuid4().hex[:6]}")
+    env, frames, project_id, registry = d.env, d.frames, d.project_id, d.registry
+    d.sampler_cfg.update(ROUND_SIZE=ROUND, JOB_SIZE=JOB, AUTO_OPEN=False)
     username, password = f"annotator-{uuid.uuid4().hex[:6]}", f"An-{uuid.uuid4().hex[:12]}"
     annotator = _register(cvat_server, username, password)
     # the function serves what the trainer promotes
     with function_dashboard(registry) as dashboard, \
-            running_services(trainer_cfg, sampler_cfg, trainer_port) as (trainer_url, sampler_url):
+            running_services(d.trainer_cfg, d.sampler_cfg, d.port) as (trainer_url, sampler_url):
         first = _open_round(env, sampler_url)
         with cvat_server.make_client() as admin:
             task = admin.tasks.retrieve(first["task_id"])

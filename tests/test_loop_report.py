@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -18,10 +17,9 @@ import pytest
 from xtcocotools.coco import COCO
 from xtcocotools.cocoeval import COCOeval
 
-from cals import env_file
 from cals.cli import main
 from cals.cvat.coco_upload import import_coco
-from tests.test_walkthrough import configured_project, free_port, running_services, services, wait_for_round
+from tests.test_walkthrough import deployed, running_services, wait_for_round
 from tests.trainer_helpers import HttpClient
 
 ROUND, JOB = 10, 5
@@ -181,20 +179,11 @@ def check_round(got: dict, want: dict, schema, k: int, added_spine: int, thresho
 
 @pytest.mark.slow
 def test_report_gives_the_numbers_of_the_edited_jobs(cvat_server, cvat_client, schema, trained, tmp_path, capsys):
-    from cals.synth import generate_dataset
-
-    frames = tmp_path / "coco"
-    generate_dataset(frames, 30, seed=35, progress=False, workers=1)
-    port = free_port()
-    env = configured_project(cvat_server, schema, frames, tmp_path, port, f"report-{port}")
-    values = env_file.read(env)
-    project_id = int(values["CALS_PROJECT_ID"])
-    registry = Path(shutil.copytree(trained[0].root, tmp_path / "registry"))
-    data = tmp_path / "data"
-    trainer_cfg, sampler_cfg = services(values, registry, data, cvat_server)
-    sampler_cfg["SAMPLER_STRATEGY"] = "random"  # the default order: every frame is a random pick
+    d = deployed(cvat_server, schema, trained, tmp_path, images=30, seed=35, name="report")
+    env, project_id, registry, data = d.env, d.project_id, d.registry, tmp_path / "data"
+    d.sampler_cfg["SAMPLER_STRATEGY"] = "random"  # the default order: every frame is a random pick
     jobs = {}
-    with running_services(trainer_cfg, sampler_cfg, port) as urls:
+    with running_services(d.trainer_cfg, d.sampler_cfg, d.port) as urls:
         trainer_url, sampler_url = urls
         api = HttpClient(trainer_url)
         empty = api.get("/report.json").get_json()

@@ -12,6 +12,7 @@ import shutil
 import socket
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -64,6 +65,33 @@ def configured_project(cvat_server, schema, frames: Path, tmp: Path, trainer_por
     return env
 
 
+@dataclass
+class Deployment:
+    """Steps 1-6 done: a generated COCO set, the project from deploy/.env, the initial model, the services' settings."""
+    frames: Path
+    env: Path
+    project_id: int
+    registry: Path
+    port: int  # where the trainer must listen: the project's webhook points there
+    trainer_cfg: dict
+    sampler_cfg: dict
+
+
+def deployed(cvat_server, schema, trained, tmp: Path, *, images: int, seed: int, name: str) -> Deployment:
+    """`images` generated frames (`seed`) as the pool of a project named `name` + the trainer's port,
+    the session's trained model as the initial one, the trainer's and sampler's settings (data in tmp/data)."""
+    from cals.synth import generate_dataset
+
+    frames = tmp / "coco"
+    generate_dataset(frames, images, seed=seed, progress=False, workers=1)
+    port = free_port()
+    env = configured_project(cvat_server, schema, frames, tmp, port, f"{name}-{port}")
+    values = env_file.read(env)
+    registry = Path(shutil.copytree(trained[0].root, tmp / "registry"))
+    trainer_cfg, sampler_cfg = services(values, registry, tmp / "data", cvat_server)
+    return Deployment(frames, env, int(values["CALS_PROJECT_ID"]), registry, port, trainer_cfg, sampler_cfg)
+
+
 @contextmanager
 def running_services(trainer_cfg: dict, sampler_cfg: dict, trainer_port: int) -> Iterator[tuple[str, str]]:
     """(trainer URL, sampler URL): the sampler, then the trainer (told the sampler's URL) on
@@ -105,19 +133,10 @@ def wait_for_round(cvat_client, project_id: int, number: int, urls: tuple[str, s
 
 @pytest.mark.slow
 def test_from_a_coco_dataset_to_round_3(cvat_server, cvat_client, schema, trained, tmp_path, capsys):
-    from cals.synth import generate_dataset
-
-    frames = tmp_path / "coco"
-    generate_dataset(frames, 36, seed=31, progress=False, workers=1)
-    trainer_port = free_port()
-    env = configured_project(cvat_server, schema, frames, tmp_path, trainer_port, f"walk-{trainer_port}")
-    values = env_file.read(env)
-    project_id = int(values["CALS_PROJECT_ID"])
-
-    # 5./6. the initial model in the registry; trainer and sampler up
-    registry = Path(shutil.copytree(trained[0].root, tmp_path / "registry"))
-    trainer_cfg, sampler_cfg = services(values, registry, tmp_path / "data", cvat_server)
-    with running_services(trainer_cfg, sampler_cfg, trainer_port) as urls:
+    # 1.-6. deploy/.env, the project and its webhook, the pool task, the initial model in the registry
+    d = deployed(cvat_server, schema, trained, tmp_path, images=36, seed=31, name="walk")
+    env, project_id, registry, frames = d.env, d.project_id, d.registry, d.frames
+    with running_services(d.trainer_cfg, d.sampler_cfg, d.port) as urls:
         trainer_url, sampler_url = urls
         # 7. round 1 through the sampler service
         capsys.readouterr()
