@@ -7,6 +7,7 @@ every number.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, ContextManager
@@ -18,9 +19,10 @@ from cals.training.queue import RunQueue
 from cals.training.report.build import build_report
 from cals.training.report.cache import NumbersCache
 from cals.training.report.page import render_page
-from cals.training.report.sources import gather, with_cvat_states
+from cals.training.report.sources import cvat_states, gather
 
 __all__ = ["NumbersCache", "loop_report", "render_page"]
+log = logging.getLogger(__name__)
 
 
 def loop_report(data_root: Path, registry: Registry, queue: RunQueue, schema: Schema, *, tolerance: float,
@@ -32,8 +34,9 @@ def loop_report(data_root: Path, registry: Registry, queue: RunQueue, schema: Sc
     if cvat is not None and records.rounds:
         try:
             with cvat() as client:
-                with_cvat_states(records, client, trigger)
-        except Exception as exc:  # noqa: BLE001 - connecting failed: the page shows the records alone
+                records.cvat = cvat_states(records, client, trigger)
+        except Exception as exc:  # noqa: BLE001 - CVAT down or failing: the page shows the records alone
+            log.warning("loop report without CVAT's job states: %s", exc)
             records.cvat_note = f"CVAT did not answer ({type(exc).__name__}: {exc})"
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     cache = cache or NumbersCache(Path(data_root) / "report" / "numbers.json")

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -21,7 +20,6 @@ from cals.sampling import preannotations
 from cals.training.labelled_set import SPLITS, LabelledSet
 from cals.training.queue import SUCCEEDED, Run, RunQueue
 
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,7 +53,7 @@ class LoopRecords:
 
 
 def gather(data_root: Path, registry: Registry, queue: RunQueue, labelled: LabelledSet) -> LoopRecords:
-    """Everything but CVAT's states (`with_cvat_states` adds them)."""
+    """Everything but CVAT's states (`cvat_states` reads them)."""
     unreadable: list[str] = []
     rounds = _round_records(Path(data_root), unreadable)
     finals, job_stamps, first_run = _finals(labelled)
@@ -102,22 +100,16 @@ def _finals(labelled: LabelledSet) -> tuple[dict, dict, dict[str, int]]:
     return finals, stamps, first_run
 
 
-def with_cvat_states(records: LoopRecords, client, trigger) -> LoopRecords:
-    """Each round task's jobs and whether they reached the trainer's trigger; a task CVAT no longer
-    has is absent. CVAT not answering leaves `cvat` None and says why in `cvat_note`."""
+def cvat_states(records: LoopRecords, client, trigger) -> dict[int, dict[int, bool]]:
+    """Round task id -> its jobs -> whether each reached the trainer's trigger; a task CVAT no
+    longer has is absent."""
     from cals.cvat.rounds import round_tasks
 
     states: dict[int, dict[int, bool]] = {}
-    try:
-        for project in sorted({r["project_id"] for r in records.rounds}):
-            tasks = {t.id for t in round_tasks(client, project).values()}
-            states.update({t: {} for t in tasks})
-            for job in client.jobs.list(project_id=project):
-                if job.task_id in tasks:
-                    states[job.task_id][job.id] = trigger.matches(job)
-    except Exception as exc:  # noqa: BLE001 - the page shows what the records hold
-        log.warning("loop report without CVAT's job states: %s", exc)
-        records.cvat_note = f"CVAT did not answer ({type(exc).__name__}: {exc})"
-        return records
-    records.cvat = states
-    return records
+    for project in sorted({r["project_id"] for r in records.rounds}):
+        tasks = {t.id for t in round_tasks(client, project).values()}
+        states.update({t: {} for t in tasks})
+        for job in client.jobs.list(project_id=project):
+            if job.task_id in tasks:
+                states[job.task_id][job.id] = trigger.matches(job)
+    return states
