@@ -114,18 +114,24 @@ class ModelEnv(CalsEnv):
     CONFIG: str = Field("cpu", description="config of a model with no version to start from: cpu | rtmpose-m | "
                                            "FILE.py (`cals train`, the function's initial model); a model "
                                            "trained from a version (every trainer run) keeps that version's")
-    POSE_BACKEND: Literal["auto", "onnxruntime", "pytorch"] = "auto"
-    CACHE: Path = Field(Path.home() / ".cache" / "cals", description="downloads and cached base models")
+    POSE_BACKEND: Literal["auto", "onnxruntime", "openvino", "pytorch"] = Field(
+        "auto", description="pose network runtime; auto: on CPU the fastest that loads the version's ONNX "
+                            "export (cals.model.pose_network.AUTO_ORDER), PyTorch on GPU")
+    POSE_PRECISION: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="auto: int8 where the version's int8 model passed its check at registration "
+                            "(cals.model.quantize), else fp32")
+    CACHE: Path = Field(Path.home() / ".cache" / "cals", description="downloads, cached base models, "
+                                                                   "OpenVINO's compiled models")
     DEVICE: str | None = Field(None, description="inference/training device; default cuda:0 when present, else cpu")
     FLIP_TEST: bool | None = Field(None, description="average with the mirrored crop; unset: the model config's")
     SCHEMA: Path | None = Field(None, description="keypoint schema YAML; default the bundled COCO-17 + spine")
     DETECTOR: str | None = Field(None, description="RTMDet person end2end.onnx (file, folder or URL)")
     CHECK_BELOW: float = Field(0.6, ge=0, le=1, description="points to check: a pre-annotated point scoring "
                                                              "below it is flagged (`check`) in CVAT")
-    THREADS: int = Field(0, ge=0, description="torch and ONNX Runtime threads per process; 0: the process's "
+    THREADS: int = Field(0, ge=0, description="torch, ONNX Runtime and OpenVINO threads per process; 0: the process's "
                                               "share of the host's cores (cores / processes sharing them)")
 
-    @field_validator("POSE_BACKEND", mode="before")
+    @field_validator("POSE_BACKEND", "POSE_PRECISION", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

@@ -1,20 +1,27 @@
-"""The pose network of a version, run by PyTorch or by ONNX Runtime from its exported `model.onnx`.
+"""The pose network of a version, run by PyTorch, ONNX Runtime or OpenVINO from its exported `model.onnx`
+(or, in int8, from `model.int8.onnx`, cals.model.quantize).
 
 A network maps normalised crops (N, 3, H, W) to the head's raw outputs (heatmaps, or the SimCC
 pair x, y) and each crop's feature: the backbone's last stage, averaged over space (N, C), which
 the diversity strategies compare. Everything around it (mmpose's crop pipeline, the flip test, decoding) stays mmpose's,
-so both backends differ only in who multiplies the matrices.
+so the runtimes differ only in who multiplies the matrices.
 
-  CALS_POSE_BACKEND  auto (default: ONNX Runtime on CPU when the version has model.onnx, else
-                     PyTorch), onnxruntime, or pytorch
+  CALS_POSE_BACKEND    auto (default), onnxruntime, openvino or pytorch. auto: on CPU with an
+                       exported model, the runtimes in AUTO_ORDER (measured by bench.serving), each
+                       one that cannot load the model falling back to the next with one log line;
+                       PyTorch on GPU or without an export. A runtime asked for by name fails instead.
+  CALS_POSE_PRECISION  auto (default: int8 where the version's int8 model passed its check at
+                       registration, else fp32), fp32 or int8
 """
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Iterator, Union
 
+import numpy as np
 import torch
 
 from cals.errors import CalsError
@@ -23,6 +30,8 @@ from cals.model import threads
 log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"  # cals.model.quantize writes both, at registration
+INT8_REPORT = "int8.json"  # its check against fp32: {"approved": bool, ...}
 Outputs = Union[torch.Tensor, tuple]  # heatmaps, or (simcc_x, simcc_y)
 
 
@@ -40,6 +49,7 @@ class TorchNetwork:
     """backbone → neck → head layers of an mmpose top-down model, in PyTorch."""
 
     name = "pytorch"
+    precision = "fp32"
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
@@ -51,7 +61,7 @@ class TorchNetwork:
 
 
 class OnnxNetwork:
-    """The same network from `model.onnx`, one ONNX Runtime session per predictor."""
+    """The network from an ONNX file, one ONNX Runtime session per predictor."""
 
     name = "onnxruntime"
 
@@ -70,38 +80,150 @@ class OnnxNetwork:
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             raise CalsError(f"ONNX Runtime cannot load {path}: {e}") from None
         self.input = self.session.get_inputs()[0].name
+        self.precision = precision_of(path)
 
     def __call__(self, inputs: torch.Tensor) -> tuple[Outputs, torch.Tensor]:
-        *outputs, features = [torch.from_numpy(o) for o in self.session.run(None, {self.input: inputs.numpy()})]
-        return (outputs[0] if len(outputs) == 1 else tuple(outputs)), features
+        return _split_features(self.session.run(None, {self.input: inputs.numpy()}))
 
 
-def backend_setting() -> str:
-    """$CALS_POSE_BACKEND, checked by the settings layer."""
+class OpenVinoNetwork:
+    """The network from an ONNX file compiled by OpenVINO for this CPU, in fp32 arithmetic.
+
+    The compiled blob is kept in `cache_dir` (OpenVINO's model cache, keyed by the model's hash and
+    the compile settings), so a restart loads it instead of compiling again."""
+
+    name = "openvino"
+
+    def __init__(self, path: str | os.PathLike, cache_dir: Path | None = None) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        if cache_dir is not None and _writable(cache_dir):
+            core.set_property({"CACHE_DIR": str(cache_dir)})
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+                  # pinned threads wait for their core when the host is busy (the trainer beside the
+                  # function): unpinned, OpenVINO degrades like ONNX Runtime under load
+                  "ENABLE_CPU_PINNING": False}
+        if threads.session_threads():
+            config["INFERENCE_NUM_THREADS"] = threads.session_threads()
+        try:
+            self.compiled = core.compile_model(str(path), "CPU", config)
+        except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError for every kind of failure
+            raise CalsError(f"OpenVINO cannot compile {path}: {str(e).strip().splitlines()[0]}") from None
+        self._local = threading.local()  # an infer request serves one call at a time
+        self.precision = precision_of(path)
+
+    def __call__(self, inputs: torch.Tensor) -> tuple[Outputs, torch.Tensor]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        request.infer({0: inputs.numpy()})
+        # copies: the request's output buffers are overwritten by its next call
+        return _split_features([request.get_output_tensor(i).data.copy()
+                                for i in range(len(self.compiled.outputs))])
+
+
+def _split_features(arrays: list[np.ndarray]) -> tuple[Outputs, torch.Tensor]:
+    *outputs, features = [torch.from_numpy(a) for a in arrays]
+    return (outputs[0] if len(outputs) == 1 else tuple(outputs)), features
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def precision_of(path: str | os.PathLike) -> str:
+    return "int8" if Path(path).name == INT8_FILE else "fp32"
+
+
+Network = Union[TorchNetwork, OnnxNetwork, OpenVinoNetwork]
+RUNTIMES = {"onnxruntime": OnnxNetwork, "openvino": OpenVinoNetwork}
+# The runtimes auto tries on CPU, fastest first, per precision (bench.serving, 2 cores: see the
+# function's README); PyTorch closes every list.
+AUTO_ORDER = {"fp32": ("openvino", "onnxruntime"), "int8": ("onnxruntime", "openvino")}
+
+
+def runtime_settings() -> tuple[str, str]:
+    """($CALS_POSE_BACKEND, $CALS_POSE_PRECISION), checked by the settings layer."""
     from cals.settings import ModelEnv
 
-    return ModelEnv.load().POSE_BACKEND
+    env = ModelEnv.load()
+    return env.POSE_BACKEND, env.POSE_PRECISION
 
 
-def pick_network(model: torch.nn.Module, version_dir: Path, device: str,
-                 backend: str | None = None) -> TorchNetwork | OnnxNetwork:
-    """ONNX Runtime where it is asked for or (auto) where it helps: a CPU host and an exported model.
+def openvino_cache() -> Path:
+    """Where OpenVINO keeps compiled models: $CALS_CACHE/openvino."""
+    from cals.settings import ModelEnv
 
-    GPU hosts keep PyTorch/CUDA. A model.onnx that will not load falls back to PyTorch under
-    auto and is an error when onnxruntime is asked for by name.
+    return ModelEnv.load().CACHE / "openvino"
+
+
+def pick_network(model: torch.nn.Module, version_dir: Path, device: str, backend: str | None = None,
+                 precision: str | None = None) -> Network:
+    """The runtime and model file asked for, or (auto) the fastest that loads.
+
+    GPU hosts keep PyTorch/CUDA under auto. int8 needs the version's `model.int8.onnx`; auto uses
+    it only where its check at registration passed (`int8_approved`).
     """
-    backend = backend or backend_setting()
-    onnx = version_dir / ONNX_FILE
-    wanted = backend == "onnxruntime" or (backend == "auto" and device == "cpu" and onnx.is_file())
-    if not wanted:
+    backend_env, precision_env = runtime_settings()
+    backend, precision = backend or backend_env, precision or precision_env
+    files = _model_files(version_dir, backend, precision, device)
+    if backend == "pytorch":
         return TorchNetwork(model)
+    if backend != "auto":
+        return _load(backend, files[0])
+    for runtime, path in _auto_candidates(files):
+        try:
+            return _load(runtime, path)
+        except CalsError as e:
+            log.warning("%s; trying the next runtime for %s", e, version_dir.name)
+    if files:
+        log.warning("no ONNX runtime could load %s: serving it with PyTorch", version_dir.name)
+    return TorchNetwork(model)
+
+
+def _model_files(version_dir: Path, backend: str, precision: str, device: str) -> list[Path]:
+    """The ONNX files to try, in order; [] where PyTorch serves (auto on GPU, or no export)."""
+    onnx, int8 = version_dir / ONNX_FILE, version_dir / INT8_FILE
+    if precision == "int8":
+        if backend == "pytorch":
+            raise CalsError("CALS_POSE_PRECISION=int8 needs an ONNX runtime (CALS_POSE_BACKEND auto, "
+                            "onnxruntime or openvino), not pytorch")
+        if not int8.is_file():
+            raise CalsError(f"CALS_POSE_PRECISION=int8 but {version_dir.name} has no {INT8_FILE} (it was "
+                            "registered without a test set or before CALS quantized models); use auto")
+        return [int8]
+    if backend == "pytorch" or (backend == "auto" and (device != "cpu" or not onnx.is_file())):
+        return []
     if not onnx.is_file():
-        raise CalsError(f"CALS_POSE_BACKEND=onnxruntime but {version_dir.name} has no {ONNX_FILE} (it was "
+        raise CalsError(f"CALS_POSE_BACKEND={backend} but {version_dir.name} has no {ONNX_FILE} (it was "
                         "registered before CALS exported models, or its export failed); use auto")
+    if precision == "auto" and int8.is_file() and int8_approved(version_dir):
+        return [int8, onnx]
+    return [onnx]
+
+
+def int8_approved(version_dir: Path) -> bool:
+    """Whether the version's int8 model passed its check against fp32 when it was registered."""
+    import json
+
     try:
-        return OnnxNetwork(onnx)
-    except CalsError as e:
-        if backend == "onnxruntime":
-            raise
-        log.warning("%s; serving %s with PyTorch", e, version_dir.name)
-        return TorchNetwork(model)
+        return json.loads((version_dir / INT8_REPORT).read_text()).get("approved") is True
+    except (OSError, ValueError):
+        return False
+
+
+def _auto_candidates(files: list[Path]) -> Iterator[tuple[str, Path]]:
+    for path in files:
+        for runtime in AUTO_ORDER[precision_of(path)]:
+            yield runtime, path
+
+
+def _load(runtime: str, path: Path) -> Network:
+    if runtime == "openvino":
+        return OpenVinoNetwork(path, openvino_cache())
+    return RUNTIMES[runtime](path)

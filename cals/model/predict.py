@@ -70,12 +70,13 @@ class Predictor:
     """A loaded model version. Build with `Predictor(version_dir)` or `Predictor.from_registry`.
 
     All people of an image go through the network in one batch (with their mirrored crops when
-    the flip test is on), by ONNX Runtime or PyTorch (cals.model.pose_network).
+    the flip test is on), by ONNX Runtime, OpenVINO or PyTorch, in fp32 or int8
+    (`backend` and `precision`: cals.model.pose_network).
     """
 
     def __init__(self, version_dir: str | os.PathLike, *, device: str | None = None,
                  version_id: str | None = None, backend: str | None = None,
-                 flip_test: bool | None = None):
+                 flip_test: bool | None = None, precision: str | None = None):
         from mmengine.dataset import Compose
 
         version_dir = Path(version_dir)
@@ -83,7 +84,7 @@ class Predictor:
         device = device or default_device()
         self.model, self.schema, meta = load_model(version_dir, device=device)
         self.spine_trained = bool(meta.get("spine_trained", True))
-        self.network = pick_network(self.model, version_dir, device, backend)
+        self.network = pick_network(self.model, version_dir, device, backend, precision)
         self.model.head.forward = _outputs_as_given  # head.predict decodes what the network returned
         self.test_cfg = dict(self.model.test_cfg or {})
         flip = flip_test_setting() if flip_test is None else flip_test
@@ -91,12 +92,16 @@ class Predictor:
             self.test_cfg["flip_test"] = flip
         self._pipeline = Compose(self.model.cfg.test_dataloader.dataset.pipeline)
         self._samples_meta = dict(self.model.dataset_meta)
-        logger.info("loaded %s: %s on %s, flip test %s", self.version_id, self.backend, device,
-                    "on" if self.flip_test else "off")
+        logger.info("loaded %s: %s %s on %s, flip test %s", self.version_id, self.backend, self.precision,
+                    device, "on" if self.flip_test else "off")
 
     @property
     def backend(self) -> str:
         return self.network.name
+
+    @property
+    def precision(self) -> str:
+        return self.network.precision
 
     @property
     def flip_test(self) -> bool:
@@ -130,14 +135,9 @@ class Predictor:
                  ) -> tuple[list, np.ndarray]:
         """mmpose's TopdownPoseEstimator.predict, with the network swapped and one batch for the flips."""
         import torch
-        from mmengine.dataset import pseudo_collate
 
-        one = np.ones(1, dtype=np.float32)
-        batch = pseudo_collate([self._pipeline({"img": image, "bbox": box[None], "bbox_score": one,
-                                                **self._samples_meta}) for box in boxes])
         with torch.no_grad():
-            data = self.model.data_preprocessor(batch, False)
-            inputs, data_samples = data["inputs"], data["data_samples"]
+            inputs, data_samples = self.crops(image, boxes)
             test_cfg = {**self.test_cfg, "output_heatmaps": distributions, "flip_test": flip}
             if flip:
                 outputs, features = self.network(torch.cat([inputs, inputs.flip(-1)]))
@@ -149,6 +149,17 @@ class Predictor:
         _inside_crop(instances, self.model.cfg.codec.input_size)
         samples = self.model.add_pred_to_datasample(instances, fields, data_samples)
         return samples, features[:len(inputs)].float().cpu().numpy()  # (N, C) of the plain crops
+
+    def crops(self, image: np.ndarray, boxes: np.ndarray) -> tuple:
+        """(the network's input (N, 3, H, W), mmpose's data samples) of the person boxes: mmpose's
+        crop pipeline and data preprocessor, as the model was trained with."""
+        from mmengine.dataset import pseudo_collate
+
+        one = np.ones(1, dtype=np.float32)
+        batch = pseudo_collate([self._pipeline({"img": image, "bbox": box[None], "bbox_score": one,
+                                                **self._samples_meta}) for box in boxes])
+        data = self.model.data_preprocessor(batch, False)
+        return data["inputs"], data["data_samples"]
 
     def _person(self, sample, box: np.ndarray, with_dists: bool, feature: np.ndarray) -> PersonPose:
         inst = sample.pred_instances

@@ -31,7 +31,8 @@ from cals.model.checkpoint import adapt_state_dict, fetch, load_checkpoint, save
     source_keypoint_names
 from cals.model.config import build_config, config_path, mix_pool, same_config
 from cals.model.onnx_export import export_onnx
-from cals.model.pose_network import ONNX_FILE
+from cals.model.pose_network import INT8_FILE, INT8_REPORT, ONNX_FILE
+from cals.model.quantize import quantize_version
 from cals.model.progress_hook import ProgressHook
 from cals.registry import Registry, Version
 from cals.schema import Schema, load_schema
@@ -120,6 +121,7 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str | Non
             meta = _version_meta(config, schema, summary, source, hook, seconds, cfg)
             if val_root is not None:
                 meta["metrics"] = _validate(cfg, schema, state, meta, val_root, work)
+                meta["int8"] = quantize_version(work / "candidate", data_root, val_root)
             version_id = _register(registry, cfg, schema, state, meta, source, work).id
         return registry.get(distributed.broadcast(version_id))
 
@@ -261,7 +263,7 @@ def _validate(cfg, schema, state, meta, val_root, work: Path) -> dict:
     return evaluate_predictor(predictor, val_root)
 
 
-VERSION_FILES = ("checkpoint.pth", "config.py", "schema.yaml", ONNX_FILE)
+VERSION_FILES = ("checkpoint.pth", "config.py", "schema.yaml", ONNX_FILE, INT8_FILE, INT8_REPORT)
 
 
 def write_version_files(folder: Path, cfg, schema: Schema, state, meta) -> Path:
@@ -275,7 +277,7 @@ def write_version_files(folder: Path, cfg, schema: Schema, state, meta) -> Path:
 
 
 def version_files(folder: Path) -> dict[str, Path]:
-    """{stored name: path} of the version files written in `folder` (model.onnx only if exported)."""
+    """{stored name: path} of the version files written in `folder` (the ONNX models only if made)."""
     return {name: folder / name for name in VERSION_FILES if (folder / name).is_file()}
 
 
