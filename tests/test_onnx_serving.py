@@ -71,7 +71,8 @@ def test_a_broken_export_falls_back_to_pytorch_unless_onnxruntime_is_asked_for(t
     (folder / "model.onnx").write_bytes(b"not an onnx graph")
     with caplog.at_level(logging.WARNING):
         assert Predictor(folder, device="cpu").backend == "pytorch"
-    assert "ONNX Runtime cannot load" in caplog.text and "serving version with PyTorch" in caplog.text
+    assert "ONNX Runtime cannot load" in caplog.text and "OpenVINO cannot compile" in caplog.text
+    assert "no ONNX runtime could load version: serving it with PyTorch" in caplog.text
     with pytest.raises(CalsError, match="ONNX Runtime cannot load"):
         Predictor(folder, device="cpu", backend="onnxruntime")
     (folder / "model.onnx").unlink()
@@ -79,7 +80,7 @@ def test_a_broken_export_falls_back_to_pytorch_unless_onnxruntime_is_asked_for(t
     with pytest.raises(CalsError, match="has no model.onnx"):
         Predictor(folder, device="cpu", backend="onnxruntime")
     monkeypatch.setenv("CALS_POSE_BACKEND", "tensorrt")
-    with pytest.raises(CalsError, match="CALS_POSE_BACKEND: Input should be 'auto', 'onnxruntime' or 'pytorch', got 'tensorrt'"):
+    with pytest.raises(CalsError, match="CALS_POSE_BACKEND: Input should be 'auto', 'onnxruntime', 'openvino' or 'pytorch', got 'tensorrt'"):
         Predictor(folder, device="cpu")
 
 

@@ -77,7 +77,7 @@ def cmd_train(args) -> None:
                         epochs=args.epochs, iters=args.iters, init=args.init, val_root=args.val,
                         batch_size=args.batch_size, work_dir=args.work_dir, progress=not args.progress_jsonl,
                         on_progress=report, rank_report=args.rank_report, pool_root=args.pool_data,
-                        human_share=args.human_share)
+                        human_share=args.human_share, int8_test_root=args.int8_test)
         if distributed.is_main():
             if args.promote or registry.current() is None:
                 registry.promote(version.id, reason="cals train --promote" if args.promote else "first model")
@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--human-share", type=float, default=0.5,
                    help="with --pool-data, the share of training samples (people) from --data (default 0.5)")
     t.add_argument("--val", help="validation dataset folder; its metrics are stored with the version")
+    t.add_argument("--int8-test", metavar="DIR", help="labelled set the version's int8 model (calibrated on "
+                   "--data) is checked on before it may be served; default --val; neither: no int8 model")
     t.add_argument("--promote", action="store_true", help="make the new version current (the first one always is)")
     t.add_argument("--work-dir", help="scratch folder for training files (default: a temporary one, removed)")
     t.add_argument("--progress-jsonl", action="store_true",

@@ -142,9 +142,10 @@ def precision_of(path: str | os.PathLike) -> str:
 
 Network = Union[TorchNetwork, OnnxNetwork, OpenVinoNetwork]
 RUNTIMES = {"onnxruntime": OnnxNetwork, "openvino": OpenVinoNetwork}
-# The runtimes auto tries on CPU, fastest first, per precision (bench.serving, 2 cores: see the
-# function's README); PyTorch closes every list.
-AUTO_ORDER = {"fp32": ("openvino", "onnxruntime"), "int8": ("onnxruntime", "openvino")}
+# The runtimes auto tries on CPU, fastest first, per precision; PyTorch closes every list. Measured by
+# bench.serving on 2 cores (docs in serverless/README.md): for RTMPose-m OpenVINO fp32 is no faster
+# than ONNX Runtime fp32 (0.9-1.05x), and on the int8 model ONNX Runtime takes 0.5-0.75x OpenVINO's time.
+AUTO_ORDER = {"fp32": ("onnxruntime", "openvino"), "int8": ("onnxruntime", "openvino")}
 
 
 def runtime_settings() -> tuple[str, str]:

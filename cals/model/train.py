@@ -67,7 +67,7 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str | Non
           progress: bool = True, work_dir: str | os.PathLike | None = None,
           batch_size: int | None = None, on_progress: Callable[[dict[str, Any]], None] | None = None,
           rank_report: str | os.PathLike | None = None, pool_root: str | os.PathLike | None = None,
-          human_share: float = 0.5) -> Version:
+          human_share: float = 0.5, int8_test_root: str | os.PathLike | None = None) -> Version:
     """Train on a COCO dataset folder and add the model to the registry (not promoted).
 
     `init`: a registry version id (or "current") to fine-tune, or a checkpoint
@@ -78,6 +78,8 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str | Non
     final weights (cals.model.ddp.RankReportHook), to check a distributed setup.
     `pool_root`: a pool set (`cals.training.pool_set`) trained on beside `data_root`, its people
     making 1 - `human_share` of the samples; None, or a pool set with no person: `data_root` alone.
+    `int8_test_root` (default `val_root`): the labelled set the version's int8 model, calibrated on
+    `data_root`, is checked on before it may be served (cals.model.quantize); None: no int8 model.
     """
     source = resolve_init(init, registry)
     config = run_config(config, source)  # an unknown or mismatched config fails before any work starts
@@ -121,7 +123,8 @@ def train(data_root: str | os.PathLike, registry: Registry, *, config: str | Non
             meta = _version_meta(config, schema, summary, source, hook, seconds, cfg)
             if val_root is not None:
                 meta["metrics"] = _validate(cfg, schema, state, meta, val_root, work)
-                meta["int8"] = quantize_version(work / "candidate", data_root, val_root)
+            if (int8_test_root or val_root) is not None:
+                meta["int8"] = _quantize(cfg, schema, state, meta, data_root, int8_test_root or val_root, work)
             version_id = _register(registry, cfg, schema, state, meta, source, work).id
         return registry.get(distributed.broadcast(version_id))
 
@@ -261,6 +264,13 @@ def _validate(cfg, schema, state, meta, val_root, work: Path) -> dict:
     version_dir = write_version_files(work / "candidate", cfg, schema, state, meta)
     predictor = Predictor(version_dir)
     return evaluate_predictor(predictor, val_root)
+
+
+def _quantize(cfg, schema, state, meta, data_root, test_root, work: Path) -> dict:
+    folder = work / "candidate"
+    if not (folder / "checkpoint.pth").is_file():
+        write_version_files(folder, cfg, schema, state, meta)
+    return quantize_version(folder, data_root, test_root)
 
 
 VERSION_FILES = ("checkpoint.pth", "config.py", "schema.yaml", ONNX_FILE, INT8_FILE, INT8_REPORT)

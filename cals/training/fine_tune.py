@@ -57,7 +57,8 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
     `train_fn`: how the candidate is trained; default in this process (`cals simulate`). The trainer
     passes a `cals.training.train_process.TrainProcess`, so a crash in training fails only its run.
     `pool`: the pool set trained on beside `train_root` (`cals.training.pool_set`); the candidate and
-    the current version are compared on `val_root` alone, human labels only.
+    the current version are compared on `val_root` alone, human labels only. The candidate's int8
+    model is checked on `val_root` too (cals.model.quantize), so the gate judges what will be served.
     """
     train = train_fn or train_in_process
     report = on_progress or (lambda phase, info: None)
@@ -66,7 +67,7 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
     start = init or current
     candidate = train(train_root, registry, config=None if start else config, iters=iters, batch_size=batch_size,
                       init=start.id if start else None, work_dir=work_dir,
-                      on_progress=lambda state: report("training", state), pool=pool)
+                      on_progress=lambda state: report("training", state), pool=pool, int8_test=val_root)
     report("evaluating", {"version": candidate.id})
     decision, cand_metrics, cur_metrics = evaluate_and_decide(
         registry, candidate, current, val_root, margin=margin, metric=metric, confidence=confidence)

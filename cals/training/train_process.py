@@ -54,7 +54,8 @@ class TrainFn(Protocol):
 
     def __call__(self, data_root: str | os.PathLike, registry: Registry, *, config: str | None, iters: int | None,
                  batch_size: int | None, init: str | None, work_dir: str | os.PathLike | None,
-                 on_progress: Progress, pool: PoolData | None = None) -> Version: ...
+                 on_progress: Progress, pool: PoolData | None = None,
+                 int8_test: str | os.PathLike | None = None) -> Version: ...
 
 
 class TrainingStopped(CalsError):
@@ -63,13 +64,15 @@ class TrainingStopped(CalsError):
 
 def train_in_process(data_root: str | os.PathLike, registry: Registry, *, config: str | None, iters: int | None,
                      batch_size: int | None, init: str | None, work_dir: str | os.PathLike | None,
-                     on_progress: Progress, pool: PoolData | None = None) -> Version:
+                     on_progress: Progress, pool: PoolData | None = None,
+                     int8_test: str | os.PathLike | None = None) -> Version:
     """`cals.model.train.train` in this process (`cals simulate`, tests)."""
     from cals.model.train import train
 
     return train(data_root, registry, config=config, iters=iters, batch_size=batch_size, init=init,
                  progress=False, work_dir=work_dir, on_progress=on_progress,
-                 pool_root=pool.root if pool else None, human_share=pool.human_share if pool else 0.5)
+                 pool_root=pool.root if pool else None, human_share=pool.human_share if pool else 0.5,
+                 int8_test_root=int8_test)
 
 
 class TrainProcess:
@@ -91,7 +94,7 @@ class TrainProcess:
 
     def command(self, data_root: str | os.PathLike, registry: Registry, *, config: str | None, iters: int | None,
                 batch_size: int | None, init: str | None, work_dir: str | os.PathLike,
-                pool: PoolData | None = None) -> list[str]:
+                pool: PoolData | None = None, int8_test: str | os.PathLike | None = None) -> list[str]:
         """The child's argv (without the orphan guard)."""
         launcher = [sys.executable, "-u"]  # unbuffered: progress and errors reach the log as they happen
         if self.processes > 1:
@@ -99,7 +102,7 @@ class TrainProcess:
         args = ["-m", "cals", "train", "--data", str(data_root), "--registry", str(registry.root),
                 "--work-dir", str(work_dir), "--progress-jsonl"]
         for flag, value in (("--config", config), ("--init", init), ("--iters", iters),
-                            ("--batch-size", batch_size)):
+                            ("--batch-size", batch_size), ("--int8-test", int8_test)):
             if value is not None:
                 args += [flag, str(value)]
         if pool is not None:
@@ -109,9 +112,9 @@ class TrainProcess:
     def __call__(self, data_root: str | os.PathLike, registry: Registry, *, config: str | None = None,
                  iters: int | None = None, batch_size: int | None = None, init: str | None = None,
                  work_dir: str | os.PathLike | None = None, on_progress: Progress | None = None,
-                 pool: PoolData | None = None) -> Version:
+                 pool: PoolData | None = None, int8_test: str | os.PathLike | None = None) -> Version:
         cmd = functools.partial(self.command, data_root, registry, config=config, iters=iters,
-                                batch_size=batch_size, init=init, pool=pool)
+                                batch_size=batch_size, init=init, pool=pool, int8_test=int8_test)
         if work_dir is None:
             with tempfile.TemporaryDirectory(prefix="cals-train-") as tmp:
                 return self._train(cmd, registry, Path(tmp), on_progress)
