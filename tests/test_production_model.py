@@ -99,12 +99,18 @@ def test_a_completed_job_fine_tunes_rtmpose_m_and_the_function_serves_it(
     assert version.meta["config"] == "rtmpose-m" and version.meta["iterations"] == 2
     assert version.meta["batch_size"] == 2 and version.meta["spine_trained"] is True
     assert "model.onnx" in version.meta["files"]
+    # its int8 model was calibrated on the job's frames and checked on the run's validation split
+    report = json.loads((version.path / "int8.json").read_text())
+    assert report == version.meta["int8"] and "int8.json" in version.meta["files"]
+    assert ("model.int8.onnx" in version.meta["files"]) == ("spine_ap_drop" in report), report
+    print("int8 report of the fine-tuned RTMPose-m:", report)
 
     image, boxes = _frame(frames, NAMES[0])
     service = SkeletonService(Registry(root), detector=lambda img, score=None: np.c_[boxes, np.ones(len(boxes))],
                               device="cpu")
     served = service.annotate(image)
     assert served.predictor.version_id == version.id and served.predictor.backend == "onnxruntime"
+    assert served.predictor.precision == ("int8" if report["approved"] else "fp32")
     assert len(served.people) == len(boxes) and served.prior_points == []  # the spine is the model's now
 
 
