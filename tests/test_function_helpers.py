@@ -79,14 +79,15 @@ service = context.user_data.service
 network = service.watcher.get().network
 print(json.dumps({"torch": torch.get_num_threads(),
                   "detector": service.detector.session.get_session_options().intra_op_num_threads,
-                  "pose": network.session.get_session_options().intra_op_num_threads,
+                  "pose": network.session.get_session_options().intra_op_num_threads
+                  if network.name == "onnxruntime" else network.compiled.get_property("INFERENCE_NUM_THREADS"),
                   "backend": network.name}))
 """
 
 
 def worker_threads(env: dict[str, str]) -> dict:
     """main.py's init_context in a fresh Python process, as each Nuclio worker runs it (CALS_* from `env`
-    only): the threads it gave torch, the detector's and the pose model's ONNX Runtime sessions."""
+    only): the threads it gave torch, the detector's ONNX Runtime session and the pose model's runtime."""
     import os
     import subprocess
 

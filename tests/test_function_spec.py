@@ -337,11 +337,14 @@ def onnx_registry(tmp_path_factory):
 @pytest.mark.parametrize("workers, threads", [(1, None), (2, None), (2, 3)], ids=["1-worker", "2-workers", "CALS_THREADS"])
 def test_each_worker_process_gets_its_share_of_the_cores(onnx_registry, workers, threads):
     """init_context in a fresh process, as each Nuclio worker runs it: torch, the detector and the pose
-    model's ONNX Runtime session all get cores / CALS_FUNCTION_WORKERS (CALS_THREADS overrides)."""
+    model's runtime (OpenVINO, auto's first for an fp32 model) all get cores / CALS_FUNCTION_WORKERS
+    (CALS_THREADS overrides)."""
     import os
 
     cores = len(os.sched_getaffinity(0))
     env = {"CALS_REGISTRY": str(onnx_registry.root), "CALS_DETECTOR": str(DETECTOR), "CALS_DEVICE": "cpu",
            "CALS_FUNCTION_WORKERS": str(workers), **({"CALS_THREADS": str(threads)} if threads else {})}
     share = threads or max(1, cores // workers)
-    assert worker_threads(env) == {"torch": share, "detector": share, "pose": share, "backend": "onnxruntime"}
+    # OpenVINO runs at most one thread per core, whatever CALS_THREADS asks
+    assert worker_threads(env) == {"torch": share, "detector": share, "pose": min(share, cores),
+                                   "backend": "openvino"}

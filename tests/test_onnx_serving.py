@@ -29,7 +29,7 @@ def frames(synthetic) -> list[tuple[np.ndarray, np.ndarray]]:
 def test_a_trained_version_carries_its_onnx_export(trained):
     version = trained[1]
     assert "model.onnx" in version.meta["files"] and (version.path / "model.onnx").stat().st_size > 100_000
-    assert Predictor(version.path, device="cpu").backend == "onnxruntime"
+    assert Predictor(version.path, device="cpu").backend == "openvino"  # fp32: auto's first runtime
     assert Predictor(version.path, device="cpu", backend="pytorch").backend == "pytorch"
 
 

@@ -95,7 +95,10 @@ class OpenVinoNetwork:
     name = "openvino"
 
     def __init__(self, path: str | os.PathLike, cache_dir: Path | None = None) -> None:
-        import openvino as ov
+        try:
+            import openvino as ov
+        except ImportError:
+            raise CalsError("OpenVINO is not installed (pip install openvino)") from None
 
         core = ov.Core()
         if cache_dir is not None and _writable(cache_dir):
@@ -142,10 +145,11 @@ def precision_of(path: str | os.PathLike) -> str:
 
 Network = Union[TorchNetwork, OnnxNetwork, OpenVinoNetwork]
 RUNTIMES = {"onnxruntime": OnnxNetwork, "openvino": OpenVinoNetwork}
-# The runtimes auto tries on CPU, fastest first, per precision; PyTorch closes every list. Measured by
-# bench.serving on 2 cores (docs in serverless/README.md): for RTMPose-m OpenVINO fp32 is no faster
-# than ONNX Runtime fp32 (0.9-1.05x), and on the int8 model ONNX Runtime takes 0.5-0.75x OpenVINO's time.
-AUTO_ORDER = {"fp32": ("onnxruntime", "openvino"), "int8": ("onnxruntime", "openvino")}
+# The runtimes auto tries on CPU, fastest first for RTMPose-m (the model users deploy), per precision;
+# PyTorch closes every list. `python -m bench.serving`, 2 cores, 3 runs (README, "Serving speed"):
+# OpenVINO takes 0.79-0.93x ONNX Runtime's time on the fp32 model, ONNX Runtime 0.61-0.85x OpenVINO's
+# on the int8 one (one person, flip test on). (The small `cpu` config ranks them the other way round.)
+AUTO_ORDER = {"fp32": ("openvino", "onnxruntime"), "int8": ("onnxruntime", "openvino")}
 
 
 def runtime_settings() -> tuple[str, str]:
