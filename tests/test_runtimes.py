@@ -154,7 +154,7 @@ def test_an_int8_model_is_served_only_where_it_passed_its_check(trained, synthet
     refused = quantize.quantize_version(folder, synthetic / "train", synthetic / "val")
     assert not refused["approved"] and "median point moves" in refused["reason"]
     auto = Predictor(folder, device="cpu")
-    assert (auto.backend, auto.precision) == ("onnxruntime", "fp32")
+    assert (auto.backend, auto.precision) == ("openvino", "fp32")
     assert Predictor(folder, device="cpu", precision="int8").precision == "int8"  # asked for by name
 
 
