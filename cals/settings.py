@@ -115,8 +115,8 @@ class ModelEnv(CalsEnv):
                                            "FILE.py (`cals train`, the function's initial model); a model "
                                            "trained from a version (every trainer run) keeps that version's")
     POSE_BACKEND: Literal["auto", "onnxruntime", "openvino", "pytorch"] = Field(
-        "auto", description="pose network runtime; auto: on CPU the fastest that loads the version's ONNX "
-                            "export (cals.model.pose_network.AUTO_ORDER), PyTorch on GPU")
+        "auto", description="pose network runtime; auto: on CPU the fastest for the precision that loads "
+                            "(cals.model.pose_network.AUTO_ORDER), PyTorch on GPU")
     POSE_PRECISION: Literal["auto", "fp32", "int8"] = Field(
         "auto", description="auto: int8 where the version's int8 model passed its check at registration "
                             "(cals.model.quantize), else fp32")

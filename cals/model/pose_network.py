@@ -7,9 +7,10 @@ the diversity strategies compare. Everything around it (mmpose's crop pipeline, 
 so the runtimes differ only in who multiplies the matrices.
 
   CALS_POSE_BACKEND    auto (default), onnxruntime, openvino or pytorch. auto: on CPU with an
-                       exported model, the runtimes in AUTO_ORDER (measured by bench.serving), each
-                       one that cannot load the model falling back to the next with one log line;
-                       PyTorch on GPU or without an export. A runtime asked for by name fails instead.
+                       exported model, the runtimes in AUTO_ORDER for its precision (measured by
+                       bench.serving), each one that cannot load the model falling back to the next
+                       with one log line, PyTorch last; PyTorch on GPU or without an export. A
+                       runtime asked for by name fails instead.
   CALS_POSE_PRECISION  auto (default: int8 where the version's int8 model passed its check at
                        registration, else fp32), fp32 or int8
 """
