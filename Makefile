@@ -69,9 +69,10 @@ sampler: install  # sampler service (ranks the pool, opens CVAT rounds)
 sample: install  # open the next CVAT round in this process, without the sampler service (ARGS="--help")
 	$(WITH_ENV) $(PY) -m sampler round $(ARGS)
 
-bench: install  # training and accuracy, serving speed, the function's first start, a trainer round, catch-up, pool scoring, 1 vs 2 processes, memory across promotions, the loop report's page; results in bench/results
+bench: install  # training and accuracy, serving speed, int8's accuracy, the function's first start, a trainer round, catch-up, pool scoring, 1 vs 2 processes, memory across promotions, the loop report's page; results in bench/results
 	$(PY) -m bench.run
 	$(PY) -m bench.serving
+	$(PY) -m bench.int8_accuracy --out bench/results/int8-accuracy.json
 	$(PY) -m bench.first_start --out bench/results/first-start.json
 	$(PY) -m bench.trainer_round --out bench/results/trainer-round.json
 	$(PY) -m bench.catch_up --out bench/results/catch-up.json
