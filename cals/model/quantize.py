@@ -10,6 +10,7 @@ Each version gets its own calibration: a fine-tuned network's activation ranges 
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from cals.data.coco import Dataset, annotations_by_image, load_dataset, xywh_to_xyxy
-from cals.model.pose_network import INT8_FILE, INT8_REPORT, ONNX_FILE
+from cals.model.pose_network import INT8_FILE, INT8_REPORT, ONNX_FILE, OnnxNetwork
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ def quantize_version(version_dir: str | os.PathLike, labelled_root: str | os.Pat
         else:
             fp32 = Predictor(version_dir, device="cpu", backend="onnxruntime", precision="fp32")
             people = calibrate(fp32, load_dataset(labelled_root, fp32.schema), target)
-            int8 = Predictor(version_dir, device="cpu", backend="onnxruntime", precision="int8")
+            int8 = copy.copy(fp32)  # the same mmpose model around it (building one takes a second)
+            int8.network = OnnxNetwork(target)
             report = {**check(fp32, int8, test_root), "calibration_people": people}
     except Exception as e:  # noqa: BLE001 - any failure means: serve this version in fp32
         report = _refused(f"quantization failed: {type(e).__name__}: {e}")
