@@ -104,7 +104,8 @@ def run_round(c: Campaign, state: dict[str, Any], picked: list[str], annotator: 
     pool_set, pool_data = pool_round(c, labelled)
     outcome = fine_tune_round(train_root, val_root, registry, config=c.cfg.model, iters=c.cfg.round_iters,
                               batch_size=c.cfg.batch_size, margin=c.cfg.margin, metric=c.cfg.metric,
-                              confidence=c.cfg.confidence, init=init, pool=pool_data)
+                              confidence=c.cfg.confidence, init=init, pool=pool_data,
+                              int8=False)  # label efficiency is fp32's; int8 costs a few seconds a round
     served = registry.current()
     metrics = evaluate_predictor(c.predictor(served.id), c.test, progress=False)
     candidate = metrics if outcome.promoted else \

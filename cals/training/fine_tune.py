@@ -45,7 +45,8 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
                     margin: float = DEFAULT_MARGIN, metric: str = DEFAULT_METRIC,
                     confidence: float = DEFAULT_CONFIDENCE, on_progress: PhaseCallback | None = None,
                     work_dir: str | os.PathLike | None = None, init: Version | None = None,
-                    train_fn: TrainFn | None = None, pool: PoolData | None = None) -> RoundOutcome:
+                    train_fn: TrainFn | None = None, pool: PoolData | None = None,
+                    int8: bool = True) -> RoundOutcome:
     """Train a candidate (from the current version when there is one), evaluate, maybe promote.
 
     `config` is for a first model: fine-tuning keeps the current version's own config (its weights
@@ -57,8 +58,10 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
     `train_fn`: how the candidate is trained; default in this process (`cals simulate`). The trainer
     passes a `cals.training.train_process.TrainProcess`, so a crash in training fails only its run.
     `pool`: the pool set trained on beside `train_root` (`cals.training.pool_set`); the candidate and
-    the current version are compared on `val_root` alone, human labels only. The candidate's int8
-    model is checked on `val_root` too (cals.model.quantize), so the gate judges what will be served.
+    the current version are compared on `val_root` alone, human labels only.
+    `int8`: make the candidate's int8 model and check it on `val_root` (cals.model.quantize) before
+    the gate, which then judges the model that will be served (the trainer); `cals simulate`, which
+    measures which frames to label, skips it.
     """
     train = train_fn or train_in_process
     report = on_progress or (lambda phase, info: None)
@@ -67,7 +70,8 @@ def fine_tune_round(train_root: str | os.PathLike, val_root: str | os.PathLike, 
     start = init or current
     candidate = train(train_root, registry, config=None if start else config, iters=iters, batch_size=batch_size,
                       init=start.id if start else None, work_dir=work_dir,
-                      on_progress=lambda state: report("training", state), pool=pool, int8_test=val_root)
+                      on_progress=lambda state: report("training", state), pool=pool,
+                      int8_test=val_root if int8 else None)
     report("evaluating", {"version": candidate.id})
     decision, cand_metrics, cur_metrics = evaluate_and_decide(
         registry, candidate, current, val_root, margin=margin, metric=metric, confidence=confidence)
