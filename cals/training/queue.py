@@ -62,6 +62,9 @@ class RunQueue:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=30)
         try:
+            # once: WAL is stored in the file. Asked for in every transaction, it failed at once with
+            # "database is locked" while another connection wrote (no busy wait for a mode change)
+            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
             if "source" not in {row[1] for row in db.execute("PRAGMA table_info(pending)")}:  # a queue from 0.x
                 db.execute(f"ALTER TABLE pending ADD COLUMN source TEXT NOT NULL DEFAULT '{WEBHOOK}'")
@@ -197,7 +200,6 @@ class RunQueue:
         """One IMMEDIATE transaction on a fresh connection: committed on success, else rolled back."""
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("BEGIN IMMEDIATE")
             try:
