@@ -165,8 +165,9 @@ def detector_ms(detector: str, batch: list) -> dict:
     from cals.model.pose_network import OpenVinoNetwork
 
     tensors = [preprocess(image)[0] for image, _, _ in batch]
-    session = PersonDetector(detector).session
-    compiled = OpenVinoNetwork(PersonDetector(detector).path).compiled.create_infer_request()
+    onnx = PersonDetector(detector)
+    session = onnx.session
+    compiled = OpenVinoNetwork(onnx.path).compiled.create_infer_request()
     runs = {"onnxruntime": lambda x: session.run(None, {session.get_inputs()[0].name: x}),
             "openvino": lambda x: compiled.infer({0: x})}
     out = {}

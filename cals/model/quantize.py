@@ -99,6 +99,8 @@ def _calibration_batches(predictor, labelled: Dataset, people: int) -> Iterator[
     """The network's input for labelled people of evenly spaced images, each crop with its mirror."""
     import torch
 
+    from cals.model.predict import _read_image
+
     by_image = annotations_by_image(labelled.coco)
     images = [im for im in labelled.coco["images"] if by_image.get(im["id"])]
     step = max(1, len(images) * 2 // max(1, people))  # about two people per image in the sets seen
@@ -109,7 +111,7 @@ def _calibration_batches(predictor, labelled: Dataset, people: int) -> Iterator[
         anns = by_image[image["id"]][:people - taken]
         boxes = np.array([xywh_to_xyxy(a["bbox"]) for a in anns], dtype=np.float32)
         with torch.no_grad():
-            crops, _ = predictor.crops(_read(labelled.image_path(image)), boxes)
+            crops, _ = predictor.crops(_read_image(labelled.image_path(image)), boxes)
         taken += len(anns)
         yield torch.cat([crops, crops.flip(-1)]).numpy()
 
@@ -142,12 +144,3 @@ def _refused(reason: str) -> dict[str, Any]:
 def _has_people(root: str | os.PathLike) -> bool:
     path = Path(root) / "annotations.json"
     return path.is_file() and bool(json.loads(path.read_text()).get("annotations"))
-
-
-def _read(path: Path) -> np.ndarray:
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read {path}")
-    return image
