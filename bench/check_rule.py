@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cals.sampling.pool import LocalPool
+from cals.data.pool import LocalPool
 from cals.sampling.round_coco import round_coco
 from cals.sampling.scoring import Scorer
 from cals.schema import load_schema

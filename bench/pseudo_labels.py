@@ -24,7 +24,7 @@ from cals.data.coco import annotations_by_name, load_dataset
 from cals.model.predict import Predictor
 from cals.registry import Registry
 from cals.sampling.model_passes import predict_mirrored
-from cals.sampling.pool import LocalPool
+from cals.data.pool import LocalPool
 from cals.schema import load_schema
 from cals.settings import default
 from cals.simulate.stats import mean_interval

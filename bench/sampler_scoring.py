@@ -26,7 +26,7 @@ from pathlib import Path
 
 def run_one(registry: str, size: int, strategies: list[str], work: Path, ranks: list[int]) -> list[dict]:
     from cals.model.predict import Predictor
-    from cals.sampling.pool import LocalPool
+    from cals.data.pool import LocalPool
     from cals.registry import Registry
     from cals.sampling.sharded import RankGroup, Sharding
     from cals.sampling.strategies import create

@@ -116,7 +116,7 @@ def pose_stage(predictor, batch: list, flip: bool) -> dict:
 
 def pool_rate(predictor, pool: Path, work: Path) -> float:
     """Images/s scoring a pool with least confidence (distributions on, as the sampler scores)."""
-    from cals.sampling.pool import LocalPool
+    from cals.data.pool import LocalPool
     from cals.sampling.cache import ScoreCache
     from cals.sampling.scoring import Scorer
     from cals.sampling.strategies import create

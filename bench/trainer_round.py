@@ -28,7 +28,7 @@ from cals.model.predict import Predictor
 from cals.model.train import train
 from cals.registry import Registry
 from cals.sampling.cache import ScoreCache, cache_file
-from cals.sampling.pool import LocalPool
+from cals.data.pool import LocalPool
 from cals.sampling.scoring import Scorer
 from cals.simulate.data import body_only
 from cals.training.queue import RunQueue

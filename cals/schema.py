@@ -147,9 +147,7 @@ class Schema:
 
     def cvat_label(self) -> dict[str, Any]:
         """CVAT skeleton label: point sublabels, the svg CVAT's skeleton editor stores, and the
-        points-to-check attributes (cals/point_checks.py) on the skeleton and on every point."""
-        from cals.point_checks import point_attribute_specs, skeleton_attribute_specs
-
+        points-to-check attributes (values set by cals/cvat/point_checks.py) on the skeleton and on every point."""
         return {
             "name": self.label,
             "type": "skeleton",
@@ -235,3 +233,30 @@ def load_schema(path: str | os.PathLike | None = None) -> Schema:
     except yaml.YAMLError as e:
         raise SchemaError(f"{path}: not valid YAML: {e}") from None
     return Schema.from_dict(data, source=str(path))
+
+
+# Points to check (cals/cvat/point_checks.py sets their values): the attributes of the skeleton label
+CHECK = "check"
+CONFIDENCE = "confidence"
+SPINE_CONFIDENCE = "spine_confidence"
+
+
+def _checkbox(name: str) -> dict[str, Any]:
+    return {"name": name, "input_type": "checkbox", "mutable": True, "values": ["false"],
+            "default_value": "false"}
+
+
+def _number(name: str) -> dict[str, Any]:
+    # CVAT's number attribute: values are [min, max, step]
+    return {"name": name, "input_type": "number", "mutable": True, "values": ["0", "100", "1"],
+            "default_value": "100"}
+
+
+def skeleton_attribute_specs() -> list[dict[str, Any]]:
+    """The skeleton label's attributes, as CVAT's label API and a function's spec both take them."""
+    return [_checkbox(CHECK), _number(SPINE_CONFIDENCE)]
+
+
+def point_attribute_specs() -> list[dict[str, Any]]:
+    """Every point sublabel's attributes (point attributes can only be made with the label)."""
+    return [_checkbox(CHECK), _number(CONFIDENCE)]

@@ -202,6 +202,7 @@ class SamplerEnv(ServiceEnv):
     ROUND_SIZE: PositiveInt = 50
     JOB_SIZE: PositiveInt = 10
     AUTO_OPEN: bool = Field(False, description="open the next round when the trainer promotes")
+    # both are strategy specs, checked at the sampler's start (cals.sampling.strategies.check_settings)
     SAMPLER_STRATEGY: str = Field("random", description="no strategy beat random order in make benchmark-al, "
                                   "on human labels alone or with the pool set (README, Label efficiency): random "
                                   "is the default that does no harm")
@@ -213,25 +214,6 @@ class SamplerEnv(ServiceEnv):
                                        "each with cores / ranks threads; started at the first scoring and kept)")
     SAMPLER_LABELLED: str | None = Field(None, description="COCO file for the pose strategy's shape space")
     SAMPLER_BIND: str = "0.0.0.0:8090"
-
-    @field_validator("SAMPLER_STRATEGY", "SAMPLER_UNCERTAINTY")
-    @classmethod
-    def _known_strategy(cls, value: str, info) -> str:
-        """A strategy spec, name or name:option=value,... ("tcm:switch=80,random_share=0.25",
-        "least_confidence:stochastic=1,min_box=48");
-        CALS_SAMPLER_UNCERTAINTY names a per-image strategy (what hybrid, typical_uncertainty, tcm rank by)."""
-        from cals.sampling.strategies import STRATEGIES, parse_spec, uncertainty_spec
-
-        if value.partition(":")[0].strip() not in STRATEGIES:
-            raise ValueError(f"unknown strategy; choose one of {sorted(STRATEGIES)}")
-        try:
-            if info.field_name == "SAMPLER_UNCERTAINTY":
-                uncertainty_spec("a pool strategy", value)
-            else:
-                parse_spec(value)
-        except CalsError as e:
-            raise ValueError(str(e)) from None
-        return value
 
 
 class HostEnv(ServiceEnv):

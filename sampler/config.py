@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from cals.sampling.strategies import check_settings
 from cals.settings import SamplerEnv, SettingsError
 
 REQUIRED = ("API_TOKEN", "REGISTRY")
@@ -20,6 +21,7 @@ def load_config(overrides: Mapping[str, Any] | None = None, *,
     The `round` command passes required=("REGISTRY",): it serves no requests, so needs no token.
     """
     settings = SamplerEnv.load(**dict(overrides or {}))
+    check_settings(settings.SAMPLER_STRATEGY, settings.SAMPLER_UNCERTAINTY)
     for key in required:
         settings.require(key, why=_WHY[key])
     if not Path(str(settings.REGISTRY)).is_dir():

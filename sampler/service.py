@@ -16,10 +16,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from cals.cvat.client import CvatSettings, connect
-from cals.cvat.rounds import RoundResult, RoundSpec, open_round, round_tasks, used_frames
+from cals.sampling.rounds import RoundResult, RoundSpec, open_round, round_tasks, used_frames
 from cals.errors import CalsError
 from cals.model.predict import Predictor
-from cals.sampling.pool import LocalPool
+from cals.data.pool import LocalPool
 from cals.sampling.ranking import Ranked, rank
 from cals.registry import Registry
 from cals.sampling.cache import ScoreCache, cache_file

@@ -62,8 +62,8 @@ if ! command -v "$NUCTL" >/dev/null 2>&1; then
        "CVAT's Nuclio: https://github.com/nuclio/nuclio/releases)" >&2
   exit 1
 fi
-# nuctl must be the Nuclio release (major.minor) of the dashboard CVAT uses: cals/nuclio_version.py
-PYTHONPATH="$ROOT" "${PYTHON:-python3}" -m cals.nuclio_version --nuctl "$NUCTL" \
+# nuctl must be the Nuclio release (major.minor) of the dashboard CVAT uses: cals/serving/nuclio_version.py
+PYTHONPATH="$ROOT" "${PYTHON:-python3}" -m cals.serving.nuclio_version --nuctl "$NUCTL" \
   --dashboard "${CALS_NUCLIO_DASHBOARD_URL:-http://localhost:8070}" || exit 1
 PLATFORM="${CALS_NUCLIO_PLATFORM:-local}"
 NETWORK="${CALS_NUCLIO_NETWORK:-cvat_cvat}"

@@ -145,7 +145,7 @@ def test_threshold_sets_outside_and_drops_empty_skeletons(served, one_person, sc
 
 def test_every_skeleton_says_which_points_to_check(served, one_person, schema):
     """The answer carries the points-to-check attributes the spec declares, flagged by CALS_CHECK_BELOW."""
-    from cals.point_checks import DEFAULT_CHECK_BELOW
+    from cals.cvat.point_checks import DEFAULT_CHECK_BELOW
 
     platform, _ = served
     status, shapes, _ = call(platform, {"image": encode(bgr_to_pil(one_person[0]))})

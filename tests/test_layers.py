@@ -5,11 +5,14 @@ including those inside functions):
 - an app imports neither another app nor `tests` (each ships in its own image, without `tests/`);
 - the sampling strategies import no torch: the sampler validates strategy names at start-up;
 - only `cals/settings.py` reads the environment (and `cals/env_file.py`, which hands deploy/.env to a
-  command it runs): every CALS_ variable has one declaration, type and default.
+  command it runs): every CALS_ variable has one declaration, type and default;
+- the floor plan of `cals/`: at most 8 top-level modules, no import circle between modules or between
+  top-level packages, and at most 3 imports that run back up from a lower floor to a higher one.
 """
 from __future__ import annotations
 
 import ast
+import graphlib
 import subprocess
 import sys
 from pathlib import Path
@@ -56,9 +59,9 @@ def test_strategies_import_no_torch():
     assert out.stdout.strip() == "[]"
 
 
-# cals/distributed.py reads torchrun's contract with its processes (RANK, WORLD_SIZE, LOCAL_RANK,
+# cals/model/distributed.py reads torchrun's contract with its processes (RANK, WORLD_SIZE, LOCAL_RANK,
 # LOCAL_WORLD_SIZE), which the launcher sets, not a CALS setting
-ENV_READERS = {ROOT / "cals" / "settings.py", ROOT / "cals" / "env_file.py", ROOT / "cals" / "distributed.py"}
+ENV_READERS = {ROOT / "cals" / "settings.py", ROOT / "cals" / "env_file.py", ROOT / "cals" / "model" / "distributed.py"}
 
 
 def environment_reads(path: Path) -> list[int]:
@@ -84,3 +87,120 @@ def test_the_check_sees_an_environment_read(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import os\nfrom os import getenv\nx = os.environ.get('CALS_X')\n")
     assert environment_reads(bad) == [2, 3]
+
+
+# The floors of cals/, from the ground up: a package or top-level module imports only its own floor and
+# those below it. The loop reads upward: CVAT access and data, the model, the stages that train, serve
+# and sample, and the commands that drive them.
+FLOORS = {
+    "errors": 0, "env_file": 0, "settings": 0, "durable": 0, "schema": 0,  # shared by every stage
+    "data": 1, "synth": 1, "metrics": 1, "registry": 1, "cvat": 1,  # files, generated people, CVAT's API
+    "model": 2,  # mmpose networks: train, predict, export, quantize
+    "training": 3, "serving": 3, "sampling": 3, "startup_checks": 3, "http_service": 3,  # the loop's stages
+    "simulate": 4, "cli": 4, "__main__": 4,  # the commands
+}
+MAX_TOP_LEVEL_MODULES = 8
+MAX_UPWARD_IMPORTS = 3
+CALS = ROOT / "cals"
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_edges(root: Path = ROOT, package: str = "cals") -> dict[str, set[tuple[str, int]]]:
+    """{module: {(module it imports, line)}} within the package, every import statement counted.
+
+    `from a.b import c` depends on the module a.b.c where there is one, else on a.b; importing a
+    submodule is not counted as importing its package's __init__."""
+    files = {module_name(p, root): p for p in (root / package).rglob("*.py") if "configs" not in p.parts}
+
+    def known(name: str) -> str | None:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    edges: dict[str, set[tuple[str, int]]] = {m: set() for m in files}
+    for mod, path in files.items():
+        here = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = here.split(".")[:len(here.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            else:
+                continue
+            for target in targets:
+                found = known(target) if target.split(".")[0] == package else None
+                if found and found != mod:
+                    edges[mod].add((found, node.lineno))
+    return edges
+
+
+def unit(module: str) -> str:
+    """The top-level package or module of cals a module belongs to."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def circle(graph: dict[str, set[str]]) -> list[str]:
+    """One import circle, or []."""
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as e:
+        return list(e.args[1])
+    return []
+
+
+def upward_imports(edges: dict[str, set[tuple[str, int]]]) -> list[str]:
+    return [f"{a} -> {b} (line {line}): floor {FLOORS[unit(a)]} imports floor {FLOORS[unit(b)]}"
+            for a in sorted(edges) for b, line in sorted(edges[a])
+            if unit(a) in FLOORS and unit(b) in FLOORS and FLOORS[unit(b)] > FLOORS[unit(a)]]
+
+
+def test_at_most_eight_top_level_modules():
+    modules = sorted(p.stem for p in CALS.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert len(modules) <= MAX_TOP_LEVEL_MODULES, f"{len(modules)} top-level modules in cals/: {modules}; " \
+        "move one into the package of the stage that owns it"
+
+
+def test_every_package_and_module_has_a_floor():
+    units = {unit(m) for m in import_edges()} - {"cals"}
+    assert sorted(units - set(FLOORS)) == [], "give it a floor in FLOORS"
+    assert sorted(set(FLOORS) - units) == [], "FLOORS names a package or module that is gone"
+
+
+def test_no_import_circle_between_modules():
+    edges = import_edges()
+    assert circle({m: {b for b, _ in bs} for m, bs in edges.items()}) == []
+
+
+def test_no_import_circle_between_packages():
+    graph: dict[str, set[str]] = {}
+    for a, bs in import_edges().items():
+        graph.setdefault(unit(a), set()).update(unit(b) for b, _ in bs if unit(b) != unit(a))
+    assert circle(graph) == []
+
+
+def test_few_imports_run_back_up():
+    found = upward_imports(import_edges())
+    assert len(found) <= MAX_UPWARD_IMPORTS, "imports that run back up:\n" + "\n".join(found)
+
+
+def test_the_floor_checks_see_a_circle_and_an_upward_import(tmp_path):
+    pkg = tmp_path / "cals"
+    (pkg / "cvat").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cvat" / "__init__.py").write_text("from cals.cvat.b import B\n")
+    (pkg / "cvat" / "b.py").write_text("def f():\n    from cals.cvat import A\n")
+    (pkg / "sampling.py").write_text("from cals.cvat import b\n")
+    (pkg / "data.py").write_text("import json\n\ndef g():\n    from cals.sampling import x\n")
+    edges = import_edges(tmp_path)
+    assert edges["cals.sampling"] == {("cals.cvat.b", 1)}  # a submodule, not the package's __init__
+    assert set(circle({m: {b for b, _ in bs} for m, bs in edges.items()})) == {"cals.cvat", "cals.cvat.b"}
+    assert upward_imports(edges) == ["cals.data -> cals.sampling (line 4): floor 1 imports floor 3"]

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from cals.point_checks import percent, point_attributes, skeleton_attributes
-from cals.serving.cvat_shapes import cvat_skeletons
+from cals.cvat.point_checks import percent, point_attributes, skeleton_attributes
+from cals.cvat.shapes import cvat_skeletons
 
 
 def _values(attributes: list[dict]) -> dict[str, str]:

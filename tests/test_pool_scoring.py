@@ -8,7 +8,7 @@ import pytest
 
 from cals.errors import CalsError
 from cals.model.predict import Predictor
-from cals.sampling.pool import LocalPool
+from cals.data.pool import LocalPool
 from cals.sampling.ranking import rank
 from cals.sampling.cache import ScoreCache
 from cals.sampling.scoring import Scorer

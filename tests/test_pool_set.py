@@ -10,7 +10,7 @@ import pytest
 
 from cals.data.coco import annotations_by_name
 from cals.errors import CalsError
-from cals.sampling.pool import LocalPool
+from cals.data.pool import LocalPool
 from cals.simulate.data import body_only
 from cals.training.pool_set import PoolTraining, build_pool_set
 

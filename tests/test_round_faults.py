@@ -6,11 +6,11 @@ import json
 import pytest
 from cvat_sdk.api_client import models
 
-from cals.cvat import rounds as rounds_module
+from cals.sampling import rounds as rounds_module
 from cals.cvat.round_orphans import MARKER
-from cals.cvat.rounds import RoundSpec, open_round, round_tasks
+from cals.sampling.rounds import RoundSpec, open_round, round_tasks
 from cals.errors import CalsError
-from cals.sampling.pool import LocalPool
+from cals.data.pool import LocalPool
 from cals.sampling.scoring import Scorer
 from cals.sampling.strategies import create
 
@@ -43,7 +43,7 @@ class Killed(BaseException):
 
 
 def kill_at(monkeypatch, name: str, *, when=lambda *args, **kwargs: True) -> None:
-    """Make `cals.cvat.rounds.<name>` kill the round (when `when(args)`), leaving CVAT as a kill would."""
+    """Make `cals.sampling.rounds.<name>` kill the round (when `when(args)`), leaving CVAT as a kill would."""
     real = getattr(rounds_module, name)
 
     def dying(*args, **kwargs):

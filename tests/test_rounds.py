@@ -12,11 +12,11 @@ from cals.sampling import preannotations
 from cals.cvat.coco_upload import import_coco
 from cals.cvat.pool import CvatPool
 from cals.cvat.round_upload import upload_preannotations
-from cals.cvat.rounds import RoundSpec, open_round, round_tasks
+from cals.sampling.rounds import RoundSpec, open_round, round_tasks
 from cals.errors import CalsError
 from cals.model.predict import Predictor
-from cals.point_checks import CHECK, CONFIDENCE, SPINE_CONFIDENCE, check_below
-from cals.sampling.pool import LocalPool
+from cals.cvat.point_checks import CHECK, CONFIDENCE, SPINE_CONFIDENCE, check_below
+from cals.data.pool import LocalPool
 from cals.sampling.cache import ScoreCache
 from cals.sampling.scoring import Scorer
 from cals.sampling.strategies import create
@@ -126,7 +126,7 @@ def test_a_failure_after_the_task_exists_leaves_no_round(cvat_client, project, m
     def broken(*args, **kwargs):
         raise CalsError("pre-annotations could not be built")
 
-    monkeypatch.setattr("cals.cvat.rounds.round_coco", broken)  # fault injection after task creation
+    monkeypatch.setattr("cals.sampling.rounds.round_coco", broken)  # fault injection after task creation
     with pytest.raises(CalsError, match="could not be built"):
         open_round(cvat_client, RoundSpec(project.id, size=3, job_size=3), LocalPool(blurred_pool, schema),
                    Scorer(model), create("entropy", schema=schema), data_dir=tmp_path, progress=False)

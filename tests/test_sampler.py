@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from cals.cvat.rounds import round_tasks
+from cals.sampling.rounds import round_tasks
 from cals.errors import CalsError
 from cals.settings import SamplerEnv
 from sampler import create_app
@@ -120,7 +120,7 @@ def test_round_request_opens_a_round_and_promotion_reuses_it(client, project, cv
 
 def test_a_promotion_notice_predicts_the_pool_for_pseudo_labels(config):
     from cals.sampling.cache import ScoreCache, cache_file
-    from cals.sampling.pool import LocalPool
+    from cals.data.pool import LocalPool
     from cals.schema import load_schema
 
     client = create_app({**config, "PSEUDO_LABELS": True}).test_client()

@@ -10,7 +10,7 @@ from cals.errors import CalsError
 from cals.model.predict import Predictor
 from cals.sampling import sharded
 from cals.sampling.cache import ScoreCache
-from cals.sampling.pool import LocalPool
+from cals.data.pool import LocalPool
 from cals.sampling.ranking import rank
 from cals.sampling.scoring import Scorer
 from cals.sampling.sharded import Sharding
@@ -71,7 +71,7 @@ def test_two_ranks_open_the_round_one_process_opens(trained, predictor, pool_dir
     """The same frames in the same jobs, pre-annotated with the same people, in two fresh projects."""
     import uuid
 
-    from cals.cvat.rounds import RoundSpec, open_round
+    from cals.sampling.rounds import RoundSpec, open_round
     from cals.sampling import preannotations
 
     other = cvat_client.projects.create({"name": f"cals-test-{uuid.uuid4().hex[:8]}",

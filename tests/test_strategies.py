@@ -411,13 +411,16 @@ def test_build_strategy_builds_the_cold_start_specs(schema, tmp_path):
 
 
 def test_the_sampler_setting_takes_a_spec_and_names_its_fault():
-    from cals.settings import SamplerEnv, SettingsError
+    from cals.sampling.strategies import check_settings
+    from cals.settings import SettingsError
 
-    assert SamplerEnv.load(SAMPLER_STRATEGY="tcm:switch=80,random_share=0.25").SAMPLER_STRATEGY.startswith("tcm")
+    check_settings("tcm:switch=80,random_share=0.25", "entropy:reduce=mean")
     with pytest.raises(SettingsError, match=r"CALS_SAMPLER_STRATEGY: strategy 'tcm' takes no option\(s\) \['foo'\]"):
-        SamplerEnv.load(SAMPLER_STRATEGY="tcm:foo=1")
+        check_settings("tcm:foo=1", "entropy")
     with pytest.raises(SettingsError, match="CALS_SAMPLER_UNCERTAINTY: .*per-image strategy, not 'tcm'"):
-        SamplerEnv.load(SAMPLER_UNCERTAINTY="tcm")
+        check_settings("random", "tcm")
+    with pytest.raises(SettingsError, match=r"CALS_SAMPLER_STRATEGY: unknown strategy; choose one of .*, got 'bald'"):
+        check_settings("bald", "entropy")
 
 
 def test_the_picks_made_at_random_are_named_for_the_loop_report(schema):

@@ -24,7 +24,7 @@ import trainer
 from cals import env_file
 from cals.cli import main
 from cals.cvat.coco_upload import import_coco
-from cals.cvat.rounds import round_tasks
+from cals.sampling.rounds import round_tasks
 from cals.registry import Registry
 from cals.settings import SamplerEnv, TrainerEnv
 from tests.test_coco_import import coco17

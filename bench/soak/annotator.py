@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cals.cvat.coco_upload import import_coco
-from cals.cvat.rounds import round_tasks
+from cals.sampling.rounds import round_tasks
 
 
 @dataclass

@@ -180,7 +180,7 @@ def sampler_killed_writing_round(soak: Soak) -> dict[str, Any]:
     result = (job or {}).get("result") or {}
     _check(holds, "the next round opens", (job or {}).get("state") == "done" and result.get("task_id"),
            f"sampler job: {(job or {}).get('state')}: {(job or {}).get('error') or result.get('number')}")
-    from cals.cvat.rounds import round_tasks
+    from cals.sampling.rounds import round_tasks
 
     tasks = round_tasks(soak.annotator.client, soak.annotator.project_id)
     orphan_id = orphan.get("task_id")

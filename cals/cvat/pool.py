@@ -15,7 +15,7 @@ import numpy as np
 
 from cals.cvat.project_setup import skeleton_sublabels
 from cals.errors import CalsError
-from cals.sampling.pool import PoolItem, decode_image
+from cals.data.pool import PoolItem, decode_image
 from cals.schema import Schema
 
 log = logging.getLogger(__name__)

@@ -68,7 +68,7 @@ def label_problems(labels, schema: Schema) -> list[str]:
 def missing_check_attributes(labels, schema: Schema) -> str:
     """One line naming the points-to-check attributes the project's skeleton lacks, and what to do;
     empty when it has them all (a label made before they existed lacks them)."""
-    from cals.point_checks import point_attribute_specs, skeleton_attribute_specs
+    from cals.cvat.point_checks import point_attribute_specs, skeleton_attribute_specs
 
     label = next(lab for lab in labels if lab.name == schema.label and getattr(lab, "parent_id", None) is None)
     want_skeleton = [a["name"] for a in skeleton_attribute_specs()]

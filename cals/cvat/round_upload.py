@@ -2,7 +2,7 @@
 
 They go through the annotations API (`task.set_annotations`, a PUT) and not CVAT's COCO importer,
 which has no place for attributes: only this way does an annotator see which points the model
-doubts. The shapes are the ones the function gives for AI Tools (cals/serving/cvat_shapes.py):
+doubts. The shapes are the ones the function gives for AI Tools (cals/cvat/shapes.py):
 a point is `outside` only when the document has none there (v=0) or it lies off the image; a
 doubtful point is shown and flagged; a hidden point is not flagged. Names are resolved to the
 task's label, sublabel and attribute ids, and every shape is `source="auto"` (CVAT's mark for
@@ -21,9 +21,9 @@ import numpy as np
 from cvat_sdk.api_client import models
 
 from cals.errors import CalsError
-from cals.point_checks import CHECK, CONFIDENCE, SPINE_CONFIDENCE
+from cals.cvat.point_checks import CHECK, CONFIDENCE, SPINE_CONFIDENCE
 from cals.schema import Schema
-from cals.serving.cvat_shapes import on_image, skeleton_shape
+from cals.cvat.shapes import on_image, skeleton_shape
 
 log = logging.getLogger(__name__)
 SKELETON_ATTRIBUTES = (CHECK, SPINE_CONFIDENCE)

@@ -2,7 +2,7 @@
 
 mmengine wraps the model in MMDistributedDataParallel with `device_ids=[LOCAL_RANK]`, which
 DistributedDataParallel rejects for a model on the CPU; the wrapper here passes device ids only for
-a CUDA model. The process group is joined beforehand by `cals.distributed.init`, so the Runner's
+a CUDA model. The process group is joined beforehand by `cals.model.distributed.init`, so the Runner's
 own `init_dist` (which calls torch.cuda.set_device) is skipped.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from mmengine.hooks import Hook
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 
-from cals import distributed
+from cals.model import distributed
 
 WRAPPER = "CalsDistributedDataParallel"
 

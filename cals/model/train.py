@@ -4,7 +4,7 @@ The Runner does the work; CALS prepares the config from the schema, initialises 
 registry version, a COCO-17 checkpoint, or nothing), and stores a self-contained registry version
 (checkpoint, config, schema, metrics, data summary, parent).
 
-Under torchrun every rank calls `train`: each joins the process group (cals.distributed), trains
+Under torchrun every rank calls `train`: each joins the process group (cals.model.distributed), trains
 on its share of the data with gradients averaged (mmengine's distributed samplers and DDP), and
 rank 0 alone validates and registers; the others wait for it and return the same version.
 """
@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import yaml
 
-from cals import distributed
+from cals.model import distributed
 from cals.data.coco import load_dataset
 from cals.errors import CalsError
 from cals.model import mm_imports

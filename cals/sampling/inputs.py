@@ -91,7 +91,7 @@ def shape_space(schema, path: Path | None) -> ShapeSpace:
 def labelled_features(scorer, strategy: Strategy | PoolStrategy, current: Version | None, *,
                       progress: bool = False) -> np.ndarray | None:
     """Features of the current version's training images (cached): where core-set starts from."""
-    from cals.sampling.pool import LocalPool
+    from cals.data.pool import LocalPool
 
     data = training_folder(current)
     if not isinstance(strategy, PoolStrategy) or not data or not (data / "annotations.json").is_file():

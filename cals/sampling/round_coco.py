@@ -2,7 +2,7 @@
 
 Points people already labelled in the pool are kept exactly; the model fills the rest. The
 document's images carry the CVAT frame name as `file_name` and the frame index as `frame`; each
-annotation carries the per-point `scores` the points to check are flagged from (cals/point_checks.py).
+annotation carries the per-point `scores` the points to check are flagged from (cals/cvat/point_checks.py).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cals.point_checks import LABELLED
+from cals.cvat.point_checks import LABELLED
 from cals.schema import Schema
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -16,14 +16,33 @@ from tqdm import tqdm
 from cals.errors import CalsError
 from cals.model.predict import PersonPose, Predictor
 from cals.sampling.model_passes import image_feature, predict_mirrored
-from cals.sampling.pool import Pool, PoolItem
+from cals.data.pool import Pool, PoolItem
 from cals.sampling.cache import ScoreCache
 from cals.sampling.strategies import Observation, PoolStrategy, Strategy
 
-if TYPE_CHECKING:
-    from cals.sampling.sharded import ShardReport, Sharding
-
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    """What the ranks did: images each scored, and where the time went."""
+
+    scored: list[int]  # by rank
+    startup_s: float  # from the request until every rank was ready: process start-up, models of a new version
+    scoring_s: float  # the ranks' scoring, until rank 0 stored the last step
+    exit_s: float  # until the result was back (and, for ranks started for this scoring alone, they had exited)
+
+    @property
+    def seconds(self) -> float:
+        return self.startup_s + self.scoring_s + self.exit_s
+
+
+class Filler(Protocol):
+    """Fills the score cache for a scoring before the Scorer reads it: `cals.sampling.sharded.Sharding`
+    (several processes, CALS_SAMPLER_RANKS)."""
+
+    def fill(self, scorer: "Scorer", pool: Pool, strategies: Sequence[Strategy | PoolStrategy], *,
+             exclude: set[str] | frozenset[str] = frozenset(), progress: bool = True) -> ShardReport: ...
 
 
 @dataclass
@@ -51,7 +70,7 @@ class Scorer:
     detector: object = None  # PersonDetector for frames without boxes
     cache: ScoreCache = field(default_factory=lambda: ScoreCache(None))
     batch_size: int = 16
-    sharding: Sharding | None = None  # several processes measure what the cache lacks (CALS_SAMPLER_RANKS)
+    sharding: Filler | None = None  # several processes measure what the cache lacks (CALS_SAMPLER_RANKS)
 
     def score(self, pool: Pool, strategies: Sequence[Strategy | PoolStrategy], *,
               exclude: set[str] | frozenset[str] = frozenset(), progress: bool = True) -> ScoreTable:

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from cals.errors import CalsError
-from cals.sampling.pool import LocalPool, Pool, PoolItem, decode_image
-from cals.sampling.scoring import Scorer, per_image_strategies, strategy_needs
+from cals.data.pool import LocalPool, Pool, PoolItem, decode_image
+from cals.sampling.scoring import Scorer, ShardReport, per_image_strategies, strategy_needs
 from cals.sampling.strategies import PoolStrategy, Strategy
 
 log = logging.getLogger(__name__)
@@ -91,20 +91,6 @@ class Job:
     exclude: frozenset[str]
     strategies: list  # Strategy | PoolStrategy, the objects the sampler scores with
     progress: bool = False
-
-
-@dataclass(frozen=True)
-class ShardReport:
-    """What the ranks did: images each scored, and where the time went."""
-
-    scored: list[int]  # by rank
-    startup_s: float  # from the request until every rank was ready: process start-up, models of a new version
-    scoring_s: float  # the ranks' scoring, until rank 0 stored the last step
-    exit_s: float  # until the result was back (and, for ranks started for this scoring alone, they had exited)
-
-    @property
-    def seconds(self) -> float:
-        return self.startup_s + self.scoring_s + self.exit_s
 
 
 class RankGroup:
@@ -259,7 +245,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def main(argv: list[str] | None = None) -> int:
     """One rank: join the group, then for each job: the models of its versions (kept while they
     are asked for), score (rank 0 serves the work), report; until rank 0 finds no more."""
-    from cals import distributed
+    from cals.model import distributed
     from cals.model.predict import default_device
 
     folder, parent = (argv if argv is not None else sys.argv[1:])[:2]
@@ -299,7 +285,7 @@ def _alive(pid: int) -> bool:
 
 
 def _run_job(folder: Path, number: int, models: "_Models") -> None:
-    from cals import distributed
+    from cals.model import distributed
 
     try:
         job: Job = pickle.loads((folder / f"job-{number}.pkl").read_bytes())
@@ -328,7 +314,7 @@ class _Models:
 
     def scorer(self, job: Job) -> Scorer:
         """The scorer of one rank for a job; rank 0 alone opens the cache."""
-        from cals import distributed
+        from cals.model import distributed
         from cals.sampling.cache import ScoreCache
 
         wanted = [(job.registry, v) for v in (job.version, job.previous) if v]
@@ -367,7 +353,7 @@ def _serve(job: Job, scorer: Scorer) -> int:
     """Rank 0: the pool's missing entries, in steps of ranks x batch, out to the ranks and into the cache."""
     from tqdm import tqdm
 
-    from cals import distributed
+    from cals.model import distributed
 
     per_image, needs = per_image_strategies(job.strategies), strategy_needs(job.strategies)
     ranks, scored = distributed.world_size(), 0
@@ -423,7 +409,7 @@ def _gather(value):
     """[value of rank 0, value of rank 1, ...] on rank 0; None on the others."""
     import torch.distributed as dist
 
-    from cals import distributed
+    from cals.model import distributed
 
     out = [None] * distributed.world_size() if distributed.is_main() else None
     dist.gather_object(value, out, dst=0)

@@ -8,7 +8,7 @@ score and each skeleton its detector score. `conf_threshold` (cvat-cli
 `--conf-threshold`) filters people by detector score; points off the image or below
 `point_threshold` are kept and marked outside, and a skeleton with every point outside is
 dropped. Points to check are flagged with the same attributes as the Nuclio function's
-(cals/point_checks.py); cvat-sdk refuses a function attribute the task's label lacks, so for a
+(cals/cvat/point_checks.py); cvat-sdk refuses a function attribute the task's label lacks, so for a
 project made before them pass `-p points_to_check=bool:false`.
 """
 from __future__ import annotations
@@ -24,9 +24,9 @@ from PIL import ImageOps
 from cals.errors import CalsError
 from cals.registry import Registry
 from cals.schema import Schema
-from cals.point_checks import LABELLED, point_attribute_specs, point_attributes, skeleton_attribute_specs, \
+from cals.cvat.point_checks import LABELLED, point_attribute_specs, point_attributes, skeleton_attribute_specs, \
     skeleton_attributes
-from cals.serving.cvat_shapes import on_image, point_visible
+from cals.cvat.shapes import on_image, point_visible
 from cals.settings import ServingEnv
 from cals.serving.service import SkeletonService
 
@@ -54,7 +54,7 @@ class SpineSkeletonFunction:
             attributes=attributes(skeleton_attribute_specs()))])
 
     def _attributes(self, values: list[dict[str, str]]) -> list[models.AttributeValRequest]:
-        """Name-keyed values (cals/point_checks.py) as this spec's attribute ids, in spec order."""
+        """Name-keyed values (cals/cvat/point_checks.py) as this spec's attribute ids, in spec order."""
         return [models.AttributeValRequest(spec_id=i, value=v["value"]) for i, v in enumerate(values)] \
             if self.points_to_check else []
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cals.serving.cvat_shapes import cvat_skeletons
+from cals.cvat.shapes import cvat_skeletons
 from cals.serving.request import BadRequest, parse_request
 from cals.serving.service import SkeletonService
 from cals.serving.watcher import NoModel

@@ -41,7 +41,7 @@ class SkeletonService:
 
     def __init__(self, registry: Registry, detector, *, device: str | None = None,
                  initial_error: str | None = None, check_below: float | None = None) -> None:
-        from cals.point_checks import check_below as check_setting
+        from cals.cvat.point_checks import check_below as check_setting
 
         self.registry = registry
         self.detector = detector

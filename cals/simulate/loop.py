@@ -23,7 +23,7 @@ from cals.model.predict import Predictor
 from cals.registry import Registry
 from cals.sampling.cache import ScoreCache
 from cals.sampling.inputs import StrategyOptions, build_strategy, labelled_features
-from cals.sampling.pool import LocalPool
+from cals.data.pool import LocalPool
 from cals.sampling.ranking import rank
 from cals.sampling.round_coco import round_coco
 from cals.sampling.scoring import Scorer, strategy_needs

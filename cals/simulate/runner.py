@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cals.sampling.pool import LocalPool
+from cals.data.pool import LocalPool
 from cals.sampling.scoring import Scorer
 from cals.schema import Schema, load_schema
 from cals.simulate import data

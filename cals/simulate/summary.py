@@ -75,7 +75,7 @@ def label_savings(rows: list[dict], cfg: SimulationConfig) -> dict[str, dict[str
 def points_to_check(rows: list[dict], strategy: str, threshold: float | None = None) -> dict[str, Any] | None:
     """The check rule at `threshold` (default CALS_CHECK_BELOW) over the strategy's rounds after round 0,
     pooled: spine recall (moved points flagged) and workload (pre-annotated points flagged)."""
-    from cals.point_checks import DEFAULT_CHECK_BELOW
+    from cals.cvat.point_checks import DEFAULT_CHECK_BELOW
 
     threshold = DEFAULT_CHECK_BELOW if threshold is None else threshold
     found = [row for r in rows if r["strategy"] == strategy and r["round"] > 0 and r.get("checks")

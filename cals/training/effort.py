@@ -87,7 +87,7 @@ def check_rule_figures(pre: Mapping[Any, Sequence[dict]], final: Mapping[Any, Se
                        schema: Schema, thresholds: Sequence[float], *,
                        tolerance: float = DEFAULT_TOLERANCE) -> dict[str, list[dict]]:
     """Per group and threshold: the recall (moved points flagged) and workload (placed points flagged)
-    of the rule "flag a point scoring below the threshold" (cals/point_checks.py).
+    of the rule "flag a point scoring below the threshold" (cals/cvat/point_checks.py).
 
     `pre` annotations carry the model's per-point "scores" (K); over the pre-annotated points of
     people matched as in `correction_effort`.

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 from cals.registry import Registry
 from cals.sampling.cache import ScoreCache, cache_file
-from cals.sampling.pool import LocalPool, Pool, PoolItem
+from cals.data.pool import LocalPool, Pool
 from cals.schema import Schema
 from cals.training.pool_set import PoolTraining, build_pool_set
 from cals.training.train_process import PoolData

@@ -25,7 +25,7 @@ import numpy as np
 
 from cals.data.coco import ANNOTATIONS, IMAGES, write_coco
 from cals.errors import CalsError
-from cals.sampling.pool import Pool, PoolItem
+from cals.data.pool import Pool, PoolItem
 from cals.schema import Schema
 from cals.settings import default
 

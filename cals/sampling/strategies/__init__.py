@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from cals.errors import CalsError
+from cals.settings import PREFIX, SettingsError
 from cals.sampling.strategies.base import (NEEDS, REDUCTIONS, Observation, PoolStrategy, Strategy, UncertaintyPool,
                                            box_scale, resolve_reduce)
 from cals.sampling.strategies.disagreement import CommitteeDisagreement, FlipDisagreement
@@ -24,7 +25,7 @@ from cals.sampling.strategies.diversity import CoreSet, Hybrid, cluster_picks, k
 from cals.sampling.strategies.random_share import RandomShare
 from cals.sampling.strategies.shape import PoseImplausibility, ShapeSpace
 from cals.sampling.strategies.small_cap import LargestPerson, SmallCap
-from cals.sampling.strategies.spec import StrategySpec, option_float, option_int, parse_spec
+from cals.sampling.strategies.spec import StrategySpec, option_float, option_int, read_spec
 from cals.sampling.strategies.stochastic import Stochastic
 from cals.sampling.strategies.typicality import TCM, TypiClust, TypicalUncertainty, kmeans, typicality
 from cals.sampling.strategies.uncertainty import Entropy, LeastConfidence, MultiPeakEntropy, Random
@@ -125,6 +126,30 @@ def uncertainty_spec(owner: str, spec: str | StrategySpec) -> StrategySpec:
     return parsed
 
 
+def parse_spec(text: str | StrategySpec) -> StrategySpec:
+    """The spec in `text`, its name and option names checked against the strategies' tables.
+
+    Raises CalsError naming the malformed part, the unknown strategy or the unknown option.
+    """
+    return read_spec(text, {name: spec_options(name) for name in STRATEGIES})
+
+
+def check_settings(strategy: str, uncertainty: str) -> None:
+    """CALS_SAMPLER_STRATEGY (a spec, "tcm:switch=80,random_share=0.25") and CALS_SAMPLER_UNCERTAINTY
+    (a per-image strategy: what hybrid, typical_uncertainty and tcm rank by), checked when the sampler
+    loads its settings. Raises SettingsError naming the variable, as cals.settings does for the others."""
+    for variable, value in (("SAMPLER_STRATEGY", strategy), ("SAMPLER_UNCERTAINTY", uncertainty)):
+        try:
+            if value.partition(":")[0].strip() not in STRATEGIES:
+                raise CalsError(f"unknown strategy; choose one of {sorted(STRATEGIES)}")
+            if variable == "SAMPLER_UNCERTAINTY":
+                uncertainty_spec("a pool strategy", value)
+            else:
+                parse_spec(value)
+        except CalsError as e:
+            raise SettingsError(f"{PREFIX}{variable}: {e}, got {value!r}") from None
+
+
 def spec_options(name: str) -> frozenset[str]:
     """Every option a spec may give strategy `name`."""
     return OPTIONS[name] | SHARE_OPTIONS
@@ -153,7 +178,7 @@ def _checked(name: str, options: dict, allowed: set[str]) -> dict:
 
 __all__ = ["STRATEGIES", "OPTIONS", "SHARE_OPTIONS", "UNCERTAINTY_POOLS", "NEEDS", "REDUCTIONS", "Observation",
            "Strategy", "PoolStrategy", "UncertaintyPool", "StrategySpec", "create", "parse_spec", "spec_options",
-           "uncertainty_spec", "names", "k_center_greedy", "cluster_picks", "kmeans", "typicality",
+           "uncertainty_spec", "check_settings", "names", "k_center_greedy", "cluster_picks", "kmeans", "typicality",
            "ShapeSpace", "box_scale", "resolve_reduce", "Random", "LeastConfidence", "Entropy", "MultiPeakEntropy",
            "FlipDisagreement", "CommitteeDisagreement", "PoseImplausibility", "CoreSet", "Hybrid", "TypiClust",
            "TypicalUncertainty", "TCM", "RandomShare", "Stochastic", "SmallCap", "LargestPerson"]

@@ -12,7 +12,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 from cals.errors import CalsError
 
@@ -38,21 +38,20 @@ class StrategySpec:
         return self.name + ":" + ",".join(f"{k}={_format(v)}" for k, v in self.options)
 
 
-def parse_spec(text: str | StrategySpec) -> StrategySpec:
-    """The spec in `text`, its name and option names checked against the strategies' tables.
+def read_spec(text: str | StrategySpec, catalogue: Mapping[str, frozenset[str]]) -> StrategySpec:
+    """The spec in `text`, its name and option names checked against `catalogue` (strategy name: the
+    options a spec may give it; `cals.sampling.strategies.parse_spec` passes the strategies' tables).
 
     Raises CalsError naming the malformed part, the unknown strategy or the unknown option.
     """
     if isinstance(text, StrategySpec):
         return text
-    from cals.sampling.strategies import STRATEGIES, spec_options  # the tables live beside the classes
-
     if not isinstance(text, str) or not text.strip():
         raise CalsError(f"strategy spec {text!r} is no name; write name or name:option=value,...")
     name, colon, rest = text.strip().partition(":")
     name = name.strip()
-    if name not in STRATEGIES:
-        raise CalsError(f"unknown strategy {name!r} in spec {text!r}; choose one of {sorted(STRATEGIES)}")
+    if name not in catalogue:
+        raise CalsError(f"unknown strategy {name!r} in spec {text!r}; choose one of {sorted(catalogue)}")
     if colon and not rest.strip():
         raise CalsError(f"strategy spec {text!r} has ':' but no options; write {name!r} or {name}:option=value")
     options: dict[str, Value] = {}
@@ -64,7 +63,7 @@ def parse_spec(text: str | StrategySpec) -> StrategySpec:
         if key in options:
             raise CalsError(f"option {key!r} given twice in strategy spec {text!r}")
         options[key] = _value(key, value, text)
-    allowed = spec_options(name)
+    allowed = catalogue[name]
     bad = sorted(set(options) - allowed)
     if bad:
         raise CalsError(f"strategy {name!r} takes no option(s) {bad} (spec {text!r}); it takes {sorted(allowed)}")

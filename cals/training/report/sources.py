@@ -103,7 +103,7 @@ def _finals(labelled: LabelledSet) -> tuple[dict, dict, dict[str, int]]:
 def cvat_states(records: LoopRecords, client, trigger) -> dict[int, dict[int, bool]]:
     """Round task id -> its jobs -> whether each reached the trainer's trigger; a task CVAT no
     longer has is absent."""
-    from cals.cvat.rounds import round_tasks
+    from cals.sampling.rounds import round_tasks
 
     states: dict[int, dict[int, bool]] = {}
     for project in sorted({r["project_id"] for r in records.rounds}):

@@ -9,7 +9,7 @@ reports its release at `GET /api/versions` as `{"dashboard": {"label": "1.13.0",
 
 Standard library only: serverless/deploy.sh runs it with whatever python3 the host has.
 
-    python -m cals.nuclio_version --nuctl nuctl --dashboard http://localhost:8070
+    python -m cals.serving.nuclio_version --nuctl nuctl --dashboard http://localhost:8070
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def check(nuctl_label: str, dashboard_label: str, url: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cals.nuclio_version", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cals.serving.nuclio_version", description=__doc__.split("\n")[0])
     parser.add_argument("--nuctl", default="nuctl", help="nuctl binary (default: nuctl on PATH)")
     parser.add_argument("--dashboard", required=True, help="Nuclio dashboard URL, e.g. http://localhost:8070")
     args = parser.parse_args(argv)

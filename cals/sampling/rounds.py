@@ -33,8 +33,8 @@ from cals.cvat.pool import project_tasks
 from cals.cvat.round_upload import upload_preannotations
 from cals.cvat.round_orphans import MARKER_COCO, clear_orphans, remove_marker, write_json, write_marker
 from cals.errors import CalsError
-from cals.point_checks import check_below as default_check_below
-from cals.sampling.pool import Pool, PoolItem
+from cals.cvat.point_checks import check_below as default_check_below
+from cals.data.pool import Pool, PoolItem
 from cals.sampling.ranking import Ranked, rank
 from cals.sampling.round_coco import round_coco
 from cals.sampling.round_report import contact_sheet, write_ranking

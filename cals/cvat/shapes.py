@@ -4,7 +4,7 @@ CVAT matches results to task labels by name, ignores `confidence` and drops a
 skeleton whose points are all outside; so the label names come from the schema.
 A point is `outside` when it lies off the image, or scores below the request's
 `threshold` (default CALS_POINT_THRESHOLD, 0: none); a doubtful point is shown and
-flagged with the points-to-check attributes (cals/point_checks.py), which CVAT keeps
+flagged with the points-to-check attributes (cals/cvat/point_checks.py), which CVAT keeps
 by name where the task's label has them.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cals.point_checks import LABELLED, point_attributes, skeleton_attributes
+from cals.cvat.point_checks import LABELLED, point_attributes, skeleton_attributes
 from cals.schema import Schema
 
 

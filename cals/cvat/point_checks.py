@@ -12,15 +12,16 @@ dropped without a word). Doubt is never written as `occluded`: that exports as C
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
+# the attributes' names and their CVAT specs belong to the skeleton label, declared with it in cals/schema.py
+from cals.schema import CHECK, CONFIDENCE, SPINE_CONFIDENCE, point_attribute_specs, skeleton_attribute_specs
 from cals.settings import ModelEnv, default
 
-CHECK = "check"
-CONFIDENCE = "confidence"
-SPINE_CONFIDENCE = "spine_confidence"
+__all__ = ["CHECK", "CONFIDENCE", "SPINE_CONFIDENCE", "DEFAULT_CHECK_BELOW", "LABELLED", "check_below", "flagged",
+           "percent", "point_attributes", "skeleton_attributes", "point_attribute_specs", "skeleton_attribute_specs"]
 DEFAULT_CHECK_BELOW: float = default("CALS_CHECK_BELOW")
 LABELLED = 1.0  # the score of a point a person placed: never flagged
 
@@ -52,24 +53,3 @@ def skeleton_attributes(scores: np.ndarray, spine: Sequence[int], threshold: flo
     lowest = float(scores[list(spine)].min()) if len(spine) else LABELLED
     return [{"name": CHECK, "value": "true" if flagged(scores, threshold).any() else "false"},
             {"name": SPINE_CONFIDENCE, "value": percent(lowest)}]
-
-
-def _checkbox(name: str) -> dict[str, Any]:
-    return {"name": name, "input_type": "checkbox", "mutable": True, "values": ["false"],
-            "default_value": "false"}
-
-
-def _number(name: str) -> dict[str, Any]:
-    # CVAT's number attribute: values are [min, max, step]
-    return {"name": name, "input_type": "number", "mutable": True, "values": ["0", "100", "1"],
-            "default_value": "100"}
-
-
-def skeleton_attribute_specs() -> list[dict[str, Any]]:
-    """The skeleton label's attributes, as CVAT's label API and a function's spec both take them."""
-    return [_checkbox(CHECK), _number(SPINE_CONFIDENCE)]
-
-
-def point_attribute_specs() -> list[dict[str, Any]]:
-    """Every point sublabel's attributes (point attributes can only be made with the label)."""
-    return [_checkbox(CHECK), _number(CONFIDENCE)]
