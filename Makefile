@@ -13,7 +13,7 @@ ENV_FILE ?= deploy/.env
 # run a command with the env file's settings (when it exists); a variable set in the shell wins
 WITH_ENV = $(PY) -m cals.env_file $(ENV_FILE)
 
-.PHONY: install check-build test test-real-cvat test-browser screenshots demo benchmark-al train bench soak clean deploy-function trainer sampler sample setup-project check round report
+.PHONY: install check-build docs test test-real-cvat test-browser screenshots demo benchmark-al train bench soak clean deploy-function trainer sampler sample setup-project check round report
 
 install: .venv/.installed
 
@@ -22,6 +22,9 @@ install: .venv/.installed
 
 test: install
 	$(PY) -m pytest -q
+
+docs: install  # docs/settings.md from cals/settings.py (tests/test_docs.py fails when it is stale)
+	$(PY) -c 'from pathlib import Path; from cals.settings import settings_page; Path("docs/settings.md").write_text(settings_page())'
 
 check-build: install  # the function image's and deploy/Dockerfile's pip steps, resolved in fresh environments (no Docker)
 	$(PY) scripts/check_build.py
@@ -32,7 +35,7 @@ test-real-cvat: install  # the CVAT-facing tests against a real CVAT (CVAT_URL=.
 test-browser: install  # the browser tests: CVAT's web UI in headless Chromium (builds the harness's UI once)
 	UI=1 bash scripts/test-real-cvat.sh -m browser
 
-screenshots: install  # the browser tests, saving the README walkthrough's screenshots into docs/screenshots
+screenshots: install  # the browser tests, saving the walkthrough's screenshots (README, docs/walkthrough.md) into docs/screenshots
 	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots UI=1 bash scripts/test-real-cvat.sh -m browser
 
 demo: install

@@ -102,6 +102,8 @@ def describe(exc: ValidationError) -> str:
 
 
 class CvatEnv(CalsEnv):
+    """CVAT's address and credentials (`cals/cvat/client.py`)."""
+
     CVAT_URL: str | None = Field(None, description="CVAT's address as this process reaches it")
     CVAT_USER: str | None = Field(None, description="CVAT account, with CALS_CVAT_PASSWORD")
     CVAT_PASSWORD: str | None = None
@@ -110,20 +112,27 @@ class CvatEnv(CalsEnv):
 
 
 class ModelEnv(CalsEnv):
+    """Whatever loads a model: registry, model config, device, runtime, schema, person detector."""
+
     REGISTRY: str | None = Field(None, description="model registry folder, shared by trainer, sampler, function")
     CONFIG: str = Field("cpu", description="config of a model with no version to start from: cpu | rtmpose-m | "
                                            "FILE.py (`cals train`, the function's initial model); a model "
                                            "trained from a version (every trainer run) keeps that version's")
     POSE_BACKEND: Literal["auto", "onnxruntime", "openvino", "pytorch"] = Field(
-        "auto", description="pose network runtime; auto: on CPU the fastest for the precision that loads "
-                            "(cals.model.pose_network.AUTO_ORDER), PyTorch on GPU")
+        "auto", description="pose network runtime. auto: on CPU an int8 model runs with ONNX Runtime and an fp32 "
+                            "export with OpenVINO (the fastest for RTMPose-m: docs/serving-speed.md; "
+                            "cals.model.pose_network.AUTO_ORDER); a runtime that cannot load the model falls back "
+                            "to the other, then to PyTorch, with a log line each; PyTorch on GPU. onnxruntime, "
+                            "openvino or pytorch force one")
     POSE_PRECISION: Literal["auto", "fp32", "int8"] = Field(
         "auto", description="auto: int8 where the version's int8 model passed its check at registration "
-                            "(cals.model.quantize), else fp32")
+                            "(cals.model.quantize: spine AP within 0.005 of fp32, median point within 1 px), "
+                            "else fp32; fp32 or int8 force one")
     CACHE: Path = Field(Path.home() / ".cache" / "cals", description="downloads, cached base models, "
                                                                    "OpenVINO's compiled models")
     DEVICE: str | None = Field(None, description="inference/training device; default cuda:0 when present, else cpu")
-    FLIP_TEST: bool | None = Field(None, description="average with the mirrored crop; unset: the model config's")
+    FLIP_TEST: bool | None = Field(None, description="1/0: average each crop with its mirror image (its cost: "
+                                             "docs/serving-speed.md); unset: the model config's (on)")
     SCHEMA: Path | None = Field(None, description="keypoint schema YAML; default the bundled COCO-17 + spine")
     DETECTOR: str | None = Field(None, description="RTMDet person end2end.onnx (file, folder or URL)")
     CHECK_BELOW: float = Field(0.6, ge=0, le=1, description="points to check: a pre-annotated point scoring "
@@ -138,6 +147,8 @@ class ModelEnv(CalsEnv):
 
 
 class ServingEnv(ModelEnv):
+    """The Nuclio function (serverless/README.md): request limits and the initial model, beside ModelEnv."""
+
     RENAMED = {"INIT_CONFIG": "CONFIG"}  # the initial model's config, function.yaml sets CALS_CONFIG
     DETECTOR_SCORE: float = Field(0.3, ge=0, le=1, description="person box score threshold")
     POINT_THRESHOLD: float = Field(0.0, ge=0, le=1, description="points scoring below it are sent as outside "
@@ -149,6 +160,8 @@ class ServingEnv(ModelEnv):
 
 
 class ServiceEnv(CvatEnv, ModelEnv):
+    """What the trainer, the sampler and the host commands share, beside CvatEnv and ModelEnv."""
+
     DATA: str = Field("cals-data", description="working data: labelled set, queue, score cache, round reports")
     API_TOKEN: str | None = Field(None, description="bearer token between trainer, sampler and `make round`")
     WEBHOOK_SECRET: str | None = Field(None, description="CVAT signs webhooks with it; the trainer checks them")
@@ -171,6 +184,8 @@ class ServiceEnv(CvatEnv, ModelEnv):
 
 
 class TrainerEnv(ServiceEnv):
+    """The training sidecar (trainer/README.md)."""
+
     RENAMED = {"TRAIN_CONFIG": "CONFIG"}  # formerly the config of the trainer's first model
     QUEUE_DB: str | None = Field(None, description="run queue; default $CALS_DATA/queue.sqlite3")
     JOB_TRIGGER: str = "state:completed"
@@ -199,12 +214,14 @@ class TrainerEnv(ServiceEnv):
 
 
 class SamplerEnv(ServiceEnv):
+    """The sampler service (sampler/README.md)."""
+
     ROUND_SIZE: PositiveInt = 50
     JOB_SIZE: PositiveInt = 10
     AUTO_OPEN: bool = Field(False, description="open the next round when the trainer promotes")
     # both are strategy specs, checked at the sampler's start (cals.sampling.strategies.check_settings)
     SAMPLER_STRATEGY: str = Field("random", description="no strategy beat random order in make benchmark-al, "
-                                  "on human labels alone or with the pool set (README, Label efficiency): random "
+                                  "on human labels alone or with the pool set (docs/label-efficiency.md): random "
                                   "is the default that does no harm")
     SAMPLER_UNCERTAINTY: str = Field("entropy", description="hybrid's shortlist strategy")
     SAMPLER_REDUCE: Literal["max", "mean", "sum"] = Field("max", description="people -> image score")
@@ -217,6 +234,8 @@ class SamplerEnv(ServiceEnv):
 
 
 class HostEnv(ServiceEnv):
+    """The host commands setup-project, check, pool-task and round."""
+
     PROJECT_NAME: str = Field("CALS spine", description="project setup-project creates when CALS_PROJECT_ID is unset")
     TRAINER_URL: str = Field("http://trainer.cals.internal:8010", description="the trainer as CVAT's webhook worker "
                                                                               "reaches it (compose alias)")
@@ -224,6 +243,8 @@ class HostEnv(ServiceEnv):
 
 
 class ContainerEnv(CalsEnv):
+    """Read only by the Makefile, the scripts and docker compose (deploy/README.md); declared so the docs have one list."""
+
     CVAT_INTERNAL_URL: str = "http://cvat_server:8080"
     REGISTRY_HOST: str = "/var/lib/cals/registry"
     NUCLIO_NETWORK: str = "cvat_cvat"
@@ -253,3 +274,54 @@ def variables() -> dict[str, FieldInfo]:
 def default(variable: str) -> Any:
     """The declared default of a variable, e.g. default("CALS_PROMOTE_MARGIN") == 0.0."""
     return variables()[variable].default
+
+
+SETTINGS_PAGE_INTRO = """\
+# Settings
+
+<!-- generated from cals/settings.py by `make docs`; tests/test_docs.py fails when it differs -->
+
+Every `CALS_*` variable, declared once with its type and default in
+[cals/settings.py](../cals/settings.py) (pydantic-settings). Each group below is what one consumer reads; a
+group also reads the groups it names. A malformed value stops the service at start with the variable's
+name. [deploy/.env.example](../deploy/.env.example) documents exactly these variables, and a test keeps
+the two in step. Settings come from `deploy/.env` and the environment; a variable set in the shell wins.
+
+**Which config a model gets.** A model trained from a registry version keeps that version's config,
+whatever is set: its weights fit no other (`cals train --init VERSION|current`, every trainer round).
+Otherwise, in this order: `cals train --config`, then `CALS_CONFIG`, then `cpu`. So `CALS_CONFIG` picks
+the config of a model with no version to start from: `cals train` without `--init VERSION`, and the
+function's initial model (function.yaml sets `rtmpose-m`, the architecture of its checkpoint). The
+trainer has no first model to pick one for: it only fine-tunes, and with an empty registry its run
+fails. `CALS_TRAIN_CONFIG` and `CALS_INIT_CONFIG`, its former names in the trainer and the function, are
+still read with a warning (both set to different values: an error). Where the trainer follows a version
+of another config than a `CALS_CONFIG` that is set, it logs a warning.
+"""
+
+
+def settings_page() -> str:
+    """docs/settings.md: every variable under the group that declares it, so the page cannot drift."""
+    parts = [SETTINGS_PAGE_INTRO]
+    for group in GROUPS:
+        own = [name for name in group.__annotations__ if name in group.model_fields]
+        parents = [b.__name__ for b in group.__bases__ if b is not CalsEnv]
+        parts.append(f"\n## {group.__name__}\n\n{' '.join((group.__doc__ or '').split())}"
+                     + (f" Also reads {', '.join(parents)}." if parents else "") + "\n")
+        if group.RENAMED is not CalsEnv.RENAMED and group.RENAMED:
+            parts.append("".join(f"\n`{PREFIX}{old}` is still read, with a warning, as `{PREFIX}{new}`.\n"
+                                 for old, new in group.RENAMED.items()))
+        parts.append("\n| variable | type | default | what it does |\n| --- | --- | --- | --- |\n")
+        for name in own:
+            info = group.model_fields[name]
+            kind = str(group.__annotations__[name]).replace("|", "\\|")
+            parts.append(f"| `{PREFIX}{name}` | `{kind}` | {_shown_default(info.default)} | "
+                         f"{(info.description or '').replace('|', '/')} |\n")
+    return "".join(parts)
+
+
+def _shown_default(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, Path) and value.is_relative_to(Path.home()):
+        return f"`~/{value.relative_to(Path.home())}`"
+    return f"`{str(value).lower() if isinstance(value, bool) else value}`"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make benchmark-al: label efficiency in the regime users work in (README "Label efficiency").
+# make benchmark-al: label efficiency in the regime users work in (docs/label-efficiency.md).
 # One `cals simulate`: a generated pool of 1000 frames (80/15/5 upright/bending/lying), a balanced
 # test set of 150, 20 random labels then 5 rounds of 20 (120 labels, 12 % of the pool), the trainer's
 # own split and gate, a 2000-iteration body-only base model (trained once and cached). On 5 seeds with

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make demo: the active-learning loop offline (cals simulate) with its default, CPU-sized
-# configuration — see README "Label efficiency". Resumes when OUT holds an unfinished run.
+# configuration — see docs/label-efficiency.md. Resumes when OUT holds an unfinished run.
 set -euo pipefail
 OUT=${1:-demo-output}
 CALS=${CALS:-.venv/bin/cals}

@@ -12,7 +12,7 @@ Five scenarios, each as a person does it, against a real CVAT with its UI (make 
 5. the team lead opens the trainer's loop report page: round 1 open, the dragged point measured.
 What compose runs next to CVAT is served in-process over real HTTP: the trainer, the sampler and,
 in place of Nuclio, tests/nuclio_dashboard.py running the real function handler. Screenshots go to
-$SCREENSHOTS_DIR (make screenshots: docs/screenshots, shown in the README's walkthrough).
+$SCREENSHOTS_DIR (make screenshots: docs/screenshots, shown in the README and docs/walkthrough.md).
 """
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def loop(ui_url, cvat_server, schema, trained, tmp_path_factory) -> Iterator[Loo
 
 
 def _open_round(env: Path, sampler_url: str) -> dict[str, Any]:
-    """`cals round` through the sampler service, as the README's step 7; its JSON answer."""
+    """`cals round` through the sampler service, as the walkthrough's step 6 (README); its JSON answer."""
     from contextlib import redirect_stdout
     from io import StringIO
 
@@ -236,7 +236,7 @@ def _flag_one_skeleton(cvat_server, job_id: int, frame: int) -> tuple[dict, str,
 
 
 def test_points_to_check_filter_flagged_skeletons_and_show_each_point_confidence(loop, browser, cvat_server):
-    """The guide in the README: Filters → `attr.person.check == true` leaves the flagged people; hovering one
+    """The guide in the README and docs/walkthrough.md: Filters → `attr.person.check == true` leaves the flagged people; hovering one
     shows each point's `check` and `confidence` beside it. On job 2 of round 1, as the project's admin."""
     ui, job_id = browser, loop.job_ids[1]
     with cvat_server.make_client() as admin:

@@ -1,5 +1,5 @@
 """From a COCO-17 keypoints dataset to the schema's layout (`cals import-coco`) and into CVAT as the
-pool task (`cals pool-task`): the first steps of the README walkthrough."""
+pool task (`cals pool-task`): the first steps of the README's deployment."""
 from __future__ import annotations
 
 import json

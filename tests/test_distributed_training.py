@@ -21,7 +21,7 @@ from cals.registry import Registry
 
 def torchrun(*args: str, cwd, hosts: int = 1) -> tuple[list[int], str, str]:
     """`cals train` as 2 processes: on one host (--standalone), or as one process on each of 2
-    "hosts" that meet at a rendezvous endpoint (the README's multi-host command; here both on
+    "hosts" that meet at a rendezvous endpoint (docs/scale-out.md's multi-host command; here both on
     127.0.0.1). Returns the exit codes, stdout and stderr of every launcher."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     if hosts == 1:
@@ -53,7 +53,7 @@ def digest_of(version) -> str:
 
 @pytest.mark.parametrize("how", ["fine-tune cpu", "rtmpose-m from scratch", "two hosts, rendezvous"])
 def test_two_processes_train_one_model_on_split_data(how, trained, synthetic, tmp_path):
-    registry_root = tmp_path / "registry"  # shared by the "hosts", as the README asks
+    registry_root = tmp_path / "registry"  # shared by the "hosts", as docs/scale-out.md asks
     if how != "rtmpose-m from scratch":  # what every trainer round does: fine-tune the current version
         shutil.copytree(trained[0].root, registry_root)
         model_args = ["--init", "current", "--iters", "4", "--batch-size", "4"]

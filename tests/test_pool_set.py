@@ -91,7 +91,7 @@ def test_pool_training_settings_are_checked():
     with pytest.raises(CalsError, match="threshold"):
         PoolTraining(threshold=1.5)
     assert not PoolTraining(human_share=1).enabled and not PoolTraining(labels=False, pseudo=False).enabled
-    assert PoolTraining().labels and PoolTraining().pseudo  # the defaults: the measured best (README)
+    assert PoolTraining().labels and PoolTraining().pseudo  # the defaults: the measured best (docs/label-efficiency.md)
 
 
 def test_training_mixes_the_pool_set_at_the_human_share(pool, synthetic, schema, tmp_path):

@@ -1,4 +1,4 @@
-"""The README's "From a COCO dataset to round 3", command by command, against the CVAT test server.
+"""The README's "Deploy next to your CVAT" (docs/walkthrough.md in full), command by command, against the CVAT test server.
 
 What docker compose would run is served in-process over real HTTP: the trainer and the sampler,
 configured from the same deploy/.env the commands write (the initial model is the session's small

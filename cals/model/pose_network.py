@@ -147,7 +147,7 @@ def precision_of(path: str | os.PathLike) -> str:
 Network = Union[TorchNetwork, OnnxNetwork, OpenVinoNetwork]
 RUNTIMES = {"onnxruntime": OnnxNetwork, "openvino": OpenVinoNetwork}
 # The runtimes auto tries on CPU, fastest first for RTMPose-m (the model users deploy), per precision;
-# PyTorch closes every list. `python -m bench.serving`, 2 cores, 3 runs (README, "Serving speed"):
+# PyTorch closes every list. `python -m bench.serving`, 2 cores, 3 runs (docs/serving-speed.md):
 # OpenVINO takes 0.79-0.93x ONNX Runtime's time on the fp32 model, ONNX Runtime 0.61-0.85x OpenVINO's
 # on the int8 one (one person, flip test on). (The small `cpu` config ranks them the other way round.)
 AUTO_ORDER = {"fp32": ("openvino", "onnxruntime"), "int8": ("onnxruntime", "openvino")}

@@ -55,7 +55,7 @@ def dashboard_version(url: str, *, timeout: float = 10) -> str:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise NuclioVersionError(f"cannot reach Nuclio's dashboard at {endpoint} ({reason}): set "
-                                 "CALS_NUCLIO_DASHBOARD_URL to the Nuclio dashboard CVAT uses (README.md, the "
+                                 "CALS_NUCLIO_DASHBOARD_URL to the Nuclio dashboard CVAT uses (docs/deployment.md, the "
                                  "table of CVAT and Nuclio releases, says where it is)") from None
     except (ValueError, KeyError, TypeError):
         raise NuclioVersionError(f"{endpoint} did not answer with a Nuclio dashboard's versions: is "

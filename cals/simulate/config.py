@@ -38,7 +38,7 @@ class SimulationConfig:
     batch: int = 20  # images labelled per round
     rounds: int = 2
     # random order on human labels alone (the former default) against random order with the pool set (the pool's
-    # labels and pseudo-labels), the trainer's default (README, Label efficiency)
+    # labels and pseudo-labels), the trainer's default (docs/label-efficiency.md)
     strategies: list[str] = field(default_factory=lambda: ["random", "random@pool+pseudo"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # 3: the fewest that give a verdict
     survey: list[str] = field(default_factory=list)  # more strategies, run on the first seed only

@@ -1,7 +1,7 @@
 """Stochastic batches: draw a round's frames in proportion to their rank instead of taking the top k.
 
 Top-k of a per-frame score fills a round with one kind of frame: least confidence took 50 % bending
-people from a pool with 15 % (README, "What each strategy picks"). Kirsch et al. ("Stochastic batch
+people from a pool with 15 % (docs/label-efficiency.md). Kirsch et al. ("Stochastic batch
 acquisition", TMLR 2023) draw the batch instead, and find it as good as top-k or better, at no cost.
 """
 from __future__ import annotations
