@@ -10,6 +10,8 @@ VAL     ?= $(if $(filter $(OUT)/data/pool,$(DATA)),$(OUT)/data/test)
 CONFIG  ?=
 EPOCHS  ?=
 ENV_FILE ?= deploy/.env
+# make test: pytest-xdist worker processes (files are spread over them; 0: one process)
+TEST_WORKERS ?= 2
 # run a command with the env file's settings (when it exists); a variable set in the shell wins
 WITH_ENV = $(PY) -m cals.env_file $(ENV_FILE)
 
@@ -20,8 +22,8 @@ install: .venv/.installed
 .venv/.installed: scripts/install.sh requirements/*.txt pyproject.toml
 	bash scripts/install.sh
 
-test: install
-	$(PY) -m pytest -q
+test: install  # TEST_WORKERS=0 runs the suite in one process
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 docs: install  # docs/settings.md from cals/settings.py (tests/test_docs.py fails when it is stale)
 	$(PY) -c 'from pathlib import Path; from cals.settings import settings_page; Path("docs/settings.md").write_text(settings_page())'

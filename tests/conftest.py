@@ -1,6 +1,8 @@
 pytest_plugins = ["tests.cvat_server.pytest_plugin"]
 
 
+import os  # noqa: E402
+
 import pytest  # noqa: E402
 
 BALANCED = "upright=0.2,bending=0.2,sitting=0.2,lying=0.2,twisting=0.2"
@@ -10,6 +12,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--data-seed", type=int, default=0,
                      help="offset added to the seeds of the shared generated data (and so of the model the suite "
                           "trains): a suite that passes only at 0 asserts one model's luck, not the product")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (make test: -n 2), each worker process keeps to its own share of the cores, as in
+    a container of that size: the product sizes its thread pools from the cores it may use
+    (cals/model/threads.py), so two workers never run twice as many threads as there are cores."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= count:
+        os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) % count::count])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with a `slow` test first, each file's tests in their order: xdist's --dist loadfile then
+    starts the longest files early, instead of one worker finishing one alone at the end."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # trains or serves models: make test starts these files first
+
 COMMANDS = ["generate", "train", "evaluate", "predict", "models", "schema"]
 
 

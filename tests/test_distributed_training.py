@@ -18,6 +18,8 @@ import pytest
 
 from cals.registry import Registry
 
+pytestmark = pytest.mark.slow  # trains or serves models: make test starts these files first
+
 
 def torchrun(*args: str, cwd, hosts: int = 1) -> tuple[list[int], str, str]:
     """`cals train` as 2 processes: on one host (--standalone), or as one process on each of 2

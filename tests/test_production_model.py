@@ -29,6 +29,8 @@ from tests.test_rtmpose_release import released_state
 from tests.trainer_helpers import HttpClient, generated_frames, make_task, serve, wait_for_run
 from trainer import create_app as create_trainer
 
+pytestmark = pytest.mark.slow  # trains or serves models: make test starts these files first
+
 SECRET = "whsec-" + "r" * 24
 TOKEN = "api-token-rtmpose"
 NAMES = [f"{i:06d}.jpg" for i in range(6)]

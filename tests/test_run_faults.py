@@ -23,6 +23,8 @@ from tests.trainer_helpers import (Outage, cvat_proxy, generated_frames, make_ta
                                    wait_for_run)
 from trainer import create_app
 
+pytestmark = pytest.mark.slow  # trains or serves models: make test starts these files first
+
 NAMES = [f"{i:06d}.jpg" for i in range(6)]
 
 
@@ -223,6 +225,7 @@ def outliving(session: int, seconds: float) -> list[str]:
 # writing in a registry staging dir fails as a full disk would
 FULL_DISK = """
 import builtins, errno, os
+
 real = builtins.open
 
 def full(file, mode="r", *args, **kwargs):

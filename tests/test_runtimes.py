@@ -25,6 +25,8 @@ from cals.registry import Registry
 from cals.serving.initial import ensure_initial_model
 from tests.test_rtmpose_release import released_state
 
+pytestmark = pytest.mark.slow  # trains or serves models: make test starts these files first
+
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-coco4"
 POINT_PX = 0.5  # decoded points, image pixels
 SCORE = 0.01

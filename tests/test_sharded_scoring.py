@@ -17,6 +17,8 @@ from cals.sampling.sharded import Sharding
 from cals.sampling.strategies import create
 from cals.settings import SamplerEnv
 
+pytestmark = pytest.mark.slow  # trains or serves models: make test starts these files first
+
 FRAMES = 24
 
 

@@ -9,6 +9,8 @@ from cals.errors import CalsError
 from cals.simulate import SimulationConfig, run_simulation
 from cals.simulate.summary import format_table
 
+pytestmark = pytest.mark.slow  # trains or serves models: make test starts these files first
+
 
 def _config(out, **over):
     opts = dict(out=str(out), pool_images=40, test_images=16, initial=5, batch=5, rounds=2,

@@ -22,6 +22,8 @@ from tests.trainer_helpers import (HttpClient, cvat_proxy, generated_frames, gro
                                    small_current_model, wait_for_run, zip_bytes)
 from trainer import create_app
 
+pytestmark = pytest.mark.slow  # trains or serves models: make test starts these files first
+
 SECRET = "whsec-" + "e" * 24
 TOKEN = "api-token-e2e"
 NAMES = [f"{i:06d}.jpg" for i in range(10)]

@@ -20,6 +20,8 @@ from tests.trainer_helpers import (HttpClient, generated_frames, make_task, serv
                                    wait_for_run)
 from trainer import create_app
 
+pytestmark = pytest.mark.slow  # trains or serves models: make test starts these files first
+
 TOKEN = "token-subprocess"
 NAMES = [f"{i:06d}.jpg" for i in range(6)]
 
@@ -154,6 +156,7 @@ KILLED_PARENT = """
 import sys
 from cals.registry import Registry
 from cals.training.train_process import TrainProcess
+
 
 registry, frames, work = sys.argv[1:]
 training = TrainProcess(1)
