@@ -2,10 +2,13 @@ pytest_plugins = ["tests.cvat_server.pytest_plugin"]
 
 
 import os  # noqa: E402
+import shutil  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 
 import pytest  # noqa: E402
 
 BALANCED = "upright=0.2,bending=0.2,sitting=0.2,lying=0.2,twisting=0.2"
+ALL_CORES: set[int] = set()  # an xdist worker's cores before it kept to its share
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,14 +27,17 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) >= count:
+        ALL_CORES.update(cores)
         os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) % count::count])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files with a `slow` test first, each file's tests in their order: xdist's --dist loadfile then
-    starts the longest files early, instead of one worker finishing one alone at the end."""
+    """Files that use the session's trained model first, then files with a `slow` test, each file's tests
+    in their order: xdist's --dist loadfile then starts the longest work early, instead of one worker
+    finishing a long file alone at the end."""
+    trained = {item.path for item in items if "trained" in getattr(item, "fixturenames", ())}
     slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)
+    items.sort(key=lambda item: (item.path not in trained, item.path not in slow))
 
 
 @pytest.fixture(scope="session")
@@ -58,15 +64,51 @@ def synthetic(tmp_path_factory, data_seed):
 
 
 @pytest.fixture(scope="session")
-def trained(synthetic, tmp_path_factory):
-    """A registry with one CPU model trained from scratch on the synthetic train set."""
+def trained(synthetic, tmp_path_factory, data_seed):
+    """A registry with one CPU model trained from scratch on the synthetic train set.
+
+    Under xdist the first worker that asks trains it, on every core while the others wait for it, and
+    each worker copies that registry into its own (the data is generated from the same seeds)."""
+    from cals.registry import Registry
+
+    if not ALL_CORES:
+        return _train_registry(synthetic, tmp_path_factory.mktemp("registry"))
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # one folder for all the workers of this run
+    built = shared / f"trained-registry-{data_seed}"
+    with FileLock(str(shared / "trained.lock")):
+        if not built.exists():
+            with _every_core():
+                _train_registry(synthetic, shared / "trained-registry-staging")
+            (shared / "trained-registry-staging").rename(built)
+    registry = Registry(shutil.copytree(built, tmp_path_factory.mktemp("registry") / "copy"))
+    return registry, registry.current()
+
+
+def _train_registry(synthetic, root):
     from cals.model.train import train
     from cals.registry import Registry
 
-    registry = Registry(tmp_path_factory.mktemp("registry"))
+    registry = Registry(root)
     version = train(synthetic / "train", registry, iters=300, progress=False)
     registry.promote(version.id)
     return registry, version
+
+
+@contextmanager
+def _every_core():
+    """The worker on every core for a while, its thread pools sized to them, then back to its share."""
+    from cals.model import threads
+
+    share = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, ALL_CORES)
+    threads.configure()
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, share)
+        threads.configure()
 
 
 @pytest.fixture
