@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cals.cli import split_specs
+from cals.cli.simulate import split_specs
 from cals.simulate.stats import compare, verdict
 
 

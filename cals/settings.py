@@ -307,7 +307,7 @@ def settings_page() -> str:
         parents = [b.__name__ for b in group.__bases__ if b is not CalsEnv]
         parts.append(f"\n## {group.__name__}\n\n{' '.join((group.__doc__ or '').split())}"
                      + (f" Also reads {', '.join(parents)}." if parents else "") + "\n")
-        if group.RENAMED is not CalsEnv.RENAMED and group.RENAMED:
+        if "RENAMED" in vars(group):  # declared by this group, not inherited
             parts.append("".join(f"\n`{PREFIX}{old}` is still read, with a warning, as `{PREFIX}{new}`.\n"
                                  for old, new in group.RENAMED.items()))
         parts.append("\n| variable | type | default | what it does |\n| --- | --- | --- | --- |\n")

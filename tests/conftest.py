@@ -76,12 +76,12 @@ def trained(synthetic, tmp_path_factory, data_seed):
     from filelock import FileLock
 
     shared = tmp_path_factory.getbasetemp().parent  # one folder for all the workers of this run
-    built = shared / f"trained-registry-{data_seed}"
+    built, staging = shared / f"trained-registry-{data_seed}", shared / "trained-registry-staging"
     with FileLock(str(shared / "trained.lock")):
         if not built.exists():
             with _every_core():
-                _train_registry(synthetic, shared / "trained-registry-staging")
-            (shared / "trained-registry-staging").rename(built)
+                _train_registry(synthetic, staging)
+            staging.rename(built)
     registry = Registry(shutil.copytree(built, tmp_path_factory.mktemp("registry") / "copy"))
     return registry, registry.current()
 

@@ -25,15 +25,22 @@ FORBIDDEN = {"cals": set(APPS) | {"tests", "bench"},
              **{app: (set(APPS) - {app}) | {"tests"} for app in APPS}}
 
 
-def imported_roots(path: Path) -> set[tuple[str, int]]:
-    """(top-level package, line) of every absolute import in a file."""
-    found = set()
+def import_statements(path: Path) -> list[tuple[str, int, list[str], int]]:
+    """(module, level, names, line) of every import statement in a file, those inside functions too:
+    `import a.b` is ("a.b", 0, [], line), `from ..a import b, c` is ("a", 2, ["b", "c"], line)."""
+    found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            found |= {(alias.name.split(".")[0], node.lineno) for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add((node.module.split(".")[0], node.lineno))
+            found += [(alias.name, 0, [], node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.module or "", node.level, [a.name for a in node.names], node.lineno))
     return found
+
+
+def imported_roots(path: Path) -> set[tuple[str, int]]:
+    """(top-level package, line) of every absolute import in a file."""
+    return {(module.split(".")[0], line) for module, level, _, line in import_statements(path)
+            if level == 0 and module}
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
@@ -124,21 +131,15 @@ def import_edges(root: Path = ROOT, package: str = "cals") -> dict[str, set[tupl
     edges: dict[str, set[tuple[str, int]]] = {m: set() for m in files}
     for mod, path in files.items():
         here = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    up = here.split(".")[:len(here.split(".")) - node.level + 1]
-                    base = ".".join(up + ([base] if base else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
-            else:
-                continue
+        for base, level, names, line in import_statements(path):
+            if level:
+                up = here.split(".")[:len(here.split(".")) - level + 1]
+                base = ".".join(up + ([base] if base else []))
+            targets = [f"{base}.{name}" if f"{base}.{name}" in files else base for name in names] or [base]
             for target in targets:
                 found = known(target) if target.split(".")[0] == package else None
                 if found and found != mod:
-                    edges[mod].add((found, node.lineno))
+                    edges[mod].add((found, line))
     return edges
 
 

@@ -14,10 +14,9 @@ import sys
 from typing import Callable
 
 from cals.cli import data, deploy, model, report, simulate
-from cals.cli.simulate import split_specs  # bench/paired.py reads specs as the command does
 from cals.errors import CalsError
 
-__all__ = ["build_parser", "main", "split_specs"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
